@@ -1,0 +1,190 @@
+/**
+ * Machine configs: what a guest is made of (boot files with their sha256, memory, kernel command
+ * line, disk geometry) and how to load and check one. A config is a small JSON file; the bundled
+ * guests live in disk-images/<name>/machine.json. Loading verifies every file's sha256, so a run can
+ * never silently boot something other than what its config (and a log header) names.
+ */
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
+import { dirname, isAbsolute, join, resolve } from "node:path";
+import { ErrorCode, LockstepError } from "./lockstep-error.js";
+import { bundledImagesDir } from "./package-root.js";
+
+export type MachineKind = "multiboot" | "linux";
+export const fileRoles = ["bios", "vgaBios", "multiboot", "bzimage", "initrd"] as const;
+export type FileRole = (typeof fileRoles)[number];
+
+export interface FileRef {
+  /** Relative to the config file, or absolute. */
+  path: string;
+  sha256: string;
+}
+
+export interface DiskSpec {
+  /** Size of a fresh disk made when the user names none. */
+  sizeMiB: number;
+  /** "ext2": a fresh disk is an empty ext2 filesystem; "raw": zeros. */
+  format: "ext2" | "raw";
+}
+
+export interface MachineConfig {
+  name: string;
+  description: string;
+  kind: MachineKind;
+  memoryMiB: number;
+  cmdline?: string;
+  files: Partial<Record<FileRole, FileRef>>;
+  disk?: DiskSpec;
+}
+
+/** A config with its files read and verified, ready to boot. */
+export interface LoadedMachine {
+  config: MachineConfig;
+  /** Where the config came from (a bundled name or a file path). */
+  source: string;
+  files: Partial<Record<FileRole, Uint8Array>>;
+}
+
+/** v86 loads the initrd at 64 MiB; the kernel then needs room to unpack it. */
+const initrdLoadAddressMiB = 64;
+const initrdHeadroomMiB = 16;
+const memoryMiBMax = 2048;
+
+export function sha256Hex(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+export function bundledImageNames(): string[] {
+  const dir = bundledImagesDir();
+  return readdirSync(dir)
+    .filter((name) => existsSync(join(dir, name, "machine.json")))
+    .sort();
+}
+
+/** Resolves `linux`, `tiny` or a path to a config JSON file. */
+export function resolveConfigPath(image: string): string {
+  if (image.endsWith(".json") || image.includes("/")) {
+    const path = resolve(image);
+    if (!existsSync(path)) {
+      throw new LockstepError(ErrorCode.imageMissing, `Machine config "${image}" does not exist`);
+    }
+    return path;
+  }
+  const path = join(bundledImagesDir(), image, "machine.json");
+  if (!existsSync(path)) {
+    throw new LockstepError(
+      ErrorCode.imageUnknown,
+      `Unknown image "${image}"`,
+      `bundled images: ${bundledImageNames().join(", ")}; or pass a path to a machine config .json`,
+    );
+  }
+  return path;
+}
+
+export function readConfig(path: string): MachineConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new LockstepError(ErrorCode.configInvalid, `Machine config ${path} is not valid JSON: ${(e as Error).message}`);
+  }
+  return validateConfig(raw, path);
+}
+
+function fail(where: string, what: string): never {
+  throw new LockstepError(ErrorCode.configInvalid, `Machine config ${where}: ${what}`);
+}
+
+export function validateConfig(raw: unknown, where: string): MachineConfig {
+  if (typeof raw !== "object" || raw === null) fail(where, "must be a JSON object");
+  const c = raw as Record<string, unknown>;
+  if (typeof c.name !== "string" || !c.name) fail(where, `"name" must be a non-empty string`);
+  if (c.kind !== "multiboot" && c.kind !== "linux") fail(where, `"kind" must be "multiboot" or "linux", not ${JSON.stringify(c.kind)}`);
+  if (typeof c.memoryMiB !== "number" || !Number.isInteger(c.memoryMiB) || c.memoryMiB < 1 || c.memoryMiB > memoryMiBMax) {
+    fail(where, `"memoryMiB" must be an integer from 1 to ${memoryMiBMax}, not ${JSON.stringify(c.memoryMiB)}`);
+  }
+  if (c.cmdline !== undefined && typeof c.cmdline !== "string") fail(where, `"cmdline" must be a string`);
+  if (typeof c.files !== "object" || c.files === null) fail(where, `"files" must be an object`);
+  const files: Partial<Record<FileRole, FileRef>> = {};
+  for (const [role, ref] of Object.entries(c.files as Record<string, unknown>)) {
+    if (!(fileRoles as readonly string[]).includes(role)) fail(where, `unknown file role "${role}" (known: ${fileRoles.join(", ")})`);
+    const r = ref as Record<string, unknown>;
+    if (typeof r?.path !== "string" || typeof r?.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(r.sha256)) {
+      fail(where, `files.${role} must be {"path": string, "sha256": 64 hex digits}`);
+    }
+    files[role as FileRole] = { path: r.path, sha256: r.sha256 };
+  }
+  if (c.kind === "multiboot" && !files.multiboot) fail(where, `a multiboot machine needs files.multiboot`);
+  if (c.kind === "linux" && (!files.bzimage || !files.bios)) fail(where, `a linux machine needs files.bzimage and files.bios`);
+  let disk: DiskSpec | undefined;
+  if (c.disk !== undefined) {
+    const d = c.disk as Record<string, unknown>;
+    if (typeof d.sizeMiB !== "number" || !Number.isInteger(d.sizeMiB) || d.sizeMiB < 1) fail(where, `"disk.sizeMiB" must be a positive integer`);
+    if (d.format !== "ext2" && d.format !== "raw") fail(where, `"disk.format" must be "ext2" or "raw"`);
+    disk = { sizeMiB: d.sizeMiB, format: d.format };
+  }
+  return {
+    name: c.name,
+    description: typeof c.description === "string" ? c.description : "",
+    kind: c.kind,
+    memoryMiB: c.memoryMiB,
+    ...(c.cmdline !== undefined ? { cmdline: c.cmdline as string } : {}),
+    files,
+    ...(disk ? { disk } : {}),
+  };
+}
+
+export interface LoadOptions {
+  /** Overrides the config's memory size. */
+  memoryMiB?: number;
+}
+
+/** Reads a config and every file it names, verifying sizes and sha256s. */
+export function loadMachine(image: string, options: LoadOptions = {}): LoadedMachine {
+  const path = resolveConfigPath(image);
+  const config = readConfig(path);
+  if (options.memoryMiB !== undefined) {
+    if (!Number.isInteger(options.memoryMiB) || options.memoryMiB < 1 || options.memoryMiB > memoryMiBMax) {
+      throw new LockstepError(ErrorCode.usage, `Memory size ${options.memoryMiB} MiB is out of range`, `use 1 to ${memoryMiBMax}`);
+    }
+    config.memoryMiB = options.memoryMiB;
+  }
+  const base = dirname(path);
+  const files: Partial<Record<FileRole, Uint8Array>> = {};
+  for (const role of fileRoles) {
+    const ref = config.files[role];
+    if (!ref) continue;
+    const filePath = isAbsolute(ref.path) ? ref.path : join(base, ref.path);
+    if (!existsSync(filePath) || !statSync(filePath).isFile()) {
+      throw new LockstepError(
+        ErrorCode.imageMissing,
+        `Image file ${filePath} (${role} of "${config.name}") is missing`,
+        "rebuild it with scripts/build-images.sh or restore it from git",
+      );
+    }
+    const bytes = new Uint8Array(readFileSync(filePath));
+    const actual = sha256Hex(bytes);
+    if (actual !== ref.sha256) {
+      throw new LockstepError(
+        ErrorCode.imageCorrupt,
+        `Image file ${filePath} (${role} of "${config.name}") has sha256 ${actual}, but the config expects ${ref.sha256}`,
+        "the file is corrupt or was rebuilt without updating machine.json",
+      );
+    }
+    files[role] = bytes;
+  }
+  checkMemory(config, files);
+  return { config, source: path, files };
+}
+
+function checkMemory(config: MachineConfig, files: Partial<Record<FileRole, Uint8Array>>): void {
+  if (config.kind !== "linux" || !files.initrd) return;
+  const neededMiB = initrdLoadAddressMiB + Math.ceil(files.initrd.byteLength / 2 ** 20) + initrdHeadroomMiB;
+  if (config.memoryMiB < neededMiB) {
+    throw new LockstepError(
+      ErrorCode.memoryTooSmall,
+      `Memory of ${config.memoryMiB} MiB is too small for "${config.name}": v86 loads its ${(files.initrd.byteLength / 2 ** 20).toFixed(1)} MiB initrd at ${initrdLoadAddressMiB} MiB`,
+      `use --memory ${neededMiB} or more`,
+    );
+  }
+}

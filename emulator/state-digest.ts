@@ -1,0 +1,39 @@
+/**
+ * State digest: a fast non-cryptographic hash (xxh64, from the xxhash-wasm package) of guest RAM
+ * and of the CPU state kept in wasm memory, cheap enough to compare often. Two byte ranges of the
+ * CPU state are skipped because they are caches or are written as a side effect of reading the TSC,
+ * not architectural state (v86-notes.md, "Verified lockstep").
+ */
+import xxhash from "xxhash-wasm";
+
+type Hasher = Awaited<ReturnType<typeof xxhash>>;
+let hasher: Hasher | undefined;
+
+export async function loadHasher(): Promise<void> {
+  hasher ??= await xxhash();
+}
+
+/** wasm byte ranges of CPU state: [64, 1300) minus the eip caches and current_tsc. */
+const cpuStateStart = 64;
+const cpuStateEnd = 1300;
+const skippedRanges: Array<[number, number]> = [
+  [620, 628], // last_virt_eip, eip_phys: translation caches
+  [960, 968], // current_tsc: written when the TSC is read
+];
+
+export interface DigestInput {
+  wasmMemory: WebAssembly.Memory;
+  /** Guest RAM, a view into wasm memory. */
+  ram: Uint8Array;
+}
+
+export function stateDigest(input: DigestInput): string {
+  if (!hasher) throw new Error("stateDigest: call loadHasher() first");
+  const buffer = input.wasmMemory.buffer;
+  const ram = input.ram;
+  const cpu = new Uint8Array(buffer, cpuStateStart, cpuStateEnd - cpuStateStart).slice();
+  for (const [from, to] of skippedRanges) cpu.fill(0, from - cpuStateStart, to - cpuStateStart);
+  const ramHash = hasher.h64Raw(ram, 0n);
+  const cpuHash = hasher.h64Raw(cpu, ramHash);
+  return cpuHash.toString(16).padStart(16, "0");
+}
