@@ -162,6 +162,10 @@ export class V86Machine {
     return new V86Machine(emulator, internal, globals, jit, options.disk);
   }
 
+  private get bus(): { send(name: string, value: unknown): void } {
+    return (this.emulator as unknown as { bus: { send(name: string, value: unknown): void } }).bus;
+  }
+
   private get cpu(): V86Cpu {
     return this.internal.cpu;
   }
@@ -211,12 +215,12 @@ export class V86Machine {
 
   /** Delivers bytes to COM1's receiver. Between slices only. */
   sendSerial(bytes: Uint8Array): void {
-    for (const b of bytes) this.emulator.bus.send("serial0-input", b);
+    for (const b of bytes) this.bus.send("serial0-input", b);
   }
 
   /** Delivers PS/2 scancodes to the keyboard. Between slices only. */
   sendKeys(scancodes: Uint8Array): void {
-    for (const code of scancodes) this.emulator.bus.send("keyboard-code", code);
+    for (const code of scancodes) this.bus.send("keyboard-code", code);
   }
 
   /** Digest of RAM and CPU state; equal digests mean equal machines (for lockstep purposes). */

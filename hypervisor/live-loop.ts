@@ -1,0 +1,86 @@
+/**
+ * LiveLoop: the imperative shell around a Recorder. It reads the host's clock (only here, never on
+ * the guest's path: the reading becomes logged clock entries), sleeps while the guest idles, runs
+ * slices in short batches and yields to the event loop between them, so that console input, sockets
+ * and timers are served while the guest runs.
+ */
+import type { Recorder } from "./recorder.js";
+import type { SliceResult } from "../emulator/v86-machine.js";
+
+export interface LiveLoopOptions {
+  /** Follow wall time (live); false runs as fast as possible and skips idle time. */
+  paced: boolean;
+  /** Called after every slice, with its result (serial output, icount...). */
+  onSlice: (result: SliceResult, slice: number) => void;
+  /** Host ms of slices per batch before yielding to the event loop. */
+  batchWallMs?: number;
+  /** Host clock in ms (injectable for tests). */
+  nowMs?: () => number;
+}
+
+export class LiveLoop {
+  private stopping = false;
+  private wakeWait: (() => void) | undefined;
+  private readonly nowMs: () => number;
+  private wallStartMs = 0;
+  private guestStartMs = 0;
+
+  constructor(
+    private readonly recorder: Recorder,
+    private readonly options: LiveLoopOptions,
+  ) {
+    this.nowMs = options.nowMs ?? (() => performance.now());
+  }
+
+  /** Guest ms the wall clock corresponds to now. */
+  wallGuestMs(): number {
+    return this.guestStartMs + (this.nowMs() - this.wallStartMs);
+  }
+
+  /** Ends a wait early: input was queued. */
+  wake(): void {
+    const w = this.wakeWait;
+    this.wakeWait = undefined;
+    w?.();
+  }
+
+  /** Stops at the next boundary; `run()` then logs power-off and resolves. */
+  stop(): void {
+    this.stopping = true;
+    this.wake();
+  }
+
+  async run(): Promise<void> {
+    const batchWallMs = this.options.batchWallMs ?? 10;
+    this.wallStartMs = this.nowMs();
+    this.guestStartMs = this.recorder.driver.clock.peekMs();
+    const driver = this.recorder.driver;
+    while (!this.stopping) {
+      const batchStart = this.nowMs();
+      while (!this.stopping && this.nowMs() - batchStart < batchWallMs) {
+        const decision = this.recorder.boundary(this.options.paced ? this.wallGuestMs() : undefined);
+        if (decision.action === "wait") {
+          await this.sleep(decision.waitMs);
+          break;
+        }
+        const result = driver.runSlice();
+        this.options.onSlice(result, driver.slice);
+      }
+      if (!this.stopping) await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    this.recorder.powerOff();
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, Math.max(0, Math.min(ms, 1000)));
+      const self = this;
+      function done() {
+        clearTimeout(timer);
+        if (self.wakeWait === done) self.wakeWait = undefined;
+        resolve();
+      }
+      this.wakeWait = done;
+    });
+  }
+}

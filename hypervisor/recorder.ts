@@ -1,0 +1,164 @@
+/**
+ * Recorder: the primary's side of deterministic execution. It owns the decisions a live run must
+ * take from the outside world — when input enters, how guest time follows wall time — and turns
+ * each into a log entry applied at a slice boundary, so that a replayer fed the same entries makes
+ * the same machine. It never reads a clock itself: the caller passes the wall clock's reading
+ * (expressed as guest milliseconds) into `boundary()`, which makes it testable without real time.
+ *
+ * Pacing (design.md): while the guest halts, the caller waits until wall time reaches the next
+ * virtual deadline; input arriving earlier ends the wait with a logged clock advance. While busy,
+ * guest time that falls behind wall time jumps forward (logged); a persistent difference in speed
+ * changes the rate (logged). Guest time never moves backwards.
+ */
+import { serialChunkBytesMax } from "./event-log/serial-input.js";
+import { keyboardChunkBytesMax } from "./event-log/keyboard-input.js";
+import type { LogEntry } from "./event-log/log-entry.js";
+import type { SliceDriver } from "./slice-driver.js";
+
+export interface RecorderOptions {
+  /** Log a state digest every this many slices (0: never). */
+  digestEverySlices: number;
+  /** Receives every entry in order, already applied. */
+  sink: (entry: LogEntry) => void;
+  /** Busy guest time this far behind wall time jumps forward. */
+  catchUpMs?: number;
+  /** Wall time between rate evaluations while busy. */
+  rateWindowMs?: number;
+  /** Input bytes queued at most (backpressure: `queue*` reports false past it). */
+  pendingBytesMax?: number;
+}
+
+export type BoundaryDecision =
+  /** Run the next slice now. */
+  | { action: "run" }
+  /** The guest is idle: wait this long (wall ms) or until input arrives, then call again. */
+  | { action: "wait"; waitMs: number };
+
+interface PendingInput {
+  kind: "serial" | "keys";
+  data: Uint8Array;
+}
+
+export class Recorder {
+  private pending: PendingInput[] = [];
+  private pendingBytes = 0;
+  private readonly catchUpMs: number;
+  private readonly rateWindowMs: number;
+  private readonly pendingBytesMax: number;
+  private window: { wallGuestMs: number; icount: number } | undefined;
+  private lastDigestSlice = 0;
+  private poweredOff = false;
+
+  constructor(
+    readonly driver: SliceDriver,
+    private readonly options: RecorderOptions,
+  ) {
+    this.catchUpMs = options.catchUpMs ?? 20;
+    this.rateWindowMs = options.rateWindowMs ?? 500;
+    this.pendingBytesMax = options.pendingBytesMax ?? 1 << 20;
+  }
+
+  /** Queues console bytes for the next boundary. False when the queue is full (nothing queued). */
+  queueSerial(data: Uint8Array): boolean {
+    return this.queue("serial", data, serialChunkBytesMax);
+  }
+
+  /** Queues PS/2 scancodes for the next boundary. False when the queue is full. */
+  queueKeys(data: Uint8Array): boolean {
+    return this.queue("keys", data, keyboardChunkBytesMax);
+  }
+
+  get hasPendingInput(): boolean {
+    return this.pending.length > 0;
+  }
+
+  private queue(kind: PendingInput["kind"], data: Uint8Array, chunkMax: number): boolean {
+    if (this.poweredOff) return false;
+    if (data.length === 0) return true;
+    if (this.pendingBytes + data.length > this.pendingBytesMax) return false;
+    for (let i = 0; i < data.length; i += chunkMax) {
+      this.pending.push({ kind, data: data.slice(i, i + chunkMax) });
+    }
+    this.pendingBytes += data.length;
+    return true;
+  }
+
+  private emit(entry: LogEntry): void {
+    this.driver.apply(entry);
+    this.options.sink(entry);
+  }
+
+  /**
+   * Decides what happens at the current boundary. `wallGuestMs` is where guest time would be if it
+   * followed the wall clock exactly; `undefined` for an unpaced run (as fast as possible, idle time
+   * skipped: used by tests and benchmarks).
+   */
+  boundary(wallGuestMs: number | undefined): BoundaryDecision {
+    const d = this.driver;
+    const at = { slice: d.slice, icount: d.icount };
+    const guestMs = d.clock.peekMs();
+    if (wallGuestMs !== undefined) {
+      if (d.halted) {
+        const deadline = guestMs + d.idleAdvanceMs();
+        if (this.pending.length > 0) {
+          // Input ends the idle wait early: advance to now (bounded by the deadline) explicitly.
+          const advanceMs = Math.min(Math.max(wallGuestMs - guestMs, 0), deadline - guestMs);
+          this.emit({ kind: "clock", ...at, advanceMs });
+        } else if (wallGuestMs < deadline) {
+          return { action: "wait", waitMs: deadline - wallGuestMs };
+        }
+        this.window = undefined;
+      } else {
+        const behindMs = wallGuestMs - guestMs;
+        if (behindMs > this.catchUpMs) this.emit({ kind: "clock", ...at, advanceMs: behindMs });
+        this.evaluateRate(wallGuestMs, at);
+      }
+    }
+    for (const p of this.pending) this.emit({ kind: p.kind, ...at, data: p.data });
+    this.pending = [];
+    this.pendingBytes = 0;
+    const every = this.options.digestEverySlices;
+    if (every > 0 && d.slice - this.lastDigestSlice >= every) {
+      this.lastDigestSlice = d.slice;
+      this.emit({ kind: "digest", ...at, digest: d.machine.digest() });
+    }
+    return { action: "run" };
+  }
+
+  /** Busy for a whole window: set the rate to the speed the emulator actually reached. */
+  private evaluateRate(wallGuestMs: number, at: { slice: number; icount: number }): void {
+    const w = this.window;
+    if (!w) {
+      this.window = { wallGuestMs, icount: at.icount };
+      return;
+    }
+    const elapsedMs = wallGuestMs - w.wallGuestMs;
+    if (elapsedMs < this.rateWindowMs) return;
+    const instructions = at.icount - w.icount;
+    this.window = { wallGuestMs, icount: at.icount };
+    if (instructions <= 0) return;
+    const measured = elapsedMs / instructions;
+    const current = this.driver.clock.msPerInstruction;
+    const ratio = measured / current;
+    // Only follow a lasting change of more than 10%; small jitter is absorbed by idle waits and
+    // forward jumps. Bounded to 4x per window so one stalled window cannot wreck the rate.
+    if (ratio > 1.1 || ratio < 0.9) {
+      const next = current * Math.min(4, Math.max(0.25, ratio));
+      this.emit({ kind: "clock", ...at, msPerInstruction: next });
+    }
+  }
+
+  /** Logs the end of the recording at the current boundary. */
+  powerOff(): void {
+    if (this.poweredOff) return;
+    this.poweredOff = true;
+    const d = this.driver;
+    this.emit({ kind: "digest", slice: d.slice, icount: d.icount, digest: d.machine.digest() });
+    this.emit({ kind: "control", slice: d.slice, icount: d.icount, action: "power-off" });
+  }
+
+  /** A progress marker for the current boundary (the log is complete through it). */
+  progress(): void {
+    this.options.sink({ kind: "progress", slice: this.driver.slice, icount: this.driver.icount });
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * The slice driver: the one place where the machine advances, shared by the recorder and the
+ * replayer so that both apply the same rules in the same order.
+ *
+ * At boundary k (k slices done) the entries logged for k are applied in log order, then:
+ *   - if the last slice ended in HLT and no clock entry was applied at k, guest time advances by
+ *     v86's time to its next timer deadline (the implicit idle advance, never logged);
+ *   - then slice k+1 runs.
+ * A clock entry at a halted boundary replaces the implicit advance (the primary's idle wait was cut
+ * short by input). These rules make execution a pure function of (machine config, log).
+ */
+import type { SliceResult, V86Machine } from "../emulator/v86-machine.js";
+import type { LogEntry } from "./event-log/log-entry.js";
+import type { VirtualClock } from "./virtual-clock.js";
+
+/**
+ * The smallest idle advance. v86's timers report 0 ms to the next deadline when it is exactly now
+ * but fire only once time has passed it (strict comparisons), so an idle advance of 0 would spin.
+ */
+export const idleAdvanceMinMs = 0.001;
+
+export class SliceDriver {
+  /** Slices completed: the number of the current boundary. */
+  slice = 0;
+  halted = false;
+  nextDeadlineMs = 0;
+  private clockAppliedAtBoundary = false;
+
+  constructor(
+    readonly machine: V86Machine,
+    readonly clock: VirtualClock,
+  ) {}
+
+  get icount(): number {
+    return this.machine.icount;
+  }
+
+  /** Applies one execution-affecting entry at the current boundary. */
+  apply(entry: LogEntry): void {
+    switch (entry.kind) {
+      case "serial":
+        this.machine.sendSerial(entry.data);
+        break;
+      case "keys":
+        this.machine.sendKeys(entry.data);
+        break;
+      case "clock":
+        if (entry.advanceMs !== undefined) this.clock.advance(entry.advanceMs);
+        if (entry.msPerInstruction !== undefined) this.clock.setRate(entry.msPerInstruction, this.machine.icount);
+        this.clockAppliedAtBoundary = true;
+        break;
+      case "progress":
+      case "digest":
+      case "control":
+        break;
+    }
+  }
+
+  /** The implicit idle advance this boundary will take if nothing else is applied. */
+  idleAdvanceMs(): number {
+    if (!this.halted) return 0;
+    // main_loop returns the time to v86's next timer deadline (at most 100 ms, also when the guest
+    // halted with interrupts off).
+    return Math.max(this.nextDeadlineMs, idleAdvanceMinMs);
+  }
+
+  /** Ends the boundary (implicit idle advance) and runs the next slice. */
+  runSlice(): SliceResult {
+    if (this.halted && !this.clockAppliedAtBoundary) this.clock.advance(this.idleAdvanceMs());
+    this.clockAppliedAtBoundary = false;
+    const result = this.machine.runSlice();
+    this.slice++;
+    this.halted = result.halted;
+    this.nextDeadlineMs = result.nextDeadlineMs;
+    return result;
+  }
+}
