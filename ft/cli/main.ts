@@ -7,6 +7,9 @@ import { Command, InvalidArgumentError } from "commander";
 import { isLockstepError } from "../../emulator/lockstep-error.js";
 import { setLogLevel } from "../logger.js";
 import { imagesCommand } from "./images-command.js";
+import { logDumpCommand } from "./log-dump-command.js";
+import { recordCommand } from "./record-command.js";
+import { replayCommand } from "./replay-command.js";
 import { runCommand } from "./run-command.js";
 
 const positiveInt = (what: string) => (value: string) => {
@@ -32,6 +35,67 @@ export function buildProgram(): Command {
     .action(async (opts) => runCommand({ image: opts.image, memory: opts.memory, disk: opts.disk, jit: opts.jit }));
 
   program
+    .command("record")
+    .description("run a guest live and record every non-deterministic input to a log file")
+    .requiredOption("--out <file.lslog>", "the log file to write")
+    .option("--image <name|config.json>", "bundled image name or machine config file", "linux")
+    .option("--memory <MiB>", "guest memory (overrides the config)", positiveInt("--memory"))
+    .option("--disk <file>", "disk image to start from (default: a fresh disk)")
+    .option("--write-back", "write the disk back to --disk at the end (the log then needs a copy of the original to replay)")
+    .option("--input <script>", "drive the console from a script (wait/send/sendline/keys/sleep) instead of the terminal")
+    .option("--fast", "do not pace to wall time: run as fast as possible and skip idle time")
+    .option("--digest-every <slices>", "log a state digest every N slices", positiveInt("--digest-every"), 1000)
+    .option("--seed <n>", "seed of the guest's random generator (default: random)", (v) => positiveInt("--seed")(v))
+    .option("--force", "overwrite an existing log file")
+    .option("--no-jit", "interpret only")
+    .action(async (opts) =>
+      recordCommand({
+        image: opts.image,
+        memory: opts.memory,
+        disk: opts.disk,
+        out: opts.out,
+        input: opts.input,
+        force: Boolean(opts.force),
+        fast: Boolean(opts.fast),
+        digestEvery: opts.digestEvery,
+        seed: opts.seed,
+        writeBack: Boolean(opts.writeBack),
+        jit: opts.jit,
+      }),
+    );
+
+  program
+    .command("replay")
+    .description("re-execute a log offline, verifying every digest, and print the serial output it reproduces")
+    .argument("<file.lslog>", "the log to replay")
+    .option("--image <name|config.json>", "machine config (default: the bundled image the log names)")
+    .option("--disk <file>", "the disk the recording started from (default: remade if it was fresh)")
+    .option("--until <slice>", "stop at this slice", (v) => positiveInt("--until")(v))
+    .option("--allow-truncated", "replay up to the last whole frame of a log cut short")
+    .option("--json", "print a JSON summary (slices, instructions, digests checked, wall time) instead of the output")
+    .option("--no-output", "do not print the guest's serial output")
+    .action(async (file, opts) =>
+      replayCommand({
+        file,
+        image: opts.image,
+        disk: opts.disk,
+        until: opts.until,
+        json: Boolean(opts.json),
+        allowTruncated: Boolean(opts.allowTruncated),
+        output: opts.output,
+      }),
+    );
+
+  program
+    .command("log")
+    .description("inspect log files")
+    .command("dump")
+    .description("print the header and one line per entry")
+    .argument("<file.lslog>", "the log to dump")
+    .option("--allow-truncated", "stop at the last whole frame of a log cut short")
+    .action((file, opts) => logDumpCommand(file, Boolean(opts.allowTruncated)));
+
+  program
     .command("images")
     .description("list the bundled guests")
     .option("--json", "machine-readable output")
@@ -52,6 +116,12 @@ export async function main(argv: string[]): Promise<number> {
     throw e;
   }
 }
+
+// `lockstep log dump x | head`: a closed stdout ends the command quietly.
+process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code === "EPIPE") process.exit(0);
+  throw e;
+});
 
 main(process.argv).then(
   (code) => {

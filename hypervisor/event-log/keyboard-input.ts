@@ -21,6 +21,7 @@ export const keyboardInput: EntryCodec<KeyboardInputEntry> = {
     if (!(data instanceof Uint8Array) || data.length === 0 || data.length > keyboardChunkBytesMax) {
       throw `data must be 1 to ${keyboardChunkBytesMax} scancodes`;
     }
-    return { kind: "keys", slice, icount, data };
+    // a plain copy: msgpackr yields Buffers that view the whole frame
+    return { kind: "keys", slice, icount, data: new Uint8Array(data) };
   },
 };

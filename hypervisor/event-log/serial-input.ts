@@ -23,6 +23,7 @@ export const serialInput: EntryCodec<SerialInputEntry> = {
     if (!(data instanceof Uint8Array) || data.length === 0 || data.length > serialChunkBytesMax) {
       throw `data must be 1 to ${serialChunkBytesMax} bytes`;
     }
-    return { kind: "serial", slice, icount, data };
+    // a plain copy: msgpackr yields Buffers that view the whole frame
+    return { kind: "serial", slice, icount, data: new Uint8Array(data) };
   },
 };

@@ -1,0 +1,28 @@
+/** `lockstep log dump`: the header, then one line per entry with its byte offset (like `rr dump`). */
+import { describeEntry } from "../../hypervisor/event-log/log-entry.js";
+import { LogReader } from "../../hypervisor/log-file.js";
+
+export function logDumpCommand(file: string, allowTruncated: boolean): void {
+  const reader = new LogReader(file, { allowTruncated });
+  try {
+    const h = reader.header;
+    const out: string[] = [];
+    out.push(`# lockstep log format ${h.format}, v86 ${h.v86}, lockstep ${h.lockstep}, recorded ${h.recordedAt}`);
+    out.push(`# machine ${h.machine.name} (${h.machine.kind}, ${h.machine.memoryMiB} MiB)${h.machine.cmdline ? ` cmdline ${JSON.stringify(h.machine.cmdline)}` : ""}`);
+    for (const [role, ref] of Object.entries(h.machine.files)) out.push(`#   ${role} ${ref.path} sha256 ${ref.sha256}`);
+    out.push(`# disk ${h.disk ? `${h.disk.bytes} bytes sha256 ${h.disk.sha256}${h.disk.fresh ? ` (fresh ${h.disk.fresh.format} ${h.disk.fresh.sizeMiB} MiB)` : ""}` : "none"}`);
+    out.push(`# clock epoch ${new Date(h.clock.epochMs).toISOString()}, ${(1 / h.clock.msPerInstruction / 1000).toFixed(1)} MIPS nominal, seed ${h.clock.seed}; digest every ${h.digestEverySlices} slices`);
+    process.stdout.write(out.join("\n") + "\n");
+    let index = 0;
+    for (;;) {
+      const offset = reader.offset;
+      const entry = reader.next();
+      if (!entry) break;
+      process.stdout.write(`${String(index).padStart(6)} @${offset} ${describeEntry(entry)}\n`);
+      index++;
+    }
+    if (reader.truncatedAt !== undefined) process.stdout.write(`# truncated at offset ${reader.truncatedAt}\n`);
+  } finally {
+    reader.close();
+  }
+}

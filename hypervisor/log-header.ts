@@ -1,0 +1,70 @@
+/**
+ * Log headers: made by the recorder from what it runs, checked by the replayer against what it
+ * would run. A replay refuses a log whose machine, disk or v86 differ, naming the field that differs.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { ErrorCode, LockstepError } from "../emulator/lockstep-error.js";
+import { fileRoles, sha256Hex, type DiskSpec, type LoadedMachine } from "../emulator/machine-config.js";
+import { packageRoot } from "../emulator/package-root.js";
+import { v86Version } from "../emulator/v86-machine.js";
+import { logFormatVersion } from "./event-log/log-entry.js";
+import type { LogHeader } from "./log-file.js";
+import type { ClockParams } from "./virtual-clock.js";
+
+export function lockstepVersion(): string {
+  return (JSON.parse(readFileSync(join(packageRoot(), "package.json"), "utf8")) as { version: string }).version;
+}
+
+export function buildHeader(args: {
+  loaded: LoadedMachine;
+  disk: Uint8Array | undefined;
+  freshDisk: DiskSpec | undefined;
+  clock: ClockParams;
+  digestEverySlices: number;
+  recordedAt: Date;
+}): LogHeader {
+  return {
+    format: logFormatVersion,
+    v86: v86Version(),
+    lockstep: lockstepVersion(),
+    machine: args.loaded.config,
+    disk: args.disk ? { sha256: sha256Hex(args.disk), bytes: args.disk.byteLength, ...(args.freshDisk ? { fresh: args.freshDisk } : {}) } : null,
+    clock: args.clock,
+    initialState: { kind: "power-on" },
+    digestEverySlices: args.digestEverySlices,
+    recordedAt: args.recordedAt.toISOString(),
+  };
+}
+
+function mismatch(field: string, log: unknown, here: unknown, hint?: string): never {
+  throw new LockstepError(
+    ErrorCode.logMismatch,
+    `Log was made for another machine: ${field} is ${JSON.stringify(log)} in the log but ${JSON.stringify(here)} here`,
+    hint,
+    { field, log, here },
+  );
+}
+
+/** Throws LOCKSTEP_ERR_LOG_MISMATCH naming the first field that differs. */
+export function checkHeader(header: LogHeader, loaded: LoadedMachine, disk: Uint8Array | undefined): void {
+  if (header.v86 !== v86Version()) mismatch("the v86 version", header.v86, v86Version(), "replay with the v86 version that recorded it");
+  const a = header.machine;
+  const b = loaded.config;
+  if (a.kind !== b.kind) mismatch("machine kind", a.kind, b.kind);
+  if (a.memoryMiB !== b.memoryMiB) mismatch("memory (MiB)", a.memoryMiB, b.memoryMiB, `pass --memory ${a.memoryMiB}`);
+  if ((a.cmdline ?? "") !== (b.cmdline ?? "")) mismatch("the kernel command line", a.cmdline ?? "", b.cmdline ?? "");
+  for (const role of fileRoles) {
+    const x = a.files[role]?.sha256 ?? null;
+    const y = b.files[role]?.sha256 ?? null;
+    if (x !== y) mismatch(`the sha256 of ${role}`, x, y, `the log was recorded with image "${a.name}"`);
+  }
+  const want = header.disk;
+  if (!want && disk) mismatch("the disk", null, `${disk.byteLength} bytes`, "replay without --disk");
+  if (want && !disk) mismatch("the disk", `${want.bytes} bytes`, null, "pass the disk the recording started from with --disk");
+  if (want && disk) {
+    if (want.bytes !== disk.byteLength) mismatch("the disk size (bytes)", want.bytes, disk.byteLength);
+    const sha = sha256Hex(disk);
+    if (sha !== want.sha256) mismatch("the disk's sha256", want.sha256, sha, "pass the disk as it was when the recording started");
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * Replayer: the backup's and offline replay's side of deterministic execution. It applies logged
+ * entries at exactly the boundary they name, checks every entry's instruction count and every digest
+ * against its own machine, and stops at the first disagreement with a divergence error carrying both
+ * sides (rr and QEMU replay: a missing or mismatched event stops the run at once). It never reads the
+ * wall clock: idle time costs nothing to replay.
+ */
+import { ErrorCode, LockstepError } from "../emulator/lockstep-error.js";
+import type { SliceResult } from "../emulator/v86-machine.js";
+import { describeEntry, type LogEntry } from "./event-log/log-entry.js";
+import type { SliceDriver } from "./slice-driver.js";
+
+export interface ReplayOptions {
+  /** Called after every slice with its result. */
+  onSlice?: (result: SliceResult, slice: number) => void;
+  /** Stop at this boundary (slices completed) even if the log goes on. */
+  untilSlice?: number;
+  /** A test hook: flip one RAM byte at a boundary (to prove divergence is caught). */
+  perturb?: { slice: number; ramOffset: number };
+}
+
+export type ReplayEnd = "power-off" | "end-of-log" | "until";
+
+export interface ReplaySummary {
+  slices: number;
+  instructions: number;
+  entries: number;
+  digestsChecked: number;
+  /** The last boundary at which an entry or digest was verified. */
+  lastVerifiedSlice: number;
+  end: ReplayEnd;
+}
+
+export class Replayer {
+  private entries = 0;
+  private digestsChecked = 0;
+  private lastVerifiedSlice = 0;
+  private perturbed = false;
+
+  constructor(
+    readonly driver: SliceDriver,
+    private readonly nextEntry: () => LogEntry | undefined,
+    private readonly options: ReplayOptions = {},
+  ) {}
+
+  private divergence(entry: LogEntry, what: string, logValue: unknown, replayValue: unknown): LockstepError {
+    return new LockstepError(
+      ErrorCode.divergence,
+      `Replay diverged at slice ${entry.slice}: ${what} is ${String(logValue)} in the log but ${String(replayValue)} in replay ` +
+        `(last agreement at slice ${this.lastVerifiedSlice}; entry: ${describeEntry(entry)})`,
+      "the log does not belong to this machine and disk, was tampered with, or execution is not deterministic",
+      { slice: entry.slice, what, log: logValue, replay: replayValue, lastVerifiedSlice: this.lastVerifiedSlice },
+    );
+  }
+
+  /** Runs to the end of the log (or `untilSlice`), synchronously. */
+  run(): ReplaySummary {
+    let end: ReplayEnd | undefined;
+    while (!end) end = this.step(Number.POSITIVE_INFINITY);
+    return this.summary(end);
+  }
+
+  /** Replays up to `slicesMax` slices; returns how it ended, or undefined if there is more. */
+  step(slicesMax: number): ReplayEnd | undefined {
+    const d = this.driver;
+    let pending = this.peek();
+    for (let n = 0; n < slicesMax; n++) {
+      while (pending && pending.slice === d.slice) {
+        const entry = pending;
+        this.consume();
+        this.entries++;
+        if (entry.icount !== d.icount) throw this.divergence(entry, "the instruction count", entry.icount, d.icount);
+        if (entry.kind === "digest") {
+          const mine = d.machine.digest();
+          if (mine !== entry.digest) throw this.divergence(entry, "the state digest", entry.digest, mine);
+          this.digestsChecked++;
+        }
+        this.lastVerifiedSlice = d.slice;
+        if (entry.kind === "control" && entry.action === "power-off") return "power-off";
+        d.apply(entry);
+        pending = this.peek();
+      }
+      if (pending && pending.slice < d.slice) {
+        throw new LockstepError(ErrorCode.logCorrupt, `Log entry for slice ${pending.slice} comes after slice ${d.slice}: entries are out of order`);
+      }
+      if (this.options.untilSlice !== undefined && d.slice >= this.options.untilSlice) return "until";
+      if (!pending) return "end-of-log";
+      const p = this.options.perturb;
+      if (p && !this.perturbed && d.slice >= p.slice) {
+        d.machine.perturbRam(p.ramOffset);
+        this.perturbed = true;
+      }
+      const result = d.runSlice();
+      this.options.onSlice?.(result, d.slice);
+    }
+    return undefined;
+  }
+
+  private lookahead: LogEntry | undefined | null = null;
+  private peek(): LogEntry | undefined {
+    if (this.lookahead === null) this.lookahead = this.nextEntry();
+    return this.lookahead;
+  }
+  private consume(): void {
+    this.lookahead = null;
+  }
+
+  summary(end: ReplayEnd): ReplaySummary {
+    return {
+      slices: this.driver.slice,
+      instructions: this.driver.icount,
+      entries: this.entries,
+      digestsChecked: this.digestsChecked,
+      lastVerifiedSlice: this.lastVerifiedSlice,
+      end,
+    };
+  }
+}
