@@ -54,7 +54,7 @@ export class Recorder {
     private readonly options: RecorderOptions,
   ) {
     this.catchUpMs = options.catchUpMs ?? 20;
-    this.rateWindowMs = options.rateWindowMs ?? 500;
+    this.rateWindowMs = options.rateWindowMs ?? 250;
     this.pendingBytesMax = options.pendingBytesMax ?? 1 << 20;
   }
 
@@ -125,7 +125,11 @@ export class Recorder {
     return { action: "run" };
   }
 
-  /** Busy for a whole window: set the rate to the speed the emulator actually reached. */
+  /**
+   * Busy for a whole window: set the rate to the speed the emulator actually reached, slowed further
+   * while guest time is ahead of wall time so that the lead closes within about one window (a lead
+   * cannot be removed by a jump: guest time never goes backwards).
+   */
   private evaluateRate(wallGuestMs: number, at: { slice: number; icount: number }): void {
     const w = this.window;
     if (!w) {
@@ -138,8 +142,10 @@ export class Recorder {
     this.window = { wallGuestMs, icount: at.icount };
     if (instructions <= 0) return;
     const measured = elapsedMs / instructions;
+    const aheadMs = this.driver.clock.peekMs() - wallGuestMs;
+    const target = aheadMs > this.catchUpMs ? measured * Math.max(0.25, 1 - aheadMs / this.rateWindowMs) : measured;
     const current = this.driver.clock.msPerInstruction;
-    const ratio = measured / current;
+    const ratio = target / current;
     // Only follow a lasting change of more than 10%; small jitter is absorbed by idle waits and
     // forward jumps. Bounded to 4x per window so one stalled window cannot wreck the rate.
     if (ratio > 1.1 || ratio < 0.9) {
@@ -159,6 +165,7 @@ export class Recorder {
 
   /** A progress marker for the current boundary (the log is complete through it). */
   progress(): void {
+    if (this.poweredOff) return; // power-off is the last entry of a log
     this.options.sink({ kind: "progress", slice: this.driver.slice, icount: this.driver.icount });
   }
 }

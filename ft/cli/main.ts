@@ -69,6 +69,7 @@ export function buildProgram(): Command {
     .description("re-execute a log offline, verifying every digest, and print the serial output it reproduces")
     .argument("<file.lslog>", "the log to replay")
     .option("--image <name|config.json>", "machine config (default: the bundled image the log names)")
+    .option("--memory <MiB>", "guest memory, when it differs from the config's", positiveInt("--memory"))
     .option("--disk <file>", "the disk the recording started from (default: remade if it was fresh)")
     .option("--until <slice>", "stop at this slice", (v) => positiveInt("--until")(v))
     .option("--allow-truncated", "replay up to the last whole frame of a log cut short")
@@ -78,6 +79,7 @@ export function buildProgram(): Command {
       replayCommand({
         file,
         image: opts.image,
+        memory: opts.memory,
         disk: opts.disk,
         until: opts.until,
         json: Boolean(opts.json),

@@ -17,6 +17,7 @@ import { Replayer, type ReplayEnd } from "../../hypervisor/replayer.js";
 export interface ReplayCommandOptions {
   file: string;
   image?: string;
+  memory?: number;
   disk?: string;
   until?: number;
   json: boolean;
@@ -62,7 +63,7 @@ export async function replayLog(reader: LogReader, options: Omit<ReplayCommandOp
   if (!options.image && !bundledImageNames().includes(image)) {
     throw new LockstepError(ErrorCode.imageUnknown, `The log's machine "${image}" is not a bundled image`, "pass its config with --image CONFIG.json");
   }
-  const loaded = loadMachine(image, { memoryMiB: header.machine.memoryMiB });
+  const loaded = loadMachine(image, options.memory !== undefined ? { memoryMiB: options.memory } : {});
   let disk: Uint8Array | undefined;
   if (options.disk) disk = readDiskFile(options.disk);
   else if (header.disk?.fresh) disk = makeBlankDisk(header.disk.fresh);

@@ -1,0 +1,141 @@
+/**
+ * `npm run bench`: speed and log-size targets, measured side by side in one run on this machine.
+ *
+ *  1. Deterministic vs stock v86 (instructions per second) on the same workloads, each measurement in
+ *     a fresh process, alternating, median of several runs.
+ *  2. Replay vs record wall time of the scripted linux session (test/fixtures/linux-session.script).
+ *  3. Log bandwidth per second of guest time, idle and busy (target: idle <= 0.05 Mbit/s).
+ *
+ * Environment: BENCH_RUNS (default 3).
+ */
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { cpus, tmpdir } from "node:os";
+import { join } from "node:path";
+import { makeBlankDisk } from "../emulator/blank-disk.js";
+import { loadMachine } from "../emulator/machine-config.js";
+import { packageRoot } from "../emulator/package-root.js";
+import { LiveLoop } from "../hypervisor/live-loop.js";
+import { encodeFrame } from "../hypervisor/log-file.js";
+import { defaultClockParams, MachineSession } from "../hypervisor/machine-session.js";
+import { Recorder } from "../hypervisor/recorder.js";
+
+const runs = Number(process.env.BENCH_RUNS ?? 3);
+const root = packageRoot();
+const node = process.execPath;
+const worker = join(root, "dist", "scripts", "bench-worker.js");
+const cli = join(root, "dist", "ft", "cli", "main.js");
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+function measure(mode: string, workload: string): { instructions: number; ms: number; mips: number } {
+  const out = execFileSync(node, [worker, mode, workload], { encoding: "utf8", timeout: 300_000 });
+  return JSON.parse(out.trim().split("\n").at(-1)!);
+}
+
+function speed(): string[] {
+  const rows: string[] = [];
+  for (const workload of ["tiny-busy", "linux-loop", "linux-boot"]) {
+    const det: number[] = [];
+    const stock: number[] = [];
+    const detMs: number[] = [];
+    const stockMs: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const s = measure("stock", workload);
+      const d = measure("deterministic", workload);
+      stock.push(s.mips);
+      det.push(d.mips);
+      stockMs.push(s.ms);
+      detMs.push(d.ms);
+      process.stderr.write(`  ${workload} run ${i + 1}: stock ${s.mips.toFixed(1)} MIPS (${s.ms.toFixed(0)} ms), deterministic ${d.mips.toFixed(1)} MIPS (${d.ms.toFixed(0)} ms)\n`);
+    }
+    const ratio = median(det) / median(stock);
+    rows.push(
+      `| ${workload} | ${median(stock).toFixed(1)} MIPS, ${(median(stockMs) / 1000).toFixed(2)} s | ${median(det).toFixed(1)} MIPS, ${(median(detMs) / 1000).toFixed(2)} s | ${ratio.toFixed(2)} |`,
+    );
+  }
+  return rows;
+}
+
+function recordReplay(dir: string): string {
+  const log = join(dir, "session.lslog");
+  const script = join(root, "test", "fixtures", "linux-session.script");
+  const env = { ...process.env, LOCKSTEP_LOG_LEVEL: "warn" };
+  let t = performance.now();
+  execFileSync(node, [cli, "record", "--image", "linux", "--out", log, "--force", "--input", script], { env, stdio: ["ignore", "ignore", "inherit"], timeout: 600_000 });
+  const recordMs = performance.now() - t;
+  t = performance.now();
+  const summary = JSON.parse(execFileSync(node, [cli, "replay", "--json", log], { env, encoding: "utf8", timeout: 600_000 }));
+  const replayMs = performance.now() - t;
+  return `| scripted linux session (${(summary.guestMs / 1000).toFixed(1)} s guest, ${(summary.instructions / 1e6).toFixed(0)}M instr, ${statSync(log).size} log bytes) | record ${(recordMs / 1000).toFixed(2)} s | replay ${(replayMs / 1000).toFixed(2)} s | ${(recordMs / replayMs).toFixed(2)}x |`;
+}
+
+/** Log bytes per guest second while the linux guest idles at its prompt, then while it computes. */
+async function bandwidth(): Promise<string[]> {
+  const loaded = loadMachine("linux");
+  const session = await MachineSession.open({ loaded, disk: makeBlankDisk(loaded.config.disk!), clock: defaultClockParams(Date.now(), 1) });
+  let bytes = 0;
+  const recorder = new Recorder(session.driver, { digestEverySlices: 1000, sink: (e) => (bytes += encodeFrame(e).length) });
+  let out = "";
+  const decoder = new TextDecoder();
+  const loop = new LiveLoop(recorder, { paced: true, onSlice: (r) => r.serial && (out += decoder.decode(r.serial)) });
+  // the CLI's flush cadence: a progress entry every 100 ms
+  const flush = setInterval(() => recorder.progress(), 100);
+  const running = loop.run();
+  const until = async (re: RegExp) => {
+    while (!re.test(out)) await new Promise((r) => setTimeout(r, 10));
+  };
+  await until(/lockstep:\/root# /);
+  const phase = async (name: string, start: () => void, done: () => Promise<void>) => {
+    const b0 = bytes;
+    const g0 = session.clock.peekMs();
+    start();
+    await done();
+    const guestS = (session.clock.peekMs() - g0) / 1000;
+    const mbit = ((bytes - b0) * 8) / guestS / 1e6;
+    return `| ${name} | ${guestS.toFixed(1)} s guest | ${bytes - b0} bytes | ${mbit.toFixed(4)} Mbit/s |`;
+  };
+  const idle = await phase("idle at the shell prompt", () => {}, () => new Promise((r) => setTimeout(r, 10_000)));
+  out = "";
+  const busy = await phase(
+    "busy (shell arithmetic loop)",
+    () => {
+      recorder.queueSerial(new TextEncoder().encode("i=0; while [ $i -lt 40000 ]; do i=$((i+1)); done; echo bu''sy-done\r"));
+      loop.wake();
+    },
+    () => until(/busy-done\r\n/),
+  );
+  clearInterval(flush);
+  loop.stop();
+  await running;
+  session.close();
+  return [idle, busy];
+}
+
+const dir = mkdtempSync(join(tmpdir(), "lockstep-bench-"));
+try {
+  const date = new Date().toISOString().slice(0, 10);
+  const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? "cpu"}, Node ${process.version}`;
+  process.stderr.write(`lockstep benchmarks, ${date}, ${machine}, ${runs} runs each\n`);
+  const speedRows = speed();
+  const rr = recordReplay(dir);
+  const bw = await bandwidth();
+  const lines = [
+    `Measured ${date} on ${machine}; median of ${runs} runs, each in a fresh process.`,
+    "",
+    "| workload | stock v86 | deterministic | ratio (target >= 0.95) |",
+    "|---|---|---|---|",
+    ...speedRows,
+    "",
+    "| recording | record | replay | replay speed-up (target >= 1) |",
+    "|---|---|---|---|",
+    rr,
+    "",
+    "| log bandwidth | guest time | log | rate (target: idle <= 0.05, busy <= 0.1 Mbit/s) |",
+    "|---|---|---|---|",
+    ...bw,
+  ];
+  process.stdout.write(lines.join("\n") + "\n");
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,87 @@
+// Live, guest time follows wall time: `sleep 5` in the linux guest takes 5 s of host time and the
+// guest's clock reads the host's. Offline, the same idle time replays at no cost.
+import { afterAll, describe, expect, it } from "vitest";
+import { loadMachine } from "../../emulator/machine-config.js";
+import { makeBlankDisk } from "../../emulator/blank-disk.js";
+import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
+import { LiveLoop } from "../../hypervisor/live-loop.js";
+import { defaultClockParams, MachineSession } from "../../hypervisor/machine-session.js";
+import { Recorder } from "../../hypervisor/recorder.js";
+import { headerFor, replayEntries } from "../support/record-replay.js";
+
+const sessions: MachineSession[] = [];
+afterAll(() => sessions.forEach((s) => s.close()));
+
+/** A live (paced) guest with helpers to type and to wait for output, timestamped on arrival. */
+async function liveGuest(image: string, epochMs: number, seed = 1) {
+  const loaded = loadMachine(image);
+  const session = await MachineSession.open({ loaded, disk: makeBlankDisk(loaded.config.disk!), clock: defaultClockParams(epochMs, seed) });
+  sessions.push(session);
+  const entries: LogEntry[] = [];
+  const recorder = new Recorder(session.driver, { digestEverySlices: 200, sink: (e) => entries.push(e) });
+  let output = "";
+  const arrivals: Array<{ at: number; text: string }> = [];
+  const decoder = new TextDecoder();
+  const loop = new LiveLoop(recorder, {
+    paced: true,
+    onSlice: (r) => {
+      if (!r.serial) return;
+      const text = decoder.decode(r.serial);
+      output += text;
+      arrivals.push({ at: performance.now(), text: output });
+    },
+  });
+  const running = loop.run();
+  const waitFor = async (re: RegExp, from: number, timeoutMs: number) => {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const m = output.slice(from).match(re);
+      if (m) return m;
+      if (performance.now() > deadline) throw new Error(`timed out waiting for ${re}: ${output.slice(-300)}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  };
+  /** Host time at which the output first contained `text` (after `from`). */
+  const arrivalOf = (text: string, from: number) => arrivals.find((a) => a.text.indexOf(text, from) >= 0)!.at;
+  const type = (s: string) => {
+    recorder.queueSerial(new TextEncoder().encode(s));
+    loop.wake();
+  };
+  return { session, entries, loop, running, waitFor, arrivalOf, type, output: () => output };
+}
+
+describe("live pacing", () => {
+  it("sleep 5 in the linux guest takes 5 s of host time, and the guest's date is the host's", async () => {
+    const g = await liveGuest("linux", Date.now());
+    await g.waitFor(/lockstep:\/root# /, 0, 90_000);
+    const from = g.output().length;
+    g.type("echo T0''-mark; sleep 5; echo T1''-mark; date +%s\r");
+    const m = await g.waitFor(/T1-mark\r\n(\d+)\r\n/, from, 30_000);
+    const hostSeconds = Date.now() / 1000;
+    const elapsedMs = g.arrivalOf("T1-mark", from) - g.arrivalOf("T0-mark", from);
+    g.loop.stop();
+    await g.running;
+    expect(elapsedMs).toBeGreaterThan(4700);
+    expect(elapsedMs).toBeLessThan(5300);
+    expect(Math.abs(Number(m[1]) - hostSeconds)).toBeLessThan(1);
+  });
+
+  it("replays a mostly idle recording far faster than it was recorded", async () => {
+    const clock = defaultClockParams(Date.UTC(2026, 0, 1), 5);
+    const g = await liveGuest("tiny", clock.epochMs, clock.seed);
+    await g.waitFor(/tiny> /, 0, 10_000);
+    const started = performance.now();
+    g.type("sleep 12c\r"); // 300 ticks: 3 s
+    await g.waitFor(/slept ticks/, 0, 10_000);
+    g.loop.stop();
+    await g.running;
+    const recordMs = performance.now() - started;
+    const header = headerFor("tiny", clock, 200);
+    const t0 = performance.now();
+    const r = await replayEntries(header, g.entries);
+    const replayMs = performance.now() - t0;
+    expect(r.summary.end).toBe("power-off");
+    expect(recordMs).toBeGreaterThan(2900);
+    expect(replayMs * 5).toBeLessThan(recordMs);
+  });
+});
