@@ -21,7 +21,7 @@ const positiveInt = (what: string) => (value: string) => {
 export function buildProgram(): Command {
   const program = new Command("lockstep")
     .description("An x86 virtual machine (v86) that survives the death of its host.")
-    .option("--log-level <level>", "pino log level (trace, debug, info, warn, error, silent)", "info")
+    .option("--log-level <level>", "pino log level (trace, debug, info, warn, error, silent)", process.env.LOCKSTEP_LOG_LEVEL ?? "info")
     .hook("preAction", (cmd) => setLogLevel(cmd.opts().logLevel as string))
     .showHelpAfterError();
 

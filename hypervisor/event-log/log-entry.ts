@@ -15,7 +15,8 @@ import { keyboardInput, type KeyboardInputEntry } from "./keyboard-input.js";
 import { serialInput, type SerialInputEntry } from "./serial-input.js";
 import { sliceProgress, type SliceProgressEntry } from "./slice-progress.js";
 
-export const logFormatVersion = 1;
+// 2: serial entries may carry their console source (client, seq).
+export const logFormatVersion = 2;
 
 export type LogEntry =
   | SerialInputEntry
@@ -78,7 +79,7 @@ export function describeEntry(entry: LogEntry): string {
   const at = `slice ${entry.slice} icount ${entry.icount}`;
   switch (entry.kind) {
     case "serial":
-      return `${at} serial ${JSON.stringify(new TextDecoder().decode(entry.data))}`;
+      return `${at} serial ${JSON.stringify(new TextDecoder().decode(entry.data))}${entry.source ? ` from ${entry.source.client}#${entry.source.seq}` : ""}`;
     case "keys":
       return `${at} keys ${Array.from(entry.data, (b) => b.toString(16).padStart(2, "0")).join(" ")}`;
     case "clock": {

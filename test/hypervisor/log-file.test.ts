@@ -11,7 +11,7 @@ const dir = mkdtempSync(join(tmpdir(), "lockstep-logfile-test-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const header: LogHeader = {
-  format: 1,
+  format: 2,
   v86: "test",
   lockstep: "0.0.0",
   machine: { name: "tiny", description: "", kind: "multiboot", memoryMiB: 32, files: {} },

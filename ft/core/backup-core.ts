@@ -1,0 +1,147 @@
+/**
+ * BackupCore: the backup's side of the logging channel, sans IO. It holds the log received so far
+ * (contiguous, in order; duplicates and frames from the future are dropped and the gap re-requested),
+ * knows through which slice the log is complete (the replayer may execute up to there and no
+ * further), acknowledges, and detects the primary's failure. On failure it asks the arbiter for the
+ * next epoch; winning means going live after replaying everything received (VMware FT §2.3),
+ * losing means halting.
+ */
+import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
+import type { LogHeader } from "../../hypervisor/log-file.js";
+import type { PeerMessage } from "../wire/peer-messages.js";
+import type { CoreEffect } from "./primary-core.js";
+
+export interface BackupConfig {
+  nodeId: string;
+  heartbeatIntervalMs: number;
+  failureTimeoutMs: number;
+  /** Received entries kept at most (the backup's bound: past it the primary is told nothing new). */
+  logEntriesMax: number;
+}
+
+export type BackupState = "waiting" | "following" | "claiming" | "live" | "halted";
+
+export type BackupEffect = CoreEffect | { type: "header"; header: LogHeader } | { type: "go-live"; epoch: number };
+
+export class BackupCore {
+  state: BackupState = "waiting";
+  epoch = 0;
+  header: LogHeader | undefined;
+  readonly entries: LogEntry[] = [];
+  /** The log is complete through this slice (the last progress entry received). */
+  complete = 0;
+  private executed = 0;
+  private lastHeardMs = 0;
+  private lastHeartbeatMs = Number.NEGATIVE_INFINITY;
+  private lastAck = { have: -1, complete: -1, executed: -1 };
+  private claimingEpoch = 0;
+  /** Output through this slice already left the primary unprotected: taking over needs it. */
+  eligibleAt = 0;
+
+  constructor(private readonly config: BackupConfig) {}
+
+  /** The connection to the primary is up: introduce ourselves. */
+  connected(nowMs: number): BackupEffect[] {
+    if (this.state !== "waiting" && this.state !== "following") return [];
+    this.lastHeardMs = nowMs;
+    return [{ type: "send", message: { type: "hello", epoch: this.epoch, nodeId: this.config.nodeId, have: this.entries.length } }];
+  }
+
+  /** The replayer executed through this slice. */
+  setExecuted(slice: number): void {
+    this.executed = Math.max(this.executed, slice);
+  }
+
+  step(message: PeerMessage, nowMs: number): BackupEffect[] {
+    if (this.state === "halted" || this.state === "live" || this.state === "claiming") {
+      return message.type === "hello" || message.type === "ack" ? [] : [{ type: "log", level: "warn", msg: `${message.type} ignored in state ${this.state}`, fields: { epoch: message.epoch } }];
+    }
+    if (message.epoch < this.epoch) {
+      return [{ type: "log", level: "warn", msg: "message of an older epoch rejected", fields: { type: message.type, theirs: message.epoch, ours: this.epoch } }];
+    }
+    const effects: BackupEffect[] = [];
+    switch (message.type) {
+      case "header":
+        if (this.header && this.header.recordedAt !== message.header.recordedAt) {
+          this.state = "halted";
+          return [{ type: "halt", reason: "the primary's log header changed: this backup belongs to another run" }];
+        }
+        this.lastHeardMs = nowMs;
+        this.epoch = message.epoch;
+        this.eligibleAt = Math.max(this.eligibleAt, message.releasedThrough);
+        if (!this.header) {
+          this.header = message.header;
+          this.state = "following";
+          effects.push({ type: "header", header: message.header });
+        }
+        break;
+      case "log": {
+        if (!this.header || message.epoch !== this.epoch) break;
+        this.lastHeardMs = nowMs;
+        const have = this.entries.length;
+        if (message.first > have) {
+          // a gap (a frame was lost): ask again from what we have
+          effects.push({ type: "send", message: { type: "hello", epoch: this.epoch, nodeId: this.config.nodeId, have } });
+          break;
+        }
+        for (let i = have - message.first; i < message.entries.length; i++) {
+          if (this.entries.length >= this.config.logEntriesMax) break;
+          const e = message.entries[i]!;
+          this.entries.push(e);
+          if (e.kind === "progress" && e.slice > this.complete) this.complete = e.slice;
+        }
+        effects.push(...this.ack(true));
+        break;
+      }
+      case "heartbeat":
+        if (message.epoch === this.epoch) this.lastHeardMs = nowMs;
+        break;
+      case "hello":
+      case "ack":
+        break;
+    }
+    return effects;
+  }
+
+  private ack(force: boolean): BackupEffect[] {
+    const a = { have: this.entries.length, complete: this.complete, executed: this.executed };
+    if (!force && a.have === this.lastAck.have && a.complete === this.lastAck.complete && a.executed === this.lastAck.executed) return [];
+    this.lastAck = a;
+    return [{ type: "send", message: { type: "ack", epoch: this.epoch, ...a } }];
+  }
+
+  tick(nowMs: number): BackupEffect[] {
+    if (this.state !== "following") return [];
+    const effects: BackupEffect[] = [];
+    if (nowMs - this.lastHeartbeatMs >= this.config.heartbeatIntervalMs) {
+      this.lastHeartbeatMs = nowMs;
+      effects.push({ type: "send", message: { type: "heartbeat", epoch: this.epoch, nodeId: this.config.nodeId } });
+      effects.push(...this.ack(false));
+    }
+    if (nowMs - this.lastHeardMs > this.config.failureTimeoutMs) {
+      if (this.complete < this.eligibleAt) {
+        // Output the primary released unprotected is beyond our log: going live would contradict it.
+        this.state = "halted";
+        effects.push({ type: "halt", reason: `primary silent before this backup caught up (log complete through slice ${this.complete}, output left through ${this.eligibleAt}): cannot take over` });
+        return effects;
+      }
+      this.state = "claiming";
+      this.claimingEpoch = this.epoch + 1;
+      effects.push({ type: "log", level: "warn", msg: "primary failure suspected: claiming the next epoch", fields: { silentMs: nowMs - this.lastHeardMs, epoch: this.claimingEpoch } });
+      effects.push({ type: "claim-epoch", epoch: this.claimingEpoch });
+    }
+    return effects;
+  }
+
+  arbiterAnswer(epoch: number, won: boolean | undefined): BackupEffect[] {
+    if (this.state !== "claiming" || epoch !== this.claimingEpoch) return [];
+    if (won === undefined) return [{ type: "claim-epoch", epoch }];
+    if (won) {
+      this.epoch = epoch;
+      this.state = "live";
+      return [{ type: "log", level: "warn", msg: "won the epoch: taking over", fields: { epoch, entries: this.entries.length, complete: this.complete } }, { type: "go-live", epoch }];
+    }
+    this.state = "halted";
+    return [{ type: "halt", reason: `lost epoch ${epoch}: the primary goes on` }];
+  }
+}

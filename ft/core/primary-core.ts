@@ -1,0 +1,260 @@
+/**
+ * PrimaryCore: the primary's side of the logging channel, sans IO (etcd-raft style). It never reads a
+ * clock or touches a socket: the runtime feeds it log entries, peer messages (`step`), arbiter
+ * answers and the time (`tick`), and carries out the effects it returns.
+ *
+ * Rules (VMware FT §2.2–2.3, design.md):
+ *   - Output rule: output produced in slice k may leave only once the backup has acknowledged the
+ *     log complete through boundary k (`releasableSlice`). Unprotected, everything may leave.
+ *   - Flow control: at most `unackedEntriesMax` entries may be unacknowledged; past that the guest
+ *     pauses (`mayRun` false). Nothing is ever dropped.
+ *   - Lag control: when the backup has executed more than `lagSlicesMax` slices less than the
+ *     primary, the guest pauses until the backup is within half of that (hysteresis).
+ *   - Failure detection: no heartbeat, log or ack traffic from the backup for `failureTimeoutMs`
+ *     means the backup is suspected; the primary then asks the arbiter for the next epoch and only on
+ *     winning continues alone (unprotected); losing means the backup went live: halt.
+ *   - Every message carries the epoch; acks of another epoch are ignored.
+ */
+import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
+import type { LogHeader } from "../../hypervisor/log-file.js";
+import { logBatchEntriesMax, type PeerMessage } from "../wire/peer-messages.js";
+
+export interface PrimaryConfig {
+  nodeId: string;
+  heartbeatIntervalMs: number;
+  failureTimeoutMs: number;
+  /** Flow control bound: entries sent but not acknowledged. */
+  unackedEntriesMax: number;
+  /** Lag control bound, in slices. */
+  lagSlicesMax: number;
+  /** The whole log is kept so that a backup can join from power-on; past this, joins are refused. */
+  logEntriesMax: number;
+}
+
+export const defaultPrimaryConfig: Omit<PrimaryConfig, "nodeId"> = {
+  heartbeatIntervalMs: 50,
+  failureTimeoutMs: 400,
+  unackedEntriesMax: 20_000,
+  lagSlicesMax: 200,
+  logEntriesMax: 2_000_000,
+};
+
+export type PrimaryState = "unprotected" | "protected" | "claiming" | "halted";
+
+export type CoreEffect =
+  | { type: "send"; message: PeerMessage }
+  | { type: "claim-epoch"; epoch: number }
+  | { type: "halt"; reason: string }
+  | { type: "log"; level: "info" | "warn"; msg: string; fields?: Record<string, unknown> };
+
+interface Peer {
+  nodeId: string;
+  /** Entries the backup holds. */
+  have: number;
+  /** Slice the backup's log is complete through. */
+  complete: number;
+  /** Slices the backup has executed. */
+  executed: number;
+  /** Entries sent on this connection. */
+  sent: number;
+  lastHeardMs: number;
+}
+
+export class PrimaryCore {
+  state: PrimaryState = "unprotected";
+  private readonly log: LogEntry[] = [];
+  private peer: Peer | undefined;
+  private lastHeartbeatMs = Number.NEGATIVE_INFINITY;
+  private lagPaused = false;
+  private completeSlice = 0;
+  private claimingEpoch = 0;
+  /** The highest slice whose output this primary has allowed out (unprotected: all it ran). */
+  private releasedThrough = 0;
+  private currentSlice = 0;
+
+  constructor(
+    private readonly config: PrimaryConfig,
+    public epoch: number,
+    private readonly header: LogHeader,
+    /** Entries already in the log when this core starts (a backup that took over keeps its log). */
+    history: LogEntry[] = [],
+  ) {
+    for (const e of history) this.append(e);
+  }
+
+  get protectedBy(): string | undefined {
+    return this.state === "protected" ? this.peer?.nodeId : undefined;
+  }
+
+  get logLength(): number {
+    return this.log.length;
+  }
+
+  /** Appends an entry the recorder produced (already applied on the primary). */
+  append(entry: LogEntry): void {
+    if (this.state === "halted") return;
+    this.log.push(entry);
+    if (entry.kind === "progress" && entry.slice > this.completeSlice) this.completeSlice = entry.slice;
+  }
+
+  /** The runtime ran through this slice. */
+  noteSlice(slice: number): void {
+    this.currentSlice = Math.max(this.currentSlice, slice);
+  }
+
+  /** Output of slices up to this one may be released now. */
+  releasableSlice(): number {
+    let r: number;
+    switch (this.state) {
+      case "unprotected":
+        r = this.currentSlice;
+        break;
+      case "protected":
+      case "claiming":
+        r = Math.max(this.releasedThrough, this.peer?.complete ?? 0);
+        break;
+      case "halted":
+        return -1;
+    }
+    this.releasedThrough = Math.max(this.releasedThrough, r);
+    return r;
+  }
+
+  /** Whether the guest may run another slice (flow and lag control). */
+  mayRun(currentSlice: number): boolean {
+    if (this.state === "halted") return false;
+    const p = this.peer;
+    if (!p || this.state === "unprotected") return true;
+    if (this.log.length - p.have >= this.config.unackedEntriesMax) return false;
+    const lag = currentSlice - p.executed;
+    if (this.lagPaused && lag <= this.config.lagSlicesMax / 2) this.lagPaused = false;
+    else if (!this.lagPaused && lag > this.config.lagSlicesMax) this.lagPaused = true;
+    return !this.lagPaused;
+  }
+
+  /** Backup lag in slices, or undefined when unprotected. */
+  lagSlices(currentSlice: number): number | undefined {
+    return this.peer && this.state !== "unprotected" ? currentSlice - this.peer.executed : undefined;
+  }
+
+  /** A peer connection was lost: forget what was sent on it (acks already received stand). */
+  peerDisconnected(): void {
+    if (this.peer) this.peer.sent = this.peer.have;
+  }
+
+  step(message: PeerMessage, nowMs: number): CoreEffect[] {
+    if (this.state === "halted") return [];
+    const effects: CoreEffect[] = [];
+    switch (message.type) {
+      case "hello": {
+        if (message.epoch !== 0 && message.epoch !== this.epoch) {
+          effects.push({ type: "log", level: "warn", msg: "hello of another epoch rejected", fields: { theirs: message.epoch, ours: this.epoch } });
+          break;
+        }
+        if (this.state === "claiming") {
+          effects.push({ type: "log", level: "warn", msg: "hello while claiming the next epoch rejected", fields: { nodeId: message.nodeId } });
+          break;
+        }
+        if (message.have > this.log.length) {
+          effects.push({ type: "log", level: "warn", msg: "backup claims more log than exists; starting it over", fields: { have: message.have, log: this.log.length } });
+        }
+        const have = message.have <= this.log.length ? message.have : 0;
+        if (this.log.length >= this.config.logEntriesMax && have === 0) {
+          effects.push({ type: "log", level: "warn", msg: "log too long for a backup to join from power-on", fields: { entries: this.log.length } });
+          break;
+        }
+        const known = this.peer?.nodeId === message.nodeId ? this.peer : undefined;
+        this.peer = {
+          nodeId: message.nodeId,
+          have,
+          complete: known && have > 0 ? known.complete : 0,
+          executed: known && have > 0 ? known.executed : 0,
+          sent: have,
+          lastHeardMs: nowMs,
+        };
+        if (this.state === "unprotected") {
+          this.releasableSlice(); // everything run so far has been allowed out
+          this.state = "protected";
+          effects.push({ type: "log", level: "info", msg: "backup attached: protected", fields: { backup: message.nodeId, epoch: this.epoch, have } });
+        }
+        effects.push({ type: "send", message: { type: "header", epoch: this.epoch, nodeId: this.config.nodeId, header: this.header, releasedThrough: this.releasedThrough } });
+        effects.push(...this.flush());
+        break;
+      }
+      case "ack": {
+        const p = this.peer;
+        if (message.epoch !== this.epoch || !p) {
+          effects.push({ type: "log", level: "warn", msg: "ack of another epoch ignored", fields: { theirs: message.epoch, ours: this.epoch } });
+          break;
+        }
+        p.lastHeardMs = nowMs;
+        if (message.have > this.log.length) break; // impossible from an honest backup: ignore
+        p.have = Math.max(p.have, message.have);
+        p.sent = Math.max(p.sent, p.have);
+        p.complete = Math.max(p.complete, Math.min(message.complete, this.completeSlice));
+        p.executed = Math.max(p.executed, message.executed);
+        break;
+      }
+      case "heartbeat":
+        if (message.epoch === this.epoch && this.peer && message.nodeId === this.peer.nodeId) this.peer.lastHeardMs = nowMs;
+        break;
+      case "header":
+      case "log":
+        // Another primary is talking to us: whoever has the newer epoch wins.
+        if (message.epoch > this.epoch) {
+          this.state = "halted";
+          effects.push({ type: "halt", reason: `a primary of a newer epoch (${message.epoch}) exists` });
+        }
+        break;
+    }
+    return effects;
+  }
+
+  /** Sends every entry not yet sent (call at once when output is waiting: the output rule). */
+  flush(): CoreEffect[] {
+    const p = this.peer;
+    if (!p || this.state === "halted" || this.state === "unprotected") return [];
+    const effects: CoreEffect[] = [];
+    while (p.sent < this.log.length) {
+      const entries = this.log.slice(p.sent, p.sent + logBatchEntriesMax);
+      effects.push({ type: "send", message: { type: "log", epoch: this.epoch, first: p.sent, entries } });
+      p.sent += entries.length;
+    }
+    return effects;
+  }
+
+  tick(nowMs: number): CoreEffect[] {
+    if (this.state === "halted") return [];
+    const effects: CoreEffect[] = [];
+    const p = this.peer;
+    if (this.state === "protected" && p) {
+      if (nowMs - this.lastHeartbeatMs >= this.config.heartbeatIntervalMs) {
+        this.lastHeartbeatMs = nowMs;
+        effects.push({ type: "send", message: { type: "heartbeat", epoch: this.epoch, nodeId: this.config.nodeId } });
+      }
+      if (nowMs - p.lastHeardMs > this.config.failureTimeoutMs) {
+        this.state = "claiming";
+        this.claimingEpoch = this.epoch + 1;
+        effects.push({ type: "log", level: "warn", msg: "backup failure suspected: claiming the next epoch", fields: { backup: p.nodeId, silentMs: nowMs - p.lastHeardMs } });
+        effects.push({ type: "claim-epoch", epoch: this.claimingEpoch });
+      } else {
+        effects.push(...this.flush());
+      }
+    }
+    return effects;
+  }
+
+  /** The arbiter's answer to a claim-epoch effect (undefined: unreachable, ask again). */
+  arbiterAnswer(epoch: number, won: boolean | undefined): CoreEffect[] {
+    if (this.state !== "claiming" || epoch !== this.claimingEpoch) return [];
+    if (won === undefined) return [{ type: "claim-epoch", epoch }];
+    if (won) {
+      this.epoch = epoch;
+      this.state = "unprotected";
+      this.peer = undefined;
+      return [{ type: "log", level: "warn", msg: "won the epoch: continuing unprotected", fields: { epoch } }];
+    }
+    this.state = "halted";
+    return [{ type: "halt", reason: `lost epoch ${epoch} to the backup` }];
+  }
+}

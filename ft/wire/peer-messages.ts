@@ -1,0 +1,71 @@
+/**
+ * The logging channel between a primary and its backup (design.md, "Live lockstep"). Every message
+ * carries the sender's epoch: a side ignores messages of another epoch, so a primary of an old epoch
+ * never gets acks and can never release output (VMware FT §2.3).
+ *
+ *   backup  -> primary  hello     {epoch, nodeId, have}        have: log entries it already holds
+ *   primary -> backup   header    {epoch, nodeId, header, releasedThrough}
+ *                                  the log header (machine, clock, disk) and the slice through which
+ *                                  output already left unprotected: the backup may take over only
+ *                                  once its log is complete through it
+ *   primary -> backup   log       {epoch, first, entries}      entries [first, first + n) of the log
+ *   backup  -> primary  ack       {epoch, have, complete, executed}
+ *                                  have: entries held; complete: slice the log is complete through;
+ *                                  executed: slices the backup has run
+ *   both                heartbeat {epoch, nodeId}
+ */
+import { decodeEntry, encodeEntry, type LogEntry } from "../../hypervisor/event-log/log-entry.js";
+import type { LogHeader } from "../../hypervisor/log-file.js";
+import { count, list, openEnvelope, seal, str, WireError, WireErrorCode, type Fields } from "./envelope.js";
+
+export const logBatchEntriesMax = 4096;
+
+export type PeerMessage =
+  | { type: "hello"; epoch: number; nodeId: string; have: number }
+  | { type: "header"; epoch: number; nodeId: string; header: LogHeader; releasedThrough: number }
+  | { type: "log"; epoch: number; first: number; entries: LogEntry[] }
+  | { type: "ack"; epoch: number; have: number; complete: number; executed: number }
+  | { type: "heartbeat"; epoch: number; nodeId: string };
+
+const types = ["hello", "header", "log", "ack", "heartbeat"] as const;
+
+export function encodePeerMessage(m: PeerMessage): Uint8Array {
+  switch (m.type) {
+    case "log":
+      return seal({ type: m.type, epoch: m.epoch, first: m.first, entries: m.entries.map(encodeEntry) });
+    default:
+      return seal(m as unknown as Fields);
+  }
+}
+
+export function decodePeerMessage(bytes: Uint8Array): PeerMessage {
+  const f = openEnvelope(bytes, types);
+  const epoch = count(f, "epoch");
+  switch (f.type) {
+    case "hello":
+      return { type: "hello", epoch, nodeId: str(f, "nodeId"), have: count(f, "have") };
+    case "header": {
+      const h = f.header as Record<string, unknown> | undefined;
+      if (typeof h !== "object" || h === null || typeof h.format !== "number" || typeof h.machine !== "object" || typeof h.clock !== "object") {
+        throw new WireError(WireErrorCode.malformed, "Frame header: field header must be a log header");
+      }
+      return { type: "header", epoch, nodeId: str(f, "nodeId"), header: h as unknown as LogHeader, releasedThrough: count(f, "releasedThrough") };
+    }
+    case "log": {
+      const first = count(f, "first");
+      const raw = list(f, "entries", logBatchEntriesMax);
+      const entries = raw.map((r, i) => {
+        try {
+          return decodeEntry(r, `${first + i} in a log frame`);
+        } catch (e) {
+          throw new WireError(WireErrorCode.malformed, (e as Error).message);
+        }
+      });
+      return { type: "log", epoch, first, entries };
+    }
+    case "ack":
+      return { type: "ack", epoch, have: count(f, "have"), complete: count(f, "complete"), executed: count(f, "executed") };
+    case "heartbeat":
+      return { type: "heartbeat", epoch, nodeId: str(f, "nodeId") };
+  }
+}
