@@ -16,6 +16,8 @@ export interface LiveLoopOptions {
   batchWallMs?: number;
   /** Host clock in ms (injectable for tests). */
   nowMs?: () => number;
+  /** Flow control: false pauses the guest at the boundary until `wake()` (or 5 ms pass). */
+  mayRun?: () => boolean;
 }
 
 export class LiveLoop {
@@ -58,6 +60,10 @@ export class LiveLoop {
     while (!this.stopping) {
       const batchStart = this.nowMs();
       while (!this.stopping && this.nowMs() - batchStart < batchWallMs) {
+        if (this.options.mayRun && !this.options.mayRun()) {
+          await this.sleep(5);
+          break;
+        }
         const decision = this.recorder.boundary(this.options.paced ? this.wallGuestMs() : undefined);
         if (decision.action === "wait") {
           await this.sleep(decision.waitMs);

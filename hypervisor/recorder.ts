@@ -37,6 +37,7 @@ export type BoundaryDecision =
 interface PendingInput {
   kind: "serial" | "keys";
   data: Uint8Array;
+  source?: { client: string; seq: number };
 }
 
 export class Recorder {
@@ -58,8 +59,18 @@ export class Recorder {
     this.pendingBytesMax = options.pendingBytesMax ?? 1 << 20;
   }
 
-  /** Queues console bytes for the next boundary. False when the queue is full (nothing queued). */
-  queueSerial(data: Uint8Array): boolean {
+  /**
+   * Queues console bytes for the next boundary. False when the queue is full (nothing queued).
+   * `source` names the console client and input sequence number (at most one chunk of bytes).
+   */
+  queueSerial(data: Uint8Array, source?: { client: string; seq: number }): boolean {
+    if (source) {
+      if (this.poweredOff || data.length === 0 || data.length > serialChunkBytesMax) return false;
+      if (this.pendingBytes + data.length > this.pendingBytesMax) return false;
+      this.pending.push({ kind: "serial", data: data.slice(), source });
+      this.pendingBytes += data.length;
+      return true;
+    }
     return this.queue("serial", data, serialChunkBytesMax);
   }
 
@@ -114,7 +125,10 @@ export class Recorder {
         this.evaluateRate(wallGuestMs, at);
       }
     }
-    for (const p of this.pending) this.emit({ kind: p.kind, ...at, data: p.data });
+    for (const p of this.pending) {
+      if (p.kind === "serial") this.emit({ kind: "serial", ...at, data: p.data, ...(p.source ? { source: p.source } : {}) });
+      else this.emit({ kind: "keys", ...at, data: p.data });
+    }
     this.pending = [];
     this.pendingBytes = 0;
     const every = this.options.digestEverySlices;

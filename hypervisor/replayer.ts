@@ -96,10 +96,42 @@ export class Replayer {
     return undefined;
   }
 
-  private lookahead: LogEntry | undefined | null = null;
+  /**
+   * Follows a log that is still growing (the backup): applies entries and runs slices up to the
+   * boundary `limitSlice` through which the log is complete, and no further. An absent next entry
+   * means "not received yet", not the end. Returns "caught-up" at the limit.
+   */
+  follow(limitSlice: number, slicesMax: number): "power-off" | "caught-up" | undefined {
+    const d = this.driver;
+    for (let n = 0; n <= slicesMax; n++) {
+      let pending = this.peek();
+      while (pending && pending.slice === d.slice && d.slice <= limitSlice) {
+        const entry = pending;
+        this.consume();
+        this.entries++;
+        if (entry.icount !== d.icount) throw this.divergence(entry, "the instruction count", entry.icount, d.icount);
+        if (entry.kind === "digest") {
+          const mine = d.machine.digest();
+          if (mine !== entry.digest) throw this.divergence(entry, "the state digest", entry.digest, mine);
+          this.digestsChecked++;
+        }
+        this.lastVerifiedSlice = d.slice;
+        if (entry.kind === "control" && entry.action === "power-off") return "power-off";
+        d.apply(entry);
+        pending = this.peek();
+      }
+      if (d.slice >= limitSlice) return "caught-up";
+      if (n === slicesMax) break;
+      const result = d.runSlice();
+      this.options.onSlice?.(result, d.slice);
+    }
+    return undefined;
+  }
+
+  private lookahead: LogEntry | null = null;
   private peek(): LogEntry | undefined {
-    if (this.lookahead === null) this.lookahead = this.nextEntry();
-    return this.lookahead;
+    if (this.lookahead === null) this.lookahead = this.nextEntry() ?? null;
+    return this.lookahead ?? undefined;
   }
   private consume(): void {
     this.lookahead = null;

@@ -8,6 +8,8 @@ import { isLockstepError } from "../../emulator/lockstep-error.js";
 import { setLogLevel } from "../logger.js";
 import { imagesCommand } from "./images-command.js";
 import { logDumpCommand } from "./log-dump-command.js";
+import { backupCommand, consoleCommand, primaryCommand, statusCommand } from "./node-commands.js";
+import { demoCommand } from "./demo-command.js";
 import { recordCommand } from "./record-command.js";
 import { replayCommand } from "./replay-command.js";
 import { runCommand } from "./run-command.js";
@@ -96,6 +98,47 @@ export function buildProgram(): Command {
     .argument("<file.lslog>", "the log to dump")
     .option("--allow-truncated", "stop at the last whole frame of a log cut short")
     .action((file, opts) => logDumpCommand(file, Boolean(opts.allowTruncated)));
+
+  const nodeFlags = (c: Command, defaultListen: string) =>
+    c
+      .option("--listen <host:port>", "address for the peer, console and status endpoints (loopback unless told otherwise)", defaultListen)
+      .requiredOption("--shared-dir <dir>", "directory both hosts share: the arbiter's epoch lock lives here")
+      .option("--token <token>", "shared secret for peers and consoles (default: $LOCKSTEP_TOKEN)")
+      .option("--heartbeat-ms <ms>", "heartbeat interval", positiveInt("--heartbeat-ms"), 50)
+      .option("--failure-timeout-ms <ms>", "silence after which the peer is declared failed", positiveInt("--failure-timeout-ms"), 400)
+      .option("--node-id <id>", "name of this node in logs and the arbiter");
+
+  nodeFlags(program.command("primary").description("run a guest as the primary of a lockstep pair"), "127.0.0.1:7101")
+    .option("--image <name|config.json>", "bundled image name or machine config file", "linux")
+    .option("--memory <MiB>", "guest memory (overrides the config)", positiveInt("--memory"))
+    .option("--disk <file>", "disk image to start from (default: a fresh disk)")
+    .action(async (o) => primaryCommand(o));
+
+  nodeFlags(program.command("backup").description("follow a primary in lockstep and take over when it dies"), "127.0.0.1:7102")
+    .requiredOption("--connect <ws://host:port>", "the primary's address")
+    .option("--image <config.json>", "machine config, if the primary's machine is not a bundled image")
+    .option("--disk <file>", "the disk the primary started from (default: fresh, as the primary's)")
+    .action(async (o) => backupCommand(o));
+
+  program
+    .command("console")
+    .description("attach the terminal to the guest's console, following whichever node is live (Ctrl-] quits)")
+    .argument("<url...>", "node addresses, e.g. ws://127.0.0.1:7101 ws://127.0.0.1:7102")
+    .option("--token <token>", "shared secret (default: $LOCKSTEP_TOKEN)")
+    .action(async (urls: string[], o) => consoleCommand(urls, o.token));
+
+  program
+    .command("status")
+    .description("role, epoch, slice, lag, log and protection of each node")
+    .argument("<url...>", "node addresses")
+    .option("--json", "machine-readable output")
+    .action(async (urls: string[], o) => statusCommand(urls, Boolean(o.json)));
+
+  program
+    .command("demo")
+    .description("a lockstep pair on this host with the console on this terminal; Ctrl-] then k kills the primary")
+    .option("--image <name|config.json>", "bundled image name or machine config file", "linux")
+    .action(async (o) => demoCommand({ image: o.image }));
 
   program
     .command("images")

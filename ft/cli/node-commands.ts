@@ -1,0 +1,131 @@
+/**
+ * `lockstep primary`, `lockstep backup`, `lockstep console`, `lockstep status`: each node is its own
+ * OS process; the console follows whichever node is live.
+ */
+import { hostname } from "node:os";
+import { mkdirSync } from "node:fs";
+import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
+import { FileArbiter } from "../arbiter/file-arbiter.js";
+import { ConsoleClient } from "../runtime/console-client.js";
+import { LockstepNode, type NodeOptions } from "../runtime/lockstep-node.js";
+import { rootLogger } from "../logger.js";
+import { attachTerminal, escapeKeyName } from "./terminal-console.js";
+
+export interface NodeCommandOptions {
+  listen: string;
+  sharedDir: string;
+  token?: string;
+  heartbeatMs: number;
+  failureTimeoutMs: number;
+  nodeId?: string;
+  image?: string;
+  memory?: number;
+  disk?: string;
+  connect?: string;
+}
+
+export function parseListen(listen: string): { host: string; port: number } {
+  const m = /^(.*):(\d+)$/.exec(listen);
+  if (!m || Number(m[2]) > 65535) throw new LockstepError(ErrorCode.usage, `--listen ${JSON.stringify(listen)} is not HOST:PORT`);
+  return { host: m[1] || "127.0.0.1", port: Number(m[2]) };
+}
+
+export function requireToken(token: string | undefined): string {
+  const t = token ?? process.env.LOCKSTEP_TOKEN;
+  if (!t || t.length < 8) throw new LockstepError(ErrorCode.usage, "A shared token of at least 8 characters is required", "pass --token or set LOCKSTEP_TOKEN");
+  return t;
+}
+
+async function runNode(role: "primary" | "backup", o: NodeCommandOptions): Promise<void> {
+  const { host, port } = parseListen(o.listen);
+  try {
+    mkdirSync(o.sharedDir, { recursive: true });
+  } catch (e) {
+    throw new LockstepError(ErrorCode.usage, `Shared directory ${o.sharedDir} cannot be made: ${(e as NodeJS.ErrnoException).code}`);
+  }
+  const nodeId = o.nodeId ?? `${role}-${hostname()}-${process.pid}`;
+  const options: NodeOptions = {
+    nodeId,
+    host,
+    port,
+    token: requireToken(o.token),
+    arbiter: new FileArbiter(o.sharedDir),
+    logger: rootLogger().child({ role, nodeId }),
+    heartbeatIntervalMs: o.heartbeatMs,
+    failureTimeoutMs: o.failureTimeoutMs,
+    ...(o.image ? { image: o.image, imageOverride: o.image } : {}),
+    ...(o.memory !== undefined ? { memoryMiB: o.memory } : {}),
+    ...(o.disk ? { disk: o.disk } : {}),
+    ...(o.connect ? { connect: o.connect } : {}),
+  };
+  if (role === "backup" && !o.connect) throw new LockstepError(ErrorCode.usage, "lockstep backup needs --connect ws://PRIMARY:PORT");
+  if (role === "primary") delete options.imageOverride;
+  const node = role === "primary" ? await LockstepNode.startPrimary(options) : await LockstepNode.startBackup(options);
+  // machine-readable line for scripts (the demo reads it)
+  process.stdout.write(JSON.stringify({ event: "listening", role, nodeId, port: node.port }) + "\n");
+  node.on("live", (epoch: number) => process.stdout.write(JSON.stringify({ event: "live", nodeId, epoch }) + "\n"));
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+    node.once("halted", (reason: string) => {
+      process.stdout.write(JSON.stringify({ event: "halted", nodeId, reason }) + "\n");
+      process.exitCode = 3;
+      resolve();
+    });
+  });
+  await node.close();
+}
+
+export const primaryCommand = (o: NodeCommandOptions) => runNode("primary", o);
+export const backupCommand = (o: NodeCommandOptions) => runNode("backup", o);
+
+export async function consoleCommand(urls: string[], token: string | undefined): Promise<void> {
+  const client = new ConsoleClient({ urls, token: requireToken(token) });
+  const log = rootLogger().child({ component: "console" });
+  client.on("output", (b: Uint8Array) => process.stdout.write(b));
+  client.on("attached", (url: string, epoch: number) => log.info({ url, epoch }, "attached"));
+  client.on("detached", (url: string) => log.warn({ url }, "connection lost: following the live node"));
+  client.on("warning", (w: string) => log.warn(w));
+  await new Promise<void>((resolve) => {
+    const terminal = attachTerminal(
+      (b) => client.send(b),
+      () => {
+        terminal.close();
+        resolve();
+      },
+    );
+    log.info(`console on ${urls.join(", ")}; ${escapeKeyName} quits`);
+    process.once("SIGINT", resolve);
+    process.once("SIGTERM", resolve);
+    client.start();
+  });
+  client.close();
+}
+
+export async function statusCommand(urls: string[], json: boolean): Promise<void> {
+  const rows: Array<Record<string, unknown>> = [];
+  for (const u of urls) {
+    const url = new URL("/status", u.replace(/^ws/, "http"));
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+      rows.push({ url: u, ...((await res.json()) as Record<string, unknown>) });
+    } catch (e) {
+      rows.push({ url: u, role: "unreachable", error: (e as Error).message });
+    }
+  }
+  if (json) {
+    process.stdout.write(JSON.stringify(rows, null, 2) + "\n");
+    return;
+  }
+  for (const r of rows) {
+    if (r.role === "unreachable") {
+      process.stdout.write(`${r.url}  unreachable (${r.error})\n`);
+      continue;
+    }
+    const lag = r.lagSlices === null || r.lagSlices === undefined ? "-" : `${r.lagSlices} slices`;
+    process.stdout.write(
+      `${r.url}  ${String(r.role).padEnd(8)} epoch ${r.epoch}  ${r.role === "primary" ? (r.protected ? `protected by ${r.backup}` : "UNPROTECTED") : `state ${r.state}`}  slice ${r.slice}  lag ${lag}  log ${r.logEntries} entries  console ${r.releasedBytes}/${r.outputBytes} bytes\n`,
+    );
+  }
+}

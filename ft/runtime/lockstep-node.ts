@@ -1,0 +1,542 @@
+/**
+ * LockstepNode: the runtime that wires a sans-IO core (PrimaryCore or BackupCore) to a real machine,
+ * real sockets, the arbiter and timers. It is the imperative shell: every decision is the core's,
+ * every effect is carried out here.
+ *
+ *   primary: LiveLoop + Recorder run the guest paced to wall time; every entry goes to the core and
+ *            on to the backup; serial output waits in the ConsoleStream until the core's output rule
+ *            releases it to console clients.
+ *   backup:  entries from the primary feed a Replayer that follows the log up to the slice through
+ *            which it is complete; output is computed and kept, not released. On the primary's
+ *            failure and a won epoch it replays everything received and becomes a primary (with its
+ *            whole log, so a fresh backup can join it from power-on).
+ *
+ * The machine runs on this thread in short batches (LiveLoop yields every ~10 ms), so heartbeats and
+ * acks are served between batches.
+ */
+import { randomInt } from "node:crypto";
+import { EventEmitter } from "node:events";
+import type { IncomingMessage } from "node:http";
+import type { Logger } from "pino";
+import { Gauge, Registry } from "prom-client";
+import { WebSocket } from "ws";
+import { makeBlankDisk } from "../../emulator/blank-disk.js";
+import { readDiskFile } from "../../emulator/disk-file.js";
+import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
+import { bundledImageNames, loadMachine } from "../../emulator/machine-config.js";
+import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
+import { LiveLoop } from "../../hypervisor/live-loop.js";
+import { buildHeader, checkHeader } from "../../hypervisor/log-header.js";
+import type { LogHeader } from "../../hypervisor/log-file.js";
+import { defaultClockParams, MachineSession } from "../../hypervisor/machine-session.js";
+import { Recorder } from "../../hypervisor/recorder.js";
+import { Replayer } from "../../hypervisor/replayer.js";
+import type { Arbiter } from "../arbiter/arbiter.js";
+import { BackupCore, type BackupEffect } from "../core/backup-core.js";
+import { ConsoleStream } from "../core/console-stream.js";
+import { defaultPrimaryConfig, PrimaryCore, type CoreEffect } from "../core/primary-core.js";
+import { NodeServer } from "../transport/node-server.js";
+import { WireError } from "../wire/envelope.js";
+import { decodeConsoleClientMessage, encodeConsoleMessage, type ConsoleServerMessage } from "../wire/console-messages.js";
+import { decodePeerMessage, encodePeerMessage } from "../wire/peer-messages.js";
+
+export interface NodeOptions {
+  nodeId: string;
+  host: string;
+  port: number;
+  token: string;
+  arbiter: Arbiter;
+  logger: Logger;
+  heartbeatIntervalMs: number;
+  failureTimeoutMs: number;
+  /** Primary: what to boot. */
+  image?: string;
+  memoryMiB?: number;
+  disk?: string;
+  /** Backup: the primary's address (ws://host:port) and, if the log's machine is not bundled, its config. */
+  connect?: string;
+  imageOverride?: string;
+}
+
+interface ConsoleClient {
+  clientId: string | undefined;
+  offset: number;
+}
+
+/** Console messages queued per client at most before it is dropped as too slow. */
+const consoleBufferedBytesMax = 8 * 2 ** 20;
+const tickIntervalMs = 5;
+/** While protected and busy, a progress entry at most this often lets the backup advance. */
+const progressIntervalMs = 10;
+
+export class LockstepNode extends EventEmitter {
+  role: "starting" | "primary" | "backup" | "halted" = "starting";
+  epoch = 0;
+  haltReason: string | undefined;
+  private server: NodeServer;
+  private session: MachineSession | undefined;
+  private header: LogHeader | undefined;
+  readonly stream = new ConsoleStream();
+  private primary: PrimaryCore | undefined;
+  private backup: BackupCore | undefined;
+  private recorder: Recorder | undefined;
+  private loop: LiveLoop | undefined;
+  private loopDone: Promise<void> | undefined;
+  private replayer: Replayer | undefined;
+  private followDone: Promise<void> | undefined;
+  private following = false;
+  private preparing: Promise<void> | undefined;
+  private peer: WebSocket | undefined;
+  private consoles = new Map<WebSocket, ConsoleClient>();
+  private queuedInput = new Map<string, number>();
+  private ticker: NodeJS.Timeout | undefined;
+  private lastProgressMs = 0;
+  private progressSlice = 0;
+  private backupEntryIndex = 0;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private readonly log: Logger;
+  private readonly registry = new Registry();
+  readonly startedAtMs = performance.now();
+  liveAtMs: number | undefined;
+
+  private constructor(readonly options: NodeOptions) {
+    super();
+    this.log = options.logger.child({ component: "node", nodeId: options.nodeId });
+    this.server = new NodeServer({
+      host: options.host,
+      port: options.port,
+      token: options.token,
+      status: () => this.status(),
+      metrics: () => this.registry.metrics(),
+      onPeer: (ws, req) => this.acceptPeer(ws, req),
+      onConsole: (ws) => this.acceptConsole(ws),
+      onRejected: (reason, remote) => this.log.warn({ remote }, `connection refused: ${reason}`),
+    });
+    this.defineMetrics();
+  }
+
+  private defineMetrics(): void {
+    const node = this;
+    const gauge = (name: string, help: string, value: () => number | undefined) =>
+      new Gauge({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          const v = value();
+          if (v !== undefined) this.set(v);
+        },
+      });
+    gauge("lockstep_epoch", "Current epoch", () => node.epoch);
+    gauge("lockstep_is_primary", "1 when this node is the live primary", () => (node.role === "primary" ? 1 : 0));
+    gauge("lockstep_slice", "Slices executed", () => node.session?.driver.slice);
+    gauge("lockstep_instructions", "Instructions executed", () => node.session?.driver.icount);
+    gauge("lockstep_backup_lag_slices", "Primary slices not yet executed by the backup", () => node.primary?.lagSlices(node.session?.driver.slice ?? 0));
+    gauge("lockstep_log_entries", "Entries in the log", () => node.primary?.logLength ?? node.backup?.entries.length);
+    gauge("lockstep_console_bytes", "Console output bytes produced", () => node.stream.end);
+    gauge("lockstep_console_released_bytes", "Console output bytes released", () => node.stream.released);
+  }
+
+  get port(): number {
+    return this.server.port;
+  }
+
+  status(): Record<string, unknown> {
+    const d = this.session?.driver;
+    return {
+      nodeId: this.options.nodeId,
+      role: this.role,
+      epoch: this.backup?.epoch ?? this.epoch,
+      state: this.primary?.state ?? this.backup?.state ?? this.role,
+      protected: this.primary?.state === "protected",
+      backup: this.primary?.protectedBy ?? null,
+      slice: d?.slice ?? 0,
+      instructions: d?.icount ?? 0,
+      guestMs: Math.round(d?.clock.peekMs() ?? 0),
+      lagSlices: this.primary && d ? (this.primary.lagSlices(d.slice) ?? null) : null,
+      logEntries: this.primary?.logLength ?? this.backup?.entries.length ?? 0,
+      logComplete: this.backup?.complete ?? null,
+      consoleClients: this.consoles.size,
+      outputBytes: this.stream.end,
+      releasedBytes: this.stream.released,
+      haltReason: this.haltReason ?? null,
+      uptimeMs: Math.round(performance.now() - this.startedAtMs),
+    };
+  }
+
+  // ---------------------------------------------------------------- starting
+
+  static async startPrimary(options: NodeOptions): Promise<LockstepNode> {
+    const node = new LockstepNode(options);
+    const current = await options.arbiter.current();
+    if (current === undefined) throw new LockstepError(ErrorCode.usage, "The arbiter cannot be reached", "check --shared-dir");
+    const epoch = current + 1;
+    if (!(await options.arbiter.claim(epoch, options.nodeId))) {
+      throw new LockstepError(ErrorCode.usage, `Epoch ${epoch} was claimed by another node`, "another primary is starting in the same shared directory");
+    }
+    const loaded = loadMachine(options.image ?? "linux", options.memoryMiB !== undefined ? { memoryMiB: options.memoryMiB } : {});
+    const fresh = !options.disk && loaded.config.disk ? loaded.config.disk : undefined;
+    const disk = options.disk ? readDiskFile(options.disk) : fresh ? makeBlankDisk(fresh) : undefined;
+    const clock = defaultClockParams(Date.now(), randomInt(2 ** 31));
+    node.header = buildHeader({ loaded, disk, freshDisk: fresh, clock, digestEverySlices: 1000, recordedAt: new Date() });
+    node.session = await MachineSession.open({ loaded, ...(disk ? { disk } : {}), clock });
+    await node.server.listen();
+    node.becomePrimary(epoch, []);
+    node.log.info({ epoch, port: node.port, image: loaded.config.name }, "primary started");
+    return node;
+  }
+
+  static async startBackup(options: NodeOptions): Promise<LockstepNode> {
+    const node = new LockstepNode(options);
+    node.role = "backup";
+    node.backup = new BackupCore({
+      nodeId: options.nodeId,
+      heartbeatIntervalMs: options.heartbeatIntervalMs,
+      failureTimeoutMs: options.failureTimeoutMs,
+      logEntriesMax: defaultPrimaryConfig.logEntriesMax,
+    });
+    await node.server.listen();
+    node.connectToPrimary();
+    node.ticker = setInterval(() => node.tick(), tickIntervalMs);
+    node.log.info({ port: node.port, primary: options.connect }, "backup started");
+    return node;
+  }
+
+  // ---------------------------------------------------------------- primary
+
+  private becomePrimary(epoch: number, history: LogEntry[]): void {
+    const session = this.session!;
+    const driver = session.driver;
+    this.role = "primary";
+    this.epoch = epoch;
+    this.backup = undefined;
+    const core = new PrimaryCore({ ...defaultPrimaryConfig, nodeId: this.options.nodeId, heartbeatIntervalMs: this.options.heartbeatIntervalMs, failureTimeoutMs: this.options.failureTimeoutMs }, epoch, this.header!, history);
+    core.noteSlice(driver.slice);
+    this.primary = core;
+    this.recorder = new Recorder(driver, {
+      digestEverySlices: 1000,
+      sink: (e) => {
+        core.append(e);
+        if (e.kind === "serial" && e.source) this.stream.inputApplied(e.slice, e.source.client, e.source.seq);
+      },
+    });
+    this.loop = new LiveLoop(this.recorder, {
+      paced: true,
+      mayRun: () => core.mayRun(driver.slice),
+      onSlice: (result, slice) => {
+        core.noteSlice(slice);
+        if (result.serial) {
+          this.stream.append(slice, result.serial);
+          // the output rule: flush the log at once when output is waiting
+          if (core.state === "protected") this.progressNow();
+          else this.release();
+        }
+      },
+    });
+    this.loopDone = this.loop.run().catch((e) => this.halt(`machine stopped: ${(e as Error).message}`));
+    this.ticker ??= setInterval(() => this.tick(), tickIntervalMs);
+    this.release();
+    this.emit("live", epoch);
+  }
+
+  private progressNow(): void {
+    const core = this.primary!;
+    this.recorder!.progress();
+    this.progressSlice = this.session!.driver.slice;
+    this.lastProgressMs = performance.now();
+    this.effects(core.flush());
+  }
+
+  private release(): void {
+    const core = this.primary;
+    if (!core || this.role !== "primary") return;
+    const due = this.stream.release(core.releasableSlice());
+    for (const [ws, c] of this.consoles) {
+      if (c.clientId === undefined) continue;
+      this.pushOutput(ws, c);
+      for (const a of due) if (a.client === c.clientId) this.sendConsole(ws, { type: "inack", seq: a.seq });
+    }
+  }
+
+  // ---------------------------------------------------------------- backup
+
+  private connectToPrimary(): void {
+    if (this.role !== "backup" || !this.backup || (this.backup.state !== "waiting" && this.backup.state !== "following")) return;
+    const url = new URL("/peer", this.options.connect!);
+    url.searchParams.set("token", this.options.token);
+    const ws = new WebSocket(url, { maxPayload: 64 * 2 ** 20 });
+    ws.binaryType = "nodebuffer";
+    ws.on("open", () => {
+      this.peer = ws;
+      this.log.info({ primary: this.options.connect }, "connected to the primary");
+      this.effects(this.backup?.connected(performance.now()) ?? []);
+    });
+    ws.on("message", (data: Buffer) => this.onPeerFrame(data));
+    ws.on("error", () => {});
+    ws.on("close", () => {
+      if (this.peer === ws) this.peer = undefined;
+      clearTimeout(this.reconnectTimer);
+      this.reconnectTimer = setTimeout(() => this.connectToPrimary(), 100);
+    });
+  }
+
+  private async prepareMachine(header: LogHeader): Promise<void> {
+    this.header = header;
+    const image = this.options.imageOverride ?? header.machine.name;
+    if (!this.options.imageOverride && !bundledImageNames().includes(image)) {
+      throw new LockstepError(ErrorCode.imageUnknown, `The primary's machine "${image}" is not a bundled image`, "pass --image CONFIG.json");
+    }
+    const loaded = loadMachine(image, { memoryMiB: header.machine.memoryMiB });
+    const disk = this.options.disk ? readDiskFile(this.options.disk) : header.disk?.fresh ? makeBlankDisk(header.disk.fresh) : undefined;
+    checkHeader(header, loaded, disk);
+    this.session = await MachineSession.open({ loaded, ...(disk ? { disk } : {}), clock: header.clock });
+    const entries = this.backup!.entries;
+    this.replayer = new Replayer(
+      this.session.driver,
+      () => {
+        const e = entries[this.backupEntryIndex];
+        if (!e) return undefined;
+        this.backupEntryIndex++;
+        if (e.kind === "serial" && e.source) this.stream.inputApplied(e.slice, e.source.client, e.source.seq);
+        return e;
+      },
+      { onSlice: (r, slice) => r.serial && this.stream.append(slice, r.serial) },
+    );
+    this.following = true;
+    this.followDone = this.follow();
+    this.log.info({ machine: loaded.config.name, epoch: this.backup!.epoch }, "backup machine ready: following the log");
+  }
+
+  private async follow(): Promise<void> {
+    while (this.following) {
+      const b = this.backup!;
+      let r: string | undefined;
+      try {
+        r = this.replayer!.follow(b.complete, 50);
+      } catch (e) {
+        this.halt(`backup diverged from the primary: ${(e as Error).message}`);
+        return;
+      }
+      b.setExecuted(this.session!.driver.slice);
+      if (r === "power-off") {
+        this.halt("the primary powered the guest off");
+        return;
+      }
+      await new Promise<void>((resolve) => (r === "caught-up" ? setTimeout(resolve, 1) : setImmediate(resolve)));
+    }
+  }
+
+  private async takeOver(epoch: number): Promise<void> {
+    const t0 = performance.now();
+    this.following = false;
+    await this.followDone;
+    this.peer?.terminate();
+    this.peer = undefined;
+    clearTimeout(this.reconnectTimer);
+    if (this.preparing) await this.preparing;
+    if (!this.session || !this.replayer) return this.halt("won the epoch before the machine was ready");
+    const entries = this.backup!.entries;
+    const last = entries.at(-1)?.slice ?? 0;
+    try {
+      this.replayer.follow(last, Number.MAX_SAFE_INTEGER); // replay everything received
+    } catch (e) {
+      return this.halt(`backup diverged while taking over: ${(e as Error).message}`);
+    }
+    this.becomePrimary(epoch, entries.slice());
+    this.liveAtMs = performance.now();
+    this.log.warn({ epoch, slice: this.session.driver.slice, entries: entries.length, replayMs: Math.round(this.liveAtMs - t0) }, "took over: now the primary");
+  }
+
+  // ---------------------------------------------------------------- effects, ticks, halting
+
+  private tick(): void {
+    const now = performance.now();
+    if (this.primary && this.role === "primary") {
+      const core = this.primary;
+      this.effects(core.tick(now));
+      const slice = this.session!.driver.slice;
+      if (core.state === "protected" && slice > this.progressSlice && now - this.lastProgressMs >= progressIntervalMs) this.progressNow();
+      this.release();
+    } else if (this.backup && this.role === "backup") {
+      this.effects(this.backup.tick(now));
+    }
+  }
+
+  private effects(effects: Array<CoreEffect | BackupEffect>): void {
+    for (const e of effects) {
+      switch (e.type) {
+        case "send":
+          if (this.peer?.readyState === WebSocket.OPEN) this.peer.send(encodePeerMessage(e.message));
+          break;
+        case "claim-epoch":
+          this.claim(e.epoch);
+          break;
+        case "halt":
+          this.halt(e.reason);
+          break;
+        case "log":
+          this.log[e.level](e.fields ?? {}, e.msg);
+          break;
+        case "header":
+          this.preparing = this.prepareMachine(e.header).catch((err) => this.halt(err instanceof LockstepError ? err.toLine() : String(err)));
+          break;
+        case "go-live":
+          void this.takeOver(e.epoch);
+          break;
+      }
+    }
+  }
+
+  private claim(epoch: number): void {
+    this.options.arbiter.claim(epoch, this.options.nodeId).then((won) => {
+      if (won === undefined) this.log.warn({ epoch }, "arbiter unreachable: nobody goes live until it answers");
+      const answer = () => {
+        if (this.primary && this.role === "primary") this.effects(this.primary.arbiterAnswer(epoch, won));
+        else if (this.backup && this.role === "backup") this.effects(this.backup.arbiterAnswer(epoch, won));
+      };
+      if (won === undefined) setTimeout(answer, 100);
+      else answer();
+    });
+  }
+
+  halt(reason: string): void {
+    if (this.role === "halted") return;
+    this.role = "halted";
+    this.haltReason = reason;
+    this.following = false;
+    this.loop?.stop();
+    this.peer?.terminate();
+    clearTimeout(this.reconnectTimer);
+    for (const ws of this.consoles.keys()) {
+      this.sendConsole(ws, { type: "status", role: "halted", epoch: this.epoch, live: false });
+      ws.close(4001, "halted");
+    }
+    this.log.error({ reason }, "halted");
+    this.emit("halted", reason);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.ticker);
+    clearTimeout(this.reconnectTimer);
+    this.following = false;
+    this.loop?.stop();
+    await this.loopDone;
+    await this.followDone;
+    this.peer?.terminate();
+    await this.server.close();
+    this.session?.close();
+  }
+
+  // ---------------------------------------------------------------- sockets
+
+  private acceptPeer(ws: WebSocket, req: IncomingMessage): void {
+    if (this.role !== "primary") {
+      ws.close(4001, "not the primary");
+      return;
+    }
+    if (this.peer && this.peer !== ws) {
+      this.log.info("a new backup connection replaces the old one");
+      this.peer.terminate();
+      this.primary?.peerDisconnected();
+    }
+    this.peer = ws;
+    this.log.info({ remote: req.socket.remoteAddress }, "backup connected");
+    ws.on("message", (data: Buffer) => this.onPeerFrame(data));
+    ws.on("error", () => {});
+    ws.on("close", () => {
+      if (this.peer === ws) {
+        this.peer = undefined;
+        this.primary?.peerDisconnected();
+      }
+    });
+  }
+
+  private onPeerFrame(data: Buffer): void {
+    let msg;
+    try {
+      msg = decodePeerMessage(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    } catch (e) {
+      const code = e instanceof WireError ? e.code : "LOCKSTEP_ERR_WIRE_UNDECODABLE";
+      this.log.warn({ code, bytes: data.byteLength }, `peer frame rejected: ${(e as Error).message}`);
+      this.peer?.close(1008, code);
+      return;
+    }
+    const now = performance.now();
+    if (this.primary && this.role === "primary") {
+      this.effects(this.primary.step(msg, now));
+      this.release();
+    } else if (this.backup && this.role === "backup") {
+      this.effects(this.backup.step(msg, now));
+    }
+  }
+
+  private acceptConsole(ws: WebSocket): void {
+    const live = this.role === "primary";
+    this.sendConsole(ws, { type: "status", role: this.role === "starting" ? "backup" : this.role, epoch: this.epoch, live });
+    if (!live) {
+      ws.close(4001, "not live");
+      return;
+    }
+    const client: ConsoleClient = { clientId: undefined, offset: 0 };
+    this.consoles.set(ws, client);
+    ws.on("message", (data: Buffer) => this.onConsoleFrame(ws, client, data));
+    ws.on("error", () => {});
+    ws.on("close", () => this.consoles.delete(ws));
+  }
+
+  private onConsoleFrame(ws: WebSocket, client: ConsoleClient, data: Buffer): void {
+    let msg;
+    try {
+      msg = decodeConsoleClientMessage(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    } catch (e) {
+      const code = e instanceof WireError ? e.code : "LOCKSTEP_ERR_WIRE_UNDECODABLE";
+      this.log.warn({ code }, `console frame rejected: ${(e as Error).message}`);
+      ws.close(1008, code);
+      return;
+    }
+    if (this.role !== "primary") return;
+    if (msg.type === "attach") {
+      if (msg.offset < this.stream.retainedFrom || msg.offset > this.stream.end) {
+        this.log.warn({ clientId: msg.clientId, offset: msg.offset }, "console attach at an offset this node cannot serve");
+        ws.close(4002, `offset ${msg.offset} not available (have ${this.stream.retainedFrom}..${this.stream.end})`);
+        return;
+      }
+      client.clientId = msg.clientId;
+      client.offset = msg.offset;
+      const acked = this.stream.ackedInput.get(msg.clientId);
+      if (acked) this.sendConsole(ws, { type: "inack", seq: acked });
+      this.pushOutput(ws, client);
+      return;
+    }
+    if (client.clientId === undefined) return;
+    const id = client.clientId;
+    const known = Math.max(this.stream.appliedInput.get(id) ?? 0, this.queuedInput.get(id) ?? 0);
+    if (msg.seq <= known) {
+      const acked = this.stream.ackedInput.get(id) ?? 0;
+      if (msg.seq <= acked) this.sendConsole(ws, { type: "inack", seq: acked });
+      return; // applied already (or queued): exactly once
+    }
+    if (msg.seq !== known + 1) return; // a gap: the client resends in order
+    if (!this.recorder!.queueSerial(msg.data, { client: id, seq: msg.seq })) return; // queue full: the client resends
+    this.queuedInput.set(id, msg.seq);
+    this.loop?.wake();
+  }
+
+  private pushOutput(ws: WebSocket, c: ConsoleClient): void {
+    for (;;) {
+      if (ws.bufferedAmount > consoleBufferedBytesMax) {
+        this.log.warn({ clientId: c.clientId }, "console client too slow: disconnected");
+        ws.terminate();
+        return;
+      }
+      const chunk = this.stream.read(c.offset, 64 * 1024);
+      if (!chunk || chunk.data.length === 0) return;
+      this.sendConsole(ws, { type: "output", offset: chunk.offset, data: chunk.data });
+      c.offset += chunk.data.length;
+    }
+  }
+
+  private sendConsole(ws: WebSocket, m: ConsoleServerMessage): void {
+    if (ws.readyState === WebSocket.OPEN) ws.send(encodeConsoleMessage(m));
+  }
+}
