@@ -14,6 +14,7 @@ export async function loadHasher(): Promise<void> {
 }
 
 /** wasm byte ranges of CPU state: [64, 1300) minus the eip caches and current_tsc. */
+const chunkBytes = 1 << 20;
 const cpuStateStart = 64;
 const cpuStateEnd = 1300;
 const skippedRanges: Array<[number, number]> = [
@@ -33,7 +34,11 @@ export function stateDigest(input: DigestInput): string {
   const ram = input.ram;
   const cpu = new Uint8Array(buffer, cpuStateStart, cpuStateEnd - cpuStateStart).slice();
   for (const [from, to] of skippedRanges) cpu.fill(0, from - cpuStateStart, to - cpuStateStart);
-  const ramHash = hasher.h64Raw(ram, 0n);
+  // Streamed in 1 MiB chunks: hashing 128 MiB in one call makes xxhash-wasm grow its own memory
+  // to hold a copy (a 250 ms stall on the first digest, long enough to look like a dead node).
+  const stream = hasher.create64(0n);
+  for (let off = 0; off < ram.length; off += chunkBytes) stream.update(ram.subarray(off, off + chunkBytes));
+  const ramHash = stream.digest();
   const cpuHash = hasher.h64Raw(cpu, ramHash);
   return cpuHash.toString(16).padStart(16, "0");
 }

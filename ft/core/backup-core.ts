@@ -9,7 +9,7 @@
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
 import type { PeerMessage } from "../wire/peer-messages.js";
-import type { CoreEffect } from "./primary-core.js";
+import { stallMs, type CoreEffect } from "./primary-core.js";
 
 export interface BackupConfig {
   nodeId: string;
@@ -33,6 +33,7 @@ export class BackupCore {
   private executed = 0;
   private lastHeardMs = 0;
   private lastHeartbeatMs = Number.NEGATIVE_INFINITY;
+  private lastTickMs: number | undefined;
   private lastAck = { have: -1, complete: -1, executed: -1 };
   private claimingEpoch = 0;
   /** Output through this slice already left the primary unprotected: taking over needs it. */
@@ -111,6 +112,9 @@ export class BackupCore {
   }
 
   tick(nowMs: number): BackupEffect[] {
+    // our own stall (e.g. building the machine) is not the primary's silence: see PrimaryCore.tick
+    if (this.lastTickMs !== undefined && nowMs - this.lastTickMs > stallMs(this.config.failureTimeoutMs)) this.lastHeardMs = nowMs;
+    this.lastTickMs = nowMs;
     if (this.state !== "following") return [];
     const effects: BackupEffect[] = [];
     if (nowMs - this.lastHeartbeatMs >= this.config.heartbeatIntervalMs) {

@@ -39,6 +39,9 @@ export const defaultPrimaryConfig: Omit<PrimaryConfig, "nodeId"> = {
   logEntriesMax: 2_000_000,
 };
 
+/** A gap between ticks longer than this means this side stalled. */
+export const stallMs = (failureTimeoutMs: number) => failureTimeoutMs / 4;
+
 export type PrimaryState = "unprotected" | "protected" | "claiming" | "halted";
 
 export type CoreEffect =
@@ -71,6 +74,7 @@ export class PrimaryCore {
   /** The highest slice whose output this primary has allowed out (unprotected: all it ran). */
   private releasedThrough = 0;
   private currentSlice = 0;
+  private lastTickMs: number | undefined;
 
   constructor(
     private readonly config: PrimaryConfig,
@@ -151,6 +155,10 @@ export class PrimaryCore {
           effects.push({ type: "log", level: "warn", msg: "hello of another epoch rejected", fields: { theirs: message.epoch, ours: this.epoch } });
           break;
         }
+        if (this.state === "protected" && this.peer && this.peer.nodeId !== message.nodeId && nowMs - this.peer.lastHeardMs <= this.config.failureTimeoutMs) {
+          effects.push({ type: "log", level: "warn", msg: "hello from a second backup rejected while the first is alive", fields: { current: this.peer.nodeId, other: message.nodeId } });
+          break;
+        }
         if (this.state === "claiming") {
           effects.push({ type: "log", level: "warn", msg: "hello while claiming the next epoch rejected", fields: { nodeId: message.nodeId } });
           break;
@@ -227,6 +235,10 @@ export class PrimaryCore {
     if (this.state === "halted") return [];
     const effects: CoreEffect[] = [];
     const p = this.peer;
+    // If this side itself stalled (a long slice, GC), the silence may be ours: messages may be
+    // waiting unread. Restart the silence clock rather than accuse the peer.
+    if (p && this.lastTickMs !== undefined && nowMs - this.lastTickMs > stallMs(this.config.failureTimeoutMs)) p.lastHeardMs = nowMs;
+    this.lastTickMs = nowMs;
     if (this.state === "protected" && p) {
       if (nowMs - this.lastHeartbeatMs >= this.config.heartbeatIntervalMs) {
         this.lastHeartbeatMs = nowMs;

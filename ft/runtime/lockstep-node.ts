@@ -66,6 +66,8 @@ interface ConsoleClient {
 /** Console messages queued per client at most before it is dropped as too slow. */
 const consoleBufferedBytesMax = 8 * 2 ** 20;
 const tickIntervalMs = 5;
+/** Host ms of replay per batch on the backup before yielding to sockets and timers. */
+const followBatchMs = 8;
 /** While protected and busy, a progress entry at most this often lets the backup advance. */
 const progressIntervalMs = 10;
 
@@ -271,7 +273,7 @@ export class LockstepNode extends EventEmitter {
       this.log.info({ primary: this.options.connect }, "connected to the primary");
       this.effects(this.backup?.connected(performance.now()) ?? []);
     });
-    ws.on("message", (data: Buffer) => this.onPeerFrame(data));
+    ws.on("message", (data: Buffer) => this.onPeerFrame(data, ws));
     ws.on("error", () => {});
     ws.on("close", () => {
       if (this.peer === ws) this.peer = undefined;
@@ -312,7 +314,10 @@ export class LockstepNode extends EventEmitter {
       const b = this.backup!;
       let r: string | undefined;
       try {
-        r = this.replayer!.follow(b.complete, 50);
+        // short batches, like the primary's LiveLoop, so heartbeats and acks keep flowing
+        const batchStart = performance.now();
+        do r = this.replayer!.follow(b.complete, 1);
+        while (r === undefined && performance.now() - batchStart < followBatchMs);
       } catch (e) {
         this.halt(`backup diverged from the primary: ${(e as Error).message}`);
         return;
@@ -429,19 +434,17 @@ export class LockstepNode extends EventEmitter {
 
   // ---------------------------------------------------------------- sockets
 
+  /**
+   * A backup connection is only a candidate until the core accepts its hello; then it replaces the
+   * current peer. So a stray or hostile connection (even with the token) cannot cut off the backup.
+   */
   private acceptPeer(ws: WebSocket, req: IncomingMessage): void {
     if (this.role !== "primary") {
       ws.close(4001, "not the primary");
       return;
     }
-    if (this.peer && this.peer !== ws) {
-      this.log.info("a new backup connection replaces the old one");
-      this.peer.terminate();
-      this.primary?.peerDisconnected();
-    }
-    this.peer = ws;
-    this.log.info({ remote: req.socket.remoteAddress }, "backup connected");
-    ws.on("message", (data: Buffer) => this.onPeerFrame(data));
+    this.log.info({ remote: req.socket.remoteAddress }, "peer connection");
+    ws.on("message", (data: Buffer) => this.onPeerFrame(data, ws));
     ws.on("error", () => {});
     ws.on("close", () => {
       if (this.peer === ws) {
@@ -451,19 +454,36 @@ export class LockstepNode extends EventEmitter {
     });
   }
 
-  private onPeerFrame(data: Buffer): void {
+  private onPeerFrame(data: Buffer, from?: WebSocket): void {
+    const ws = from ?? this.peer;
     let msg;
     try {
       msg = decodePeerMessage(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     } catch (e) {
       const code = e instanceof WireError ? e.code : "LOCKSTEP_ERR_WIRE_UNDECODABLE";
       this.log.warn({ code, bytes: data.byteLength }, `peer frame rejected: ${(e as Error).message}`);
-      this.peer?.close(1008, code);
+      ws?.close(1008, code);
       return;
     }
     const now = performance.now();
     if (this.primary && this.role === "primary") {
-      this.effects(this.primary.step(msg, now));
+      if (ws !== this.peer) {
+        if (msg.type !== "hello") {
+          this.log.warn({ type: msg.type }, "peer frame before hello ignored");
+          return;
+        }
+        const effects = this.primary.step(msg, now);
+        if (this.primary.protectedBy !== msg.nodeId) {
+          this.effects(effects); // the rejection's log line
+          ws?.close(4003, "hello rejected");
+          return;
+        }
+        if (this.peer) this.peer.terminate();
+        this.peer = ws;
+        this.effects(effects);
+      } else {
+        this.effects(this.primary.step(msg, now));
+      }
       this.release();
     } else if (this.backup && this.role === "backup") {
       this.effects(this.backup.step(msg, now));
