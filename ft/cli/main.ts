@@ -170,7 +170,8 @@ process.stdout.on("error", (e: NodeJS.ErrnoException) => {
 
 main(process.argv).then(
   (code) => {
-    process.exitCode = code;
+    // a command may already have set a status of its own (a halted node exits 3)
+    if (!process.exitCode) process.exitCode = code;
   },
   (e) => {
     process.stderr.write(`lockstep: internal error: ${(e as Error).stack ?? String(e)}\n`);

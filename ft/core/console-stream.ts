@@ -51,6 +51,7 @@ export class ConsoleStream {
       this.released = c.offset + c.data.length;
       this.releaseIndex++;
     }
+    this.trim();
     const due: Array<{ client: string; seq: number }> = [];
     while (this.inacks.length > 0 && this.inacks[0]!.slice <= slice) {
       const a = this.inacks.shift()!;

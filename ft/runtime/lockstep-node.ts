@@ -129,7 +129,7 @@ export class LockstepNode extends EventEmitter {
           if (v !== undefined) this.set(v);
         },
       });
-    gauge("lockstep_epoch", "Current epoch", () => node.epoch);
+    gauge("lockstep_epoch", "Current epoch", () => node.currentEpoch);
     gauge("lockstep_is_primary", "1 when this node is the live primary", () => (node.role === "primary" ? 1 : 0));
     gauge("lockstep_slice", "Slices executed", () => node.session?.driver.slice);
     gauge("lockstep_instructions", "Instructions executed", () => node.session?.driver.icount);
@@ -137,6 +137,10 @@ export class LockstepNode extends EventEmitter {
     gauge("lockstep_log_entries", "Entries in the log", () => node.primary?.logLength ?? node.backup?.entries.length);
     gauge("lockstep_console_bytes", "Console output bytes produced", () => node.stream.end);
     gauge("lockstep_console_released_bytes", "Console output bytes released", () => node.stream.released);
+  }
+
+  get currentEpoch(): number {
+    return this.primary?.epoch ?? this.backup?.epoch ?? this.epoch;
   }
 
   get port(): number {
@@ -148,7 +152,7 @@ export class LockstepNode extends EventEmitter {
     return {
       nodeId: this.options.nodeId,
       role: this.role,
-      epoch: this.backup?.epoch ?? this.epoch,
+      epoch: this.currentEpoch,
       state: this.primary?.state ?? this.backup?.state ?? this.role,
       protected: this.primary?.state === "protected",
       backup: this.primary?.protectedBy ?? null,
@@ -413,7 +417,7 @@ export class LockstepNode extends EventEmitter {
     this.peer?.terminate();
     clearTimeout(this.reconnectTimer);
     for (const ws of this.consoles.keys()) {
-      this.sendConsole(ws, { type: "status", role: "halted", epoch: this.epoch, live: false });
+      this.sendConsole(ws, { type: "status", role: "halted", epoch: this.currentEpoch, live: false });
       ws.close(4001, "halted");
     }
     this.log.error({ reason }, "halted");
@@ -492,7 +496,7 @@ export class LockstepNode extends EventEmitter {
 
   private acceptConsole(ws: WebSocket): void {
     const live = this.role === "primary";
-    this.sendConsole(ws, { type: "status", role: this.role === "starting" ? "backup" : this.role, epoch: this.epoch, live });
+    this.sendConsole(ws, { type: "status", role: this.role === "starting" ? "backup" : this.role, epoch: this.currentEpoch, live });
     if (!live) {
       ws.close(4001, "not live");
       return;

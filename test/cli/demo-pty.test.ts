@@ -1,0 +1,29 @@
+// `npm start` (lockstep demo) on a real terminal: the linux guest's prompt shows, a command answers,
+// Ctrl-] k SIGKILLs the primary, the status line reports the takeover, and the shell still answers.
+import { afterAll, describe, expect, it } from "vitest";
+import { packageRoot } from "../../emulator/package-root.js";
+import { cliPath } from "../support/cli.js";
+import { TmuxSession } from "../support/tmux.js";
+
+const sessions: TmuxSession[] = [];
+afterAll(() => sessions.forEach((s) => s.kill()));
+
+describe("lockstep demo on a terminal", () => {
+  it("boots, survives a SIGKILL of the primary, and quits cleanly", async () => {
+    const t = new TmuxSession([process.execPath, cliPath, "demo"], { cwd: packageRoot(), env: { LOCKSTEP_LOG_LEVEL: "warn" } });
+    sessions.push(t);
+    await t.waitFor((s) => /lockstep:\/root# /.test(s), 90_000, "the shell prompt");
+    t.type("echo before''-kill\r");
+    await t.waitFor((s) => s.includes("before-kill\n") || /before-kill\s*$/m.test(s), 20_000, "the first answer");
+    t.key("C-]");
+    t.type("k");
+    const screen = await t.waitFor((s) => /took over as primary \(epoch 2\) \d+ ms after the kill/.test(s), 20_000, "the takeover line");
+    expect(screen).toMatch(/killed primary A/);
+    t.type("echo after''-failover\r");
+    await t.waitFor((s) => /^after-failover\s*$/m.test(s), 30_000, "an answer from the new primary");
+    t.key("C-]");
+    t.type("q");
+    await t.waitFor(() => t.exitStatus() !== undefined, 20_000, "the demo to exit");
+    expect(t.exitStatus()).toBe(0);
+  });
+});

@@ -1,0 +1,42 @@
+// The console stream holds output back until its slice is released, serves any offset it retains,
+// and acknowledges input only once the input's slice is released.
+import { describe, expect, it } from "vitest";
+import { ConsoleStream } from "../../ft/core/console-stream.js";
+
+const text = (d: Uint8Array | undefined) => new TextDecoder().decode(d);
+
+describe("ConsoleStream", () => {
+  it("releases output by slice and serves offsets", () => {
+    const s = new ConsoleStream();
+    s.append(1, new TextEncoder().encode("ab"));
+    s.append(3, new TextEncoder().encode("cde"));
+    s.append(4, new TextEncoder().encode("f"));
+    expect(s.read(0)!.data.length).toBe(0);
+    s.release(2);
+    expect(text(s.read(0)!.data)).toBe("ab");
+    s.release(4);
+    expect(text(s.read(0)!.data)).toBe("abcdef");
+    expect(text(s.read(3)!.data)).toBe("def");
+    expect(text(s.read(2, 2)!.data)).toBe("cd");
+  });
+
+  it("acknowledges input when its slice is released, once", () => {
+    const s = new ConsoleStream();
+    s.inputApplied(5, "c", 1);
+    s.inputApplied(6, "c", 2);
+    expect(s.release(4)).toEqual([]);
+    expect(s.release(5)).toEqual([{ client: "c", seq: 1 }]);
+    expect(s.release(9)).toEqual([{ client: "c", seq: 2 }]);
+    expect(s.release(9)).toEqual([]);
+    expect(s.appliedInput.get("c")).toBe(2);
+  });
+
+  it("retains a bounded tail", () => {
+    const s = new ConsoleStream(10);
+    for (let i = 0; i < 10; i++) s.append(i + 1, new TextEncoder().encode("xxxx"));
+    s.release(100);
+    expect(s.retainedFrom).toBeGreaterThan(0);
+    expect(s.read(0)).toBeUndefined();
+    expect(text(s.read(36)!.data)).toBe("xxxx");
+  });
+});

@@ -1,0 +1,45 @@
+// The wire codec: every message round-trips; bad frames are rejected with a stable code.
+import { describe, expect, it } from "vitest";
+import { packr, WireError, WireErrorCode, wireFrameBytesMax } from "../../ft/wire/envelope.js";
+import { decodeConsoleClientMessage, decodeConsoleServerMessage, encodeConsoleMessage } from "../../ft/wire/console-messages.js";
+import { decodePeerMessage, encodePeerMessage, type PeerMessage } from "../../ft/wire/peer-messages.js";
+
+function codeOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof WireError) return e.code;
+    throw e;
+  }
+  throw new Error("expected a WireError");
+}
+
+describe("wire codec", () => {
+  it("round-trips every peer message", () => {
+    const msgs: PeerMessage[] = [
+      { type: "hello", epoch: 0, nodeId: "b", have: 12 },
+      { type: "log", epoch: 3, first: 7, entries: [{ kind: "serial", slice: 4, icount: 2 ** 40, data: new Uint8Array([1, 2]), source: { client: "c", seq: 9 } }, { kind: "progress", slice: 5, icount: 2 ** 40 + 1 }] },
+      { type: "ack", epoch: 3, have: 9, complete: 5, executed: 4 },
+      { type: "heartbeat", epoch: 3, nodeId: "a" },
+    ];
+    for (const m of msgs) expect(decodePeerMessage(encodePeerMessage(m))).toEqual(m);
+  });
+
+  it("round-trips console messages", () => {
+    expect(decodeConsoleClientMessage(encodeConsoleMessage({ type: "attach", clientId: "x", offset: 5 }))).toEqual({ type: "attach", clientId: "x", offset: 5 });
+    expect(decodeConsoleClientMessage(encodeConsoleMessage({ type: "input", seq: 1, data: new Uint8Array([65]) }))).toEqual({ type: "input", seq: 1, data: new Uint8Array([65]) });
+    expect(decodeConsoleServerMessage(encodeConsoleMessage({ type: "status", role: "primary", epoch: 2, live: true }))).toEqual({ type: "status", role: "primary", epoch: 2, live: true });
+  });
+
+  it("rejects garbage, wrong versions, unknown types, bad fields and oversized frames", () => {
+    expect(codeOf(() => decodePeerMessage(new Uint8Array([0x81])))).toBe(WireErrorCode.undecodable);
+    expect(codeOf(() => decodePeerMessage(packr.pack([1, 2, 3])))).toBe(WireErrorCode.malformed);
+    expect(codeOf(() => decodePeerMessage(packr.pack({ v: 2, type: "ack" })))).toBe(WireErrorCode.version);
+    expect(codeOf(() => decodePeerMessage(packr.pack({ v: 1, type: "launch" })))).toBe(WireErrorCode.malformed);
+    expect(codeOf(() => decodePeerMessage(packr.pack({ v: 1, type: "ack", epoch: 1, have: -1, complete: 0, executed: 0 })))).toBe(WireErrorCode.malformed);
+    expect(codeOf(() => decodePeerMessage(packr.pack({ v: 1, type: "log", epoch: 1, first: 0, entries: [[99, 0, 0]] })))).toBe(WireErrorCode.malformed);
+    expect(codeOf(() => decodePeerMessage(new Uint8Array(wireFrameBytesMax + 1)))).toBe(WireErrorCode.tooLarge);
+    expect(codeOf(() => decodeConsoleClientMessage(packr.pack({ v: 1, type: "input", seq: 1, data: new Uint8Array(5000) })))).toBe(WireErrorCode.malformed);
+    expect(codeOf(() => decodeConsoleClientMessage(packr.pack({ v: 1, type: "attach", clientId: "", offset: 0 })))).toBe(WireErrorCode.malformed);
+  });
+});
