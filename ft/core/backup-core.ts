@@ -69,7 +69,8 @@ export class BackupCore {
         }
         this.lastHeardMs = nowMs;
         this.epoch = message.epoch;
-        this.eligibleAt = Math.max(this.eligibleAt, message.releasedThrough);
+        // the latest word counts: "not yet" while joining, then the slice through which output left
+        this.eligibleAt = message.releasedThrough;
         if (!this.header) {
           this.header = message.header;
           this.state = "following";
@@ -126,7 +127,8 @@ export class BackupCore {
       if (this.complete < this.eligibleAt) {
         // Output the primary released unprotected is beyond our log: going live would contradict it.
         this.state = "halted";
-        effects.push({ type: "halt", reason: `primary silent before this backup caught up (log complete through slice ${this.complete}, output left through ${this.eligibleAt}): cannot take over` });
+        const through = this.eligibleAt === Number.MAX_SAFE_INTEGER ? "was still catching up" : `had the log through slice ${this.complete}, output left through ${this.eligibleAt}`;
+        effects.push({ type: "halt", reason: `primary silent before this backup caught up (it ${through}): cannot take over` });
         return effects;
       }
       this.state = "claiming";

@@ -42,7 +42,17 @@ export const defaultPrimaryConfig: Omit<PrimaryConfig, "nodeId"> = {
 /** A gap between ticks longer than this means this side stalled. */
 export const stallMs = (failureTimeoutMs: number) => failureTimeoutMs / 4;
 
-export type PrimaryState = "unprotected" | "protected" | "claiming" | "halted";
+/**
+ * unprotected: no backup; output leaves at once.
+ * joining:     a backup is catching up on the log (from power-on); output still leaves at once and
+ *              the backup is told it may not take over (it could not reproduce that output).
+ * protected:   the backup is caught up and eligible; the output rule and lag control apply.
+ * claiming:    the backup fell silent; waiting for the arbiter.
+ */
+export type PrimaryState = "unprotected" | "joining" | "protected" | "claiming" | "halted";
+
+/** releasedThrough sent to a joining backup: it may not take over until told otherwise. */
+export const notEligible = Number.MAX_SAFE_INTEGER;
 
 export type CoreEffect =
   | { type: "send"; message: PeerMessage }
@@ -90,6 +100,11 @@ export class PrimaryCore {
     return this.state === "protected" ? this.peer?.nodeId : undefined;
   }
 
+  /** The backup attached (protecting or joining), if any. */
+  get backupId(): string | undefined {
+    return this.state === "protected" || this.state === "joining" ? this.peer?.nodeId : undefined;
+  }
+
   get logLength(): number {
     return this.log.length;
   }
@@ -111,6 +126,7 @@ export class PrimaryCore {
     let r: number;
     switch (this.state) {
       case "unprotected":
+      case "joining":
         r = this.currentSlice;
         break;
       case "protected":
@@ -130,6 +146,7 @@ export class PrimaryCore {
     const p = this.peer;
     if (!p || this.state === "unprotected") return true;
     if (this.log.length - p.have >= this.config.unackedEntriesMax) return false;
+    if (this.state === "joining") return true; // no lag control while the backup catches up
     const lag = currentSlice - p.executed;
     if (this.lagPaused && lag <= this.config.lagSlicesMax / 2) this.lagPaused = false;
     else if (!this.lagPaused && lag > this.config.lagSlicesMax) this.lagPaused = true;
@@ -155,7 +172,7 @@ export class PrimaryCore {
           effects.push({ type: "log", level: "warn", msg: "hello of another epoch rejected", fields: { theirs: message.epoch, ours: this.epoch } });
           break;
         }
-        if (this.state === "protected" && this.peer && this.peer.nodeId !== message.nodeId && nowMs - this.peer.lastHeardMs <= this.config.failureTimeoutMs) {
+        if ((this.state === "protected" || this.state === "joining") && this.peer && this.peer.nodeId !== message.nodeId && nowMs - this.peer.lastHeardMs <= this.config.failureTimeoutMs) {
           effects.push({ type: "log", level: "warn", msg: "hello from a second backup rejected while the first is alive", fields: { current: this.peer.nodeId, other: message.nodeId } });
           break;
         }
@@ -181,11 +198,10 @@ export class PrimaryCore {
           lastHeardMs: nowMs,
         };
         if (this.state === "unprotected") {
-          this.releasableSlice(); // everything run so far has been allowed out
-          this.state = "protected";
-          effects.push({ type: "log", level: "info", msg: "backup attached: protected", fields: { backup: message.nodeId, epoch: this.epoch, have } });
+          this.state = "joining";
+          effects.push({ type: "log", level: "info", msg: "backup attached: catching up", fields: { backup: message.nodeId, epoch: this.epoch, have } });
         }
-        effects.push({ type: "send", message: { type: "header", epoch: this.epoch, nodeId: this.config.nodeId, header: this.header, releasedThrough: this.releasedThrough } });
+        effects.push(this.headerMessage());
         effects.push(...this.flush());
         break;
       }
@@ -201,6 +217,14 @@ export class PrimaryCore {
         p.sent = Math.max(p.sent, p.have);
         p.complete = Math.max(p.complete, Math.min(message.complete, this.completeSlice));
         p.executed = Math.max(p.executed, message.executed);
+        if (this.state === "joining" && p.executed >= this.currentSlice - this.config.lagSlicesMax / 2) {
+          // caught up: from here on output waits for its ack, and the backup may take over once
+          // its log covers what already left
+          this.releasableSlice();
+          this.state = "protected";
+          effects.push({ type: "log", level: "info", msg: "backup caught up: protected", fields: { backup: p.nodeId, epoch: this.epoch, releasedThrough: this.releasedThrough } });
+          effects.push(this.headerMessage());
+        }
         break;
       }
       case "heartbeat":
@@ -218,10 +242,15 @@ export class PrimaryCore {
     return effects;
   }
 
+  private headerMessage(): CoreEffect {
+    const releasedThrough = this.state === "protected" ? this.releasedThrough : notEligible;
+    return { type: "send", message: { type: "header", epoch: this.epoch, nodeId: this.config.nodeId, header: this.header, releasedThrough } };
+  }
+
   /** Sends every entry not yet sent (call at once when output is waiting: the output rule). */
   flush(): CoreEffect[] {
     const p = this.peer;
-    if (!p || this.state === "halted" || this.state === "unprotected") return [];
+    if (!p || this.state === "halted" || this.state === "unprotected" || this.state === "claiming") return [];
     const effects: CoreEffect[] = [];
     while (p.sent < this.log.length) {
       const entries = this.log.slice(p.sent, p.sent + logBatchEntriesMax);
@@ -239,12 +268,19 @@ export class PrimaryCore {
     // waiting unread. Restart the silence clock rather than accuse the peer.
     if (p && this.lastTickMs !== undefined && nowMs - this.lastTickMs > stallMs(this.config.failureTimeoutMs)) p.lastHeardMs = nowMs;
     this.lastTickMs = nowMs;
-    if (this.state === "protected" && p) {
+    if (this.state === "joining" && p && nowMs - p.lastHeardMs > this.config.failureTimeoutMs) {
+      // a backup that never caught up cannot take over: no epoch to claim
+      effects.push({ type: "log", level: "warn", msg: "joining backup fell silent: unprotected", fields: { backup: p.nodeId } });
+      this.state = "unprotected";
+      this.peer = undefined;
+      return effects;
+    }
+    if ((this.state === "protected" || this.state === "joining") && p) {
       if (nowMs - this.lastHeartbeatMs >= this.config.heartbeatIntervalMs) {
         this.lastHeartbeatMs = nowMs;
         effects.push({ type: "send", message: { type: "heartbeat", epoch: this.epoch, nodeId: this.config.nodeId } });
       }
-      if (nowMs - p.lastHeardMs > this.config.failureTimeoutMs) {
+      if (this.state === "protected" && nowMs - p.lastHeardMs > this.config.failureTimeoutMs) {
         this.state = "claiming";
         this.claimingEpoch = this.epoch + 1;
         effects.push({ type: "log", level: "warn", msg: "backup failure suspected: claiming the next epoch", fields: { backup: p.nodeId, silentMs: nowMs - p.lastHeardMs } });

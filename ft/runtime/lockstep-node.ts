@@ -155,7 +155,7 @@ export class LockstepNode extends EventEmitter {
       epoch: this.currentEpoch,
       state: this.primary?.state ?? this.backup?.state ?? this.role,
       protected: this.primary?.state === "protected",
-      backup: this.primary?.protectedBy ?? null,
+      backup: this.primary?.backupId ?? null,
       slice: d?.slice ?? 0,
       instructions: d?.icount ?? 0,
       guestMs: Math.round(d?.clock.peekMs() ?? 0),
@@ -364,7 +364,7 @@ export class LockstepNode extends EventEmitter {
       const core = this.primary;
       this.effects(core.tick(now));
       const slice = this.session!.driver.slice;
-      if (core.state === "protected" && slice > this.progressSlice && now - this.lastProgressMs >= progressIntervalMs) this.progressNow();
+      if ((core.state === "protected" || core.state === "joining") && slice > this.progressSlice && now - this.lastProgressMs >= progressIntervalMs) this.progressNow();
       this.release();
     } else if (this.backup && this.role === "backup") {
       this.effects(this.backup.tick(now));
@@ -477,7 +477,7 @@ export class LockstepNode extends EventEmitter {
           return;
         }
         const effects = this.primary.step(msg, now);
-        if (this.primary.protectedBy !== msg.nodeId) {
+        if (this.primary.backupId !== msg.nodeId) {
           this.effects(effects); // the rejection's log line
           ws?.close(4003, "hello rejected");
           return;

@@ -346,7 +346,7 @@ export class SimCluster {
   }
 
   private checkInvariants(): void {
-    const live = this.nodes.filter((n) => n.alive && n.primary?.state === "unprotected");
+    const live = this.nodes.filter((n) => n.alive && (n.primary?.state === "unprotected" || n.primary?.state === "joining"));
     if (live.length > 1) this.fail(`two live primaries: ${live.map((n) => `${n.nodeId} epoch ${n.primary!.epoch}`).join(", ")}`);
     for (const n of live) if (n.primary!.epoch !== this.arbiterEpoch) this.fail(`live primary ${n.nodeId} has epoch ${n.primary!.epoch} but the arbiter is at ${this.arbiterEpoch}`);
     // output rule: a protected primary released nothing beyond what its backup's log covers
