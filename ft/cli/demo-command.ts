@@ -94,7 +94,22 @@ export async function demoCommand(options: { image: string }): Promise<void> {
     if (killedAt !== undefined) say(`console reattached to ${url} (epoch ${epoch}) ${Math.round(performance.now() - killedAt)} ms after the kill`);
   });
 
-  say(`primary ${primary.name} and backup ${nodes[1]!.name} on loopback; logs in ${logFile}`);
+  // report protection changes of whichever node is primary
+  let lastProtection = "";
+  const poll = setInterval(async () => {
+    const p = nodes.find((n) => n.alive && n.role === "primary");
+    if (!p) return;
+    try {
+      const s = (await (await fetch(`http://127.0.0.1:${p.port}/status`, { signal: AbortSignal.timeout(500) })).json()) as { protected: boolean; backup: string | null; state: string; epoch: number };
+      const now = s.protected ? `protected by ${s.backup}` : s.state === "joining" ? `backup ${s.backup} catching up` : "UNPROTECTED";
+      if (now !== lastProtection) {
+        lastProtection = now;
+        say(`primary ${p.name} (epoch ${s.epoch}): ${now}`);
+      }
+    } catch {
+      // the primary may just have died
+    }
+  }, 250);
   say("keys: Ctrl-] k = kill the primary (SIGKILL), Ctrl-] b = kill the backup, Ctrl-] s = status, Ctrl-] q = quit");
   client.start();
 
@@ -151,6 +166,7 @@ export async function demoCommand(options: { image: string }): Promise<void> {
     process.once("SIGINT", finish);
     process.once("SIGTERM", finish);
   });
+  clearInterval(poll);
   client.close();
   for (const n of nodes) if (n.alive) n.child.kill("SIGTERM");
   await new Promise((r) => setTimeout(r, 300));

@@ -21,6 +21,13 @@ describe("lockstep demo on a terminal", () => {
     expect(screen).toMatch(/killed primary A/);
     t.type("echo after''-failover\r");
     await t.waitFor((s) => /^after-failover\s*$/m.test(s), 30_000, "an answer from the new primary");
+    // a fresh backup joins the new primary from power-on; once it has caught up, kill again
+    await t.waitFor((s) => /primary B \(epoch 2\): protected by C/.test(s), 60_000, "re-protection by C");
+    t.key("C-]");
+    t.type("k");
+    await t.waitFor((s) => /backup C took over as primary \(epoch 3\)/.test(s), 20_000, "the second takeover");
+    t.type("echo second''-failover\r");
+    await t.waitFor((s) => /^second-failover\s*$/m.test(s), 30_000, "an answer from the third primary");
     t.key("C-]");
     t.type("q");
     await t.waitFor(() => t.exitStatus() !== undefined, 20_000, "the demo to exit");
