@@ -18,6 +18,14 @@ export interface LiveLoopOptions {
   nowMs?: () => number;
   /** Flow control: false pauses the guest at the boundary until `wake()` (or 5 ms pass). */
   mayRun?: () => boolean;
+  /**
+   * Unix ms of guest time 0 (the clock's epoch), for a run that starts at power-on: guest time then
+   * follows the host's calendar clock, so the time spent loading the machine before the first slice
+   * is caught up with a logged jump instead of leaving the guest's clock that far behind.
+   */
+  wallEpochMs?: number;
+  /** Host calendar clock in Unix ms (injectable for tests). */
+  unixNowMs?: () => number;
 }
 
 export class LiveLoop {
@@ -56,6 +64,10 @@ export class LiveLoop {
     const batchWallMs = this.options.batchWallMs ?? 10;
     this.wallStartMs = this.nowMs();
     this.guestStartMs = this.recorder.driver.clock.peekMs();
+    if (this.options.wallEpochMs !== undefined) {
+      const unixNowMs = this.options.unixNowMs ?? (() => Date.now());
+      this.guestStartMs = Math.max(this.guestStartMs, unixNowMs() - this.options.wallEpochMs);
+    }
     const driver = this.recorder.driver;
     while (!this.stopping) {
       const batchStart = this.nowMs();

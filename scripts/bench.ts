@@ -6,7 +6,10 @@
  *  2. Replay vs record wall time of the scripted linux session (test/fixtures/linux-session.script).
  *  3. Log bandwidth per second of guest time, idle and busy (target: idle <= 0.05 Mbit/s).
  *
- * Environment: BENCH_RUNS (default 3).
+ *  4. Fault tolerance: FT vs non-FT throughput, output-rule delay, backup lag, channel bandwidth,
+ *     failover time over BENCH_KILLS kills (scripts/bench-ft.ts).
+ *
+ * Environment: BENCH_RUNS (default 3), BENCH_KILLS (default 20).
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
@@ -19,6 +22,7 @@ import { LiveLoop } from "../hypervisor/live-loop.js";
 import { encodeFrame } from "../hypervisor/log-file.js";
 import { defaultClockParams, MachineSession } from "../hypervisor/machine-session.js";
 import { Recorder } from "../hypervisor/recorder.js";
+import { ftBenchmarks } from "./bench-ft.js";
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
 const root = packageRoot();
@@ -120,6 +124,7 @@ try {
   const speedRows = speed();
   const rr = recordReplay(dir);
   const bw = await bandwidth();
+  const ft = await ftBenchmarks(Number(process.env.BENCH_KILLS ?? 20));
   const lines = [
     `Measured ${date} on ${machine}; median of ${runs} runs, each in a fresh process.`,
     "",
@@ -134,6 +139,8 @@ try {
     "| log bandwidth | guest time | log | rate (target: idle <= 0.05, busy <= 0.1 Mbit/s) |",
     "|---|---|---|---|",
     ...bw,
+    "",
+    ...ft,
   ];
   process.stdout.write(lines.join("\n") + "\n");
 } finally {

@@ -49,6 +49,7 @@ export async function recordCommand(options: RecordOptions): Promise<void> {
   let outputWaiters: Array<() => void> = [];
   const loop = new LiveLoop(recorder, {
     paced: !options.fast,
+    ...(options.fast ? {} : { wallEpochMs: clock.epochMs }),
     onSlice: (result) => {
       if (!result.serial) return;
       process.stdout.write(result.serial);

@@ -22,12 +22,8 @@ export async function runCommand(options: RunOptions): Promise<void> {
   const log = componentLogger("run");
   const loaded = loadMachine(options.image, options.memory !== undefined ? { memoryMiB: options.memory } : {});
   const disk = options.disk ? readDiskFile(options.disk) : loaded.config.disk ? makeBlankDisk(loaded.config.disk) : undefined;
-  const session = await MachineSession.open({
-    loaded,
-    ...(disk ? { disk } : {}),
-    clock: defaultClockParams(Date.now(), 0),
-    jit: options.jit,
-  });
+  const clock = defaultClockParams(Date.now(), 0);
+  const session = await MachineSession.open({ loaded, ...(disk ? { disk } : {}), clock, jit: options.jit });
   const recorder = new Recorder(session.driver, { digestEverySlices: 0, sink: () => {} });
   const terminal = attachTerminal(
     (bytes) => {
@@ -38,6 +34,7 @@ export async function runCommand(options: RunOptions): Promise<void> {
   );
   const loop = new LiveLoop(recorder, {
     paced: true,
+    wallEpochMs: clock.epochMs,
     onSlice: (result) => {
       if (result.serial) terminal.write(result.serial);
     },

@@ -9,7 +9,7 @@
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
 import type { PeerMessage } from "../wire/peer-messages.js";
-import { stallMs, type CoreEffect } from "./primary-core.js";
+import { notEligible, stallMs, type CoreEffect } from "./primary-core.js";
 
 export interface BackupConfig {
   nodeId: string;
@@ -68,9 +68,15 @@ export class BackupCore {
           return [{ type: "halt", reason: "the primary's log header changed: this backup belongs to another run" }];
         }
         this.lastHeardMs = nowMs;
+        {
+          // "Not yet" while joining, then the slice through which output left, which only grows.
+          // Within an epoch a primary never goes back to joining, so a "not yet" after a number is
+          // an old message overtaken by a newer one on the network.
+          const rt = message.releasedThrough;
+          if (!this.header || message.epoch > this.epoch) this.eligibleAt = rt;
+          else if (rt !== notEligible) this.eligibleAt = this.eligibleAt === notEligible ? rt : Math.max(this.eligibleAt, rt);
+        }
         this.epoch = message.epoch;
-        // the latest word counts: "not yet" while joining, then the slice through which output left
-        this.eligibleAt = message.releasedThrough;
         if (!this.header) {
           this.header = message.header;
           this.state = "following";

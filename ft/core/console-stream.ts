@@ -6,8 +6,10 @@
  * the offset it reached. The newest `retainBytesMax` bytes are kept for such resumes.
  *
  * Console input acknowledgements ride the same rule: input applied at boundary k is acknowledged
- * to its client only once slice k is released (it is then in the backup's log, so it is applied
- * exactly once whoever is live).
+ * to its client only once slice k+1 is released. (A progress marker for boundary k is written right
+ * after slice k ran, before any input applied at boundary k; the first marker after that input is
+ * the one for k+1.) The input is then in the backup's log, so it is applied exactly once whoever is
+ * live.
  */
 export interface StreamChunk {
   offset: number;
@@ -37,10 +39,10 @@ export class ConsoleStream {
     this.trim();
   }
 
-  /** An input (client, seq) was applied at boundary `slice`. */
-  inputApplied(slice: number, client: string, seq: number): void {
+  /** An input (client, seq) was applied at boundary `boundary`. */
+  inputApplied(boundary: number, client: string, seq: number): void {
     if (seq > (this.appliedInput.get(client) ?? 0)) this.appliedInput.set(client, seq);
-    this.inacks.push({ slice, client, seq });
+    this.inacks.push({ slice: boundary + 1, client, seq });
   }
 
   /** Releases output of slices <= `slice`; returns input acknowledgements that became due. */

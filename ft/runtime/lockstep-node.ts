@@ -36,6 +36,7 @@ import { BackupCore, type BackupEffect } from "../core/backup-core.js";
 import { ConsoleStream } from "../core/console-stream.js";
 import { defaultPrimaryConfig, PrimaryCore, type CoreEffect } from "../core/primary-core.js";
 import { NodeServer } from "../transport/node-server.js";
+import { LatencySamples } from "./latency-samples.js";
 import { WireError } from "../wire/envelope.js";
 import { decodeConsoleClientMessage, encodeConsoleMessage, type ConsoleServerMessage } from "../wire/console-messages.js";
 import { decodePeerMessage, encodePeerMessage } from "../wire/peer-messages.js";
@@ -99,6 +100,14 @@ export class LockstepNode extends EventEmitter {
   private readonly log: Logger;
   private readonly registry = new Registry();
   readonly startedAtMs = performance.now();
+  /** Output rule delay: output produced -> released (ms), while protected. */
+  readonly outputDelay = new LatencySamples();
+  /** Backup lag: a slice run by the primary -> the backup reported it executed (ms). */
+  readonly backupLag = new LatencySamples();
+  private outputPending: Array<{ end: number; atMs: number; protected: boolean }> = [];
+  private sliceTimes: Array<{ slice: number; atMs: number }> = [];
+  peerBytesSent = 0;
+  peerBytesReceived = 0;
   liveAtMs: number | undefined;
 
   private constructor(readonly options: NodeOptions) {
@@ -166,6 +175,10 @@ export class LockstepNode extends EventEmitter {
       outputBytes: this.stream.end,
       releasedBytes: this.stream.released,
       haltReason: this.haltReason ?? null,
+      outputDelayMs: this.outputDelay.summary(),
+      backupLagMs: this.backupLag.summary(),
+      peerBytesSent: this.peerBytesSent,
+      peerBytesReceived: this.peerBytesReceived,
       uptimeMs: Math.round(performance.now() - this.startedAtMs),
     };
   }
@@ -228,11 +241,19 @@ export class LockstepNode extends EventEmitter {
     });
     this.loop = new LiveLoop(this.recorder, {
       paced: true,
+      // at power-on the guest's clock starts at the host's time; after a takeover it goes on from where the log left it
+      ...(history.length === 0 ? { wallEpochMs: this.header!.clock.epochMs } : {}),
       mayRun: () => core.mayRun(driver.slice),
       onSlice: (result, slice) => {
         core.noteSlice(slice);
+        const now = performance.now();
+        if (core.state === "protected") {
+          this.sliceTimes.push({ slice, atMs: now });
+          if (this.sliceTimes.length > 100_000) this.sliceTimes.splice(0, 50_000);
+        }
         if (result.serial) {
           this.stream.append(slice, result.serial);
+          this.outputPending.push({ end: this.stream.end, atMs: now, protected: core.state === "protected" });
           // the output rule: flush the log at once when output is waiting
           if (core.state === "protected") this.progressNow();
           else this.release();
@@ -257,6 +278,11 @@ export class LockstepNode extends EventEmitter {
     const core = this.primary;
     if (!core || this.role !== "primary") return;
     const due = this.stream.release(core.releasableSlice());
+    const now = performance.now();
+    while (this.outputPending.length > 0 && this.outputPending[0]!.end <= this.stream.released) {
+      const o = this.outputPending.shift()!;
+      if (o.protected) this.outputDelay.add(now - o.atMs);
+    }
     for (const [ws, c] of this.consoles) {
       if (c.clientId === undefined) continue;
       this.pushOutput(ws, c);
@@ -375,7 +401,11 @@ export class LockstepNode extends EventEmitter {
     for (const e of effects) {
       switch (e.type) {
         case "send":
-          if (this.peer?.readyState === WebSocket.OPEN) this.peer.send(encodePeerMessage(e.message));
+          if (this.peer?.readyState === WebSocket.OPEN) {
+            const bytes = encodePeerMessage(e.message);
+            this.peerBytesSent += bytes.byteLength;
+            this.peer.send(bytes);
+          }
           break;
         case "claim-epoch":
           this.claim(e.epoch);
@@ -460,6 +490,7 @@ export class LockstepNode extends EventEmitter {
 
   private onPeerFrame(data: Buffer, from?: WebSocket): void {
     const ws = from ?? this.peer;
+    this.peerBytesReceived += data.byteLength;
     let msg;
     try {
       msg = decodePeerMessage(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
@@ -487,6 +518,7 @@ export class LockstepNode extends EventEmitter {
         this.effects(effects);
       } else {
         this.effects(this.primary.step(msg, now));
+        if (msg.type === "ack") this.sampleLag(msg.executed, now);
       }
       this.release();
     } else if (this.backup && this.role === "backup") {
@@ -506,6 +538,12 @@ export class LockstepNode extends EventEmitter {
     ws.on("message", (data: Buffer) => this.onConsoleFrame(ws, client, data));
     ws.on("error", () => {});
     ws.on("close", () => this.consoles.delete(ws));
+  }
+
+  private sampleLag(executed: number, now: number): void {
+    let sample: number | undefined;
+    while (this.sliceTimes.length > 0 && this.sliceTimes[0]!.slice <= executed) sample = now - this.sliceTimes.shift()!.atMs;
+    if (sample !== undefined) this.backupLag.add(sample);
   }
 
   private onConsoleFrame(ws: WebSocket, client: ConsoleClient, data: Buffer): void {

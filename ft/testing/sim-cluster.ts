@@ -161,7 +161,11 @@ export class SimCluster {
   private injectFaults(o: SimOptions): void {
     // One failure at a time (what FT promises to survive): kill only while the pair is protected
     // by a backup whose log covers all output that left.
-    const protectedNow = this.nodes.every((n) => n.alive) && this.nodes.some((n) => n.backup?.state === "following" && n.backup.complete >= n.backup.eligibleAt);
+    // (A following backup alone is not protection: its primary may already be dead and undetected.)
+    const protectedNow =
+      this.nodes.every((n) => n.alive) &&
+      this.nodes.some((n) => n.primary?.state === "protected") &&
+      this.nodes.some((n) => n.backup?.state === "following" && n.backup.complete >= n.backup.eligibleAt);
     if (protectedNow && this.r.chance(o.killRate)) {
       const victim = this.nodes[this.r.int(0, 1)]!;
       if (victim.alive && this.restarts.length === 0) {

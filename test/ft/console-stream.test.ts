@@ -20,10 +20,10 @@ describe("ConsoleStream", () => {
     expect(text(s.read(2, 2)!.data)).toBe("cd");
   });
 
-  it("acknowledges input when its slice is released, once", () => {
+  it("acknowledges input applied at boundary k once slice k+1 is released, once", () => {
     const s = new ConsoleStream();
-    s.inputApplied(5, "c", 1);
-    s.inputApplied(6, "c", 2);
+    s.inputApplied(4, "c", 1);
+    s.inputApplied(5, "c", 2);
     expect(s.release(4)).toEqual([]);
     expect(s.release(5)).toEqual([{ client: "c", seq: 1 }]);
     expect(s.release(9)).toEqual([{ client: "c", seq: 2 }]);

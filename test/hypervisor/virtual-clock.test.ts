@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { VirtualClock } from "../../hypervisor/virtual-clock.js";
+import { rtcPhaseMs, VirtualClock } from "../../hypervisor/virtual-clock.js";
 
 function clockAt(icount: { n: number }) {
   const c = new VirtualClock({ epochMs: 1_700_000_000_000, msPerInstruction: 1e-5, seed: 7 });
@@ -49,7 +49,7 @@ describe("VirtualClock", () => {
     const a = clockAt({ n: 0 });
     const b = clockAt({ n: 0 });
     a.advance(1500);
-    expect(a.epochMs()).toBe(1_700_000_001_500);
+    expect(a.epochMs()).toBe(1_700_000_001_500 + rtcPhaseMs);
     const seqA = Array.from({ length: 5 }, () => a.randomU32());
     const seqB = Array.from({ length: 5 }, () => b.randomU32());
     expect(seqA).toEqual(seqB);

@@ -1,0 +1,159 @@
+/**
+ * Fault-tolerance benchmarks (part of `npm run bench`), with real processes on loopback:
+ *  - throughput of a CPU-bound guest loop on an FT primary with a live backup vs a primary alone;
+ *  - output-rule delay and backup lag distributions (from the primary's /status);
+ *  - logging-channel bandwidth, idle and busy;
+ *  - failover time, SIGKILL of the primary -> first console byte from the new primary, over N kills.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { packageRoot } from "../emulator/package-root.js";
+import { ConsoleClient } from "../ft/runtime/console-client.js";
+
+const cli = join(packageRoot(), "dist", "ft", "cli", "main.js");
+const token = "benchmark-token-0123";
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+interface Proc {
+  child: ChildProcess;
+  port: number;
+  live: Promise<void>;
+}
+
+async function startNode(dir: string, role: "primary" | "backup", name: string, extra: string[]): Promise<Proc> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [cli, role, "--listen", `127.0.0.1:${port}`, "--shared-dir", dir, "--token", token, "--node-id", name, ...extra], {
+    stdio: ["ignore", "pipe", "ignore"],
+    env: { ...process.env, LOCKSTEP_LOG_LEVEL: "warn" },
+  });
+  let resolveListening!: () => void;
+  let resolveLive!: () => void;
+  const listening = new Promise<void>((r) => (resolveListening = r));
+  const live = new Promise<void>((r) => (resolveLive = r));
+  createInterface({ input: child.stdout! }).on("line", (line) => {
+    if (line.includes('"listening"')) resolveListening();
+    if (line.includes('"live"')) resolveLive();
+  });
+  await listening;
+  return { child, port, live };
+}
+
+async function status(port: number): Promise<Record<string, any>> {
+  return (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as Record<string, any>;
+}
+
+async function until(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`bench: timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const loop = "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; echo lo''op-done\r";
+
+/** Runs the linux loop on a primary, with or without a backup; returns seconds and the primary's status. */
+async function linuxLoop(withBackup: boolean): Promise<{ seconds: number; status: Record<string, any>; idleBytesPerS: number; busyBytesPerS: number }> {
+  const dir = mkdtempSync(join(tmpdir(), "lockstep-bench-ft-"));
+  const procs: Proc[] = [];
+  const client = (a: Proc, b?: Proc) => new ConsoleClient({ urls: [`ws://127.0.0.1:${a.port}`, ...(b ? [`ws://127.0.0.1:${b.port}`] : [])], token });
+  try {
+    const a = await startNode(dir, "primary", "A", ["--image", "linux"]);
+    procs.push(a);
+    const b = withBackup ? await startNode(dir, "backup", "B", ["--connect", `ws://127.0.0.1:${a.port}`]) : undefined;
+    if (b) procs.push(b);
+    const c = client(a, b);
+    let out = "";
+    c.on("output", (d: Uint8Array) => (out += Buffer.from(d).toString("latin1")));
+    c.start();
+    await until(() => /lockstep:\/root# /.test(out), 120_000, "the prompt");
+    if (b) await until(async () => (await status(a.port)).protected === true, 60_000, "protection");
+    // idle: 5 s at the prompt
+    const s0 = await status(a.port);
+    await new Promise((r) => setTimeout(r, 5000));
+    const s1 = await status(a.port);
+    const idleBytesPerS = (s1.peerBytesSent - s0.peerBytesSent) / 5;
+    const t0 = performance.now();
+    c.send(Buffer.from(loop));
+    await until(() => out.includes("loop-done\r\n"), 300_000, "the loop");
+    const seconds = (performance.now() - t0) / 1000;
+    const s2 = await status(a.port);
+    c.close();
+    return { seconds, status: s2, idleBytesPerS, busyBytesPerS: (s2.peerBytesSent - s1.peerBytesSent) / seconds };
+  } finally {
+    for (const p of procs) p.child.kill("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** One SIGKILL of a protected tiny primary: ms until the first console byte from the new primary. */
+async function oneFailover(): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), "lockstep-bench-fo-"));
+  const procs: Proc[] = [];
+  try {
+    const a = await startNode(dir, "primary", "A", ["--image", "tiny"]);
+    procs.push(a);
+    const b = await startNode(dir, "backup", "B", ["--connect", `ws://127.0.0.1:${a.port}`]);
+    procs.push(b);
+    await until(async () => (await status(a.port)).protected === true, 30_000, "protection");
+    const c = new ConsoleClient({ urls: [`ws://127.0.0.1:${a.port}`, `ws://127.0.0.1:${b.port}`], token });
+    let killedAt: number | undefined;
+    let firstByteMs: number | undefined;
+    c.on("output", () => {
+      if (killedAt !== undefined && firstByteMs === undefined && c.connectedTo?.endsWith(String(b.port))) firstByteMs = performance.now() - killedAt;
+    });
+    c.start();
+    await until(() => c.connectedTo !== undefined, 10_000, "the console");
+    // the guest answers a ping every 20 ms, so output flows whenever a primary is live
+    const pinger = setInterval(() => c.send(Buffer.from("ping\r")), 20);
+    await new Promise((r) => setTimeout(r, 200 + Math.random() * 300));
+    killedAt = performance.now();
+    a.child.kill("SIGKILL");
+    await until(() => firstByteMs !== undefined, 10_000, "output from the new primary");
+    clearInterval(pinger);
+    c.close();
+    return firstByteMs!;
+  } finally {
+    for (const p of procs) p.child.kill("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const pct = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]!;
+
+export async function ftBenchmarks(kills: number): Promise<string[]> {
+  process.stderr.write("  FT: linux loop without a backup ...\n");
+  const alone = await linuxLoop(false);
+  process.stderr.write("  FT: linux loop with a live backup ...\n");
+  const ft = await linuxLoop(true);
+  const failovers: number[] = [];
+  for (let i = 0; i < kills; i++) {
+    failovers.push(await oneFailover());
+    process.stderr.write(`  FT: failover ${i + 1}/${kills}: ${failovers.at(-1)!.toFixed(0)} ms\n`);
+  }
+  const od = ft.status.outputDelayMs;
+  const lag = ft.status.backupLagMs;
+  const mbit = (bytesPerS: number) => ((bytesPerS * 8) / 1e6).toFixed(4);
+  return [
+    "| FT measurement | value | target |",
+    "|---|---|---|",
+    `| shell loop, primary alone / with live backup (throughput ratio) | ${alone.seconds.toFixed(2)} s / ${ft.seconds.toFixed(2)} s = ${(alone.seconds / ft.seconds).toFixed(2)} | >= 0.95 |`,
+    `| output-rule delay p50 / p99 (n=${od.n}) | ${od.p50} / ${od.p99} ms | p99 <= 2 ms |`,
+    `| backup lag p50 / p99 (n=${lag.n}) | ${lag.p50} / ${lag.p99} ms | p99 <= 20 ms |`,
+    `| logging channel, idle / busy | ${mbit(ft.idleBytesPerS)} / ${mbit(ft.busyBytesPerS)} Mbit/s | <= 0.05 / 0.1 |`,
+    `| failover, SIGKILL -> first console byte from the new primary (${kills} kills) | p50 ${pct(failovers, 0.5).toFixed(0)} ms, max ${Math.max(...failovers).toFixed(0)} ms | <= 1000 ms |`,
+  ];
+}
