@@ -15,6 +15,8 @@ export const ErrorCode = {
   diskUnreadable: "LOCKSTEP_ERR_DISK_UNREADABLE",
   diskUnwritable: "LOCKSTEP_ERR_DISK_UNWRITABLE",
   diskToolMissing: "LOCKSTEP_ERR_DISK_TOOL_MISSING",
+  diskBackend: "LOCKSTEP_ERR_DISK_BACKEND",
+  diskMismatch: "LOCKSTEP_ERR_DISK_MISMATCH",
   usage: "LOCKSTEP_ERR_USAGE",
   logMissing: "LOCKSTEP_ERR_LOG_MISSING",
   logTruncated: "LOCKSTEP_ERR_LOG_TRUNCATED",

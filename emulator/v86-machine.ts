@@ -14,6 +14,7 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { V86 } from "v86";
+import { BounceDisk, type DiskRequest } from "./bounce-disk.js";
 import { DeferredJit, type JitCpu } from "./deferred-jit.js";
 import { GuestGlobals, type GuestEnvironment } from "./guest-environment.js";
 import type { LoadedMachine } from "./machine-config.js";
@@ -38,8 +39,8 @@ interface V86Internal {
 
 export interface MachineOptions {
   loaded: LoadedMachine;
-  /** The disk (hda) contents; guest writes land in this buffer. */
-  disk?: Uint8Array;
+  /** Size in bytes of the guest's hard disk (hda), a BounceDisk: its I/O completes only through `disk.complete`. */
+  diskBytes?: number;
   /** Time and randomness the guest sees. */
   env: GuestEnvironment;
   /** Generated-code JIT (default on; deterministic through the deferred-sync JIT). */
@@ -57,7 +58,11 @@ export interface SliceResult {
   nextDeadlineMs: number;
   /** Serial (COM1) bytes the guest wrote during the slice, or null. */
   serial: Uint8Array | null;
+  /** Disk requests the guest issued during the slice (they complete only through `disk`). */
+  diskRequests: DiskRequest[];
 }
+
+const noRequests: DiskRequest[] = [];
 
 let wasmModule: WebAssembly.Module | undefined;
 function v86WasmModule(): WebAssembly.Module {
@@ -89,7 +94,7 @@ export class V86Machine {
     private readonly internal: V86Internal,
     private readonly globals: GuestGlobals,
     readonly jit: DeferredJit,
-    readonly disk: Uint8Array | undefined,
+    readonly disk: BounceDisk | undefined,
   ) {
     emulator.add_listener("serial0-output-byte", (byte: number) => {
       this.serialOut.push(byte);
@@ -103,12 +108,7 @@ export class V86Machine {
     const { config, files } = loaded;
     const module = v86WasmModule();
     const globals = new GuestGlobals(env);
-    // The disk buffer is handed to v86 as is: its SyncBuffer writes into it, so `disk` always
-    // holds what the guest wrote.
-    const diskBuffer = options.disk ? (options.disk.buffer as ArrayBuffer) : undefined;
-    if (options.disk && (options.disk.byteOffset !== 0 || options.disk.byteLength !== diskBuffer!.byteLength)) {
-      throw new Error("V86Machine: the disk must be a whole ArrayBuffer");
-    }
+    const disk = options.diskBytes !== undefined ? new BounceDisk(options.diskBytes) : undefined;
     const settings: Record<string, unknown> = {
       wasm_fn: async (imports: { env: Record<string, unknown> }) => {
         imports.env.microtick = () => env.nowMs();
@@ -133,7 +133,7 @@ export class V86Machine {
     if (files.bzimage) settings.bzimage = { buffer: toArrayBuffer(files.bzimage) };
     if (files.initrd) settings.initrd = { buffer: toArrayBuffer(files.initrd) };
     if (config.cmdline !== undefined) settings.cmdline = config.cmdline;
-    if (diskBuffer) settings.hda = { buffer: diskBuffer };
+    if (disk) settings.hda = disk;
 
     // Construction reads Date (rtc.js) and Math.random (NIC MACs): give it the guest's.
     globals.enter();
@@ -159,7 +159,7 @@ export class V86Machine {
     internal.yield = () => {};
     internal.cpu.stop_idling = () => {};
     const jit = new DeferredJit(internal.cpu);
-    return new V86Machine(emulator, internal, globals, jit, options.disk);
+    return new V86Machine(emulator, internal, globals, jit, disk);
   }
 
   private get bus(): { send(name: string, value: unknown): void } {
@@ -210,6 +210,7 @@ export class V86Machine {
       halted: this.cpu.in_hlt[0] === 1,
       nextDeadlineMs: next,
       serial,
+      diskRequests: this.disk?.hasIssued ? this.disk.takeIssued() : noRequests,
     };
   }
 

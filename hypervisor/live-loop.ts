@@ -6,6 +6,7 @@
  */
 import type { Recorder } from "./recorder.js";
 import type { SliceResult } from "../emulator/v86-machine.js";
+import type { DiskPort } from "./disk/disk-port.js";
 
 export interface LiveLoopOptions {
   /** Follow wall time (live); false runs as fast as possible and skips idle time. */
@@ -24,6 +25,8 @@ export interface LiveLoopOptions {
    * is caught up with a logged jump instead of leaving the guest's clock that far behind.
    */
   wallEpochMs?: number;
+  /** Serves the guest's disk requests after every slice. */
+  disk?: DiskPort;
   /** Host calendar clock in Unix ms (injectable for tests). */
   unixNowMs?: () => number;
 }
@@ -82,6 +85,7 @@ export class LiveLoop {
           break;
         }
         const result = driver.runSlice();
+        if (result.diskRequests.length > 0) this.options.disk?.submit(result.diskRequests, driver.slice);
         this.options.onSlice(result, driver.slice);
       }
       if (!this.stopping) await new Promise<void>((resolve) => setImmediate(resolve));

@@ -28,13 +28,23 @@ export const frameBytesMax = 4 * 2 ** 20;
 /** Plain msgpack: no record/structure extension, so every frame decodes on its own. */
 export const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: "number" });
 
+export interface DiskInfo {
+  bytes: number;
+  /** sha256 of the contents the guest started with, when known. */
+  sha256?: string;
+  /** It was made fresh from this spec. */
+  fresh?: DiskSpec;
+  /** Where the primary's disk lives ("file PATH", "nbd://..."), for a backup that takes over. */
+  location?: string;
+}
+
 export interface LogHeader {
   format: number;
   v86: string;
   lockstep: string;
   machine: MachineConfig;
-  /** The disk the guest started with: its sha256, and how to remake it if it was fresh. */
-  disk: { sha256: string; bytes: number; fresh?: DiskSpec } | null;
+  /** The guest's disk (null: none). Replay needs none of it: the log carries every read's data. */
+  disk: DiskInfo | null;
   clock: ClockParams;
   initialState: { kind: "power-on" };
   digestEverySlices: number;

@@ -9,17 +9,21 @@ import { fileRoles, sha256Hex, type DiskSpec, type LoadedMachine } from "../emul
 import { packageRoot } from "../emulator/package-root.js";
 import { v86Version } from "../emulator/v86-machine.js";
 import { logFormatVersion } from "./event-log/log-entry.js";
-import type { LogHeader } from "./log-file.js";
+import type { DiskInfo, LogHeader } from "./log-file.js";
 import type { ClockParams } from "./virtual-clock.js";
 
 export function lockstepVersion(): string {
   return (JSON.parse(readFileSync(join(packageRoot(), "package.json"), "utf8")) as { version: string }).version;
 }
 
+/** Describes a disk image held in memory (`fresh`: made from this spec). */
+export function diskInfoOf(image: Uint8Array, fresh?: DiskSpec): DiskInfo {
+  return { bytes: image.byteLength, sha256: sha256Hex(image), ...(fresh ? { fresh } : {}) };
+}
+
 export function buildHeader(args: {
   loaded: LoadedMachine;
-  disk: Uint8Array | undefined;
-  freshDisk: DiskSpec | undefined;
+  disk: DiskInfo | undefined;
   clock: ClockParams;
   digestEverySlices: number;
   recordedAt: Date;
@@ -29,7 +33,7 @@ export function buildHeader(args: {
     v86: v86Version(),
     lockstep: lockstepVersion(),
     machine: args.loaded.config,
-    disk: args.disk ? { sha256: sha256Hex(args.disk), bytes: args.disk.byteLength, ...(args.freshDisk ? { fresh: args.freshDisk } : {}) } : null,
+    disk: args.disk ?? null,
     clock: args.clock,
     initialState: { kind: "power-on" },
     digestEverySlices: args.digestEverySlices,
@@ -46,8 +50,11 @@ function mismatch(field: string, log: unknown, here: unknown, hint?: string): ne
   );
 }
 
-/** Throws LOCKSTEP_ERR_LOG_MISMATCH naming the first field that differs. */
-export function checkHeader(header: LogHeader, loaded: LoadedMachine, disk: Uint8Array | undefined): void {
+/**
+ * Throws LOCKSTEP_ERR_LOG_MISMATCH naming the first field that differs. The disk's contents are not
+ * compared: a replay takes every read's data from the log.
+ */
+export function checkHeader(header: LogHeader, loaded: LoadedMachine): void {
   if (header.v86 !== v86Version()) mismatch("the v86 version", header.v86, v86Version(), "replay with the v86 version that recorded it");
   const a = header.machine;
   const b = loaded.config;
@@ -58,13 +65,5 @@ export function checkHeader(header: LogHeader, loaded: LoadedMachine, disk: Uint
     const x = a.files[role]?.sha256 ?? null;
     const y = b.files[role]?.sha256 ?? null;
     if (x !== y) mismatch(`the sha256 of ${role}`, x, y, `the log was recorded with image "${a.name}"`);
-  }
-  const want = header.disk;
-  if (!want && disk) mismatch("the disk", null, `${disk.byteLength} bytes`, "replay without --disk");
-  if (want && !disk) mismatch("the disk", `${want.bytes} bytes`, null, "pass the disk the recording started from with --disk");
-  if (want && disk) {
-    if (want.bytes !== disk.byteLength) mismatch("the disk size (bytes)", want.bytes, disk.byteLength);
-    const sha = sha256Hex(disk);
-    if (sha !== want.sha256) mismatch("the disk's sha256", want.sha256, sha, "pass the disk as it was when the recording started");
   }
 }

@@ -9,7 +9,8 @@ import { VirtualClock, type ClockParams } from "./virtual-clock.js";
 
 export interface SessionOptions {
   loaded: LoadedMachine;
-  disk?: Uint8Array;
+  /** Size of the guest's hard disk in bytes (none if absent). Its data comes through a DiskPort or the log. */
+  diskBytes?: number;
   clock: ClockParams;
   jit?: boolean;
 }
@@ -33,7 +34,7 @@ export class MachineSession {
     const machine = await V86Machine.create({
       loaded: options.loaded,
       env: clock,
-      ...(options.disk ? { disk: options.disk } : {}),
+      ...(options.diskBytes !== undefined ? { diskBytes: options.diskBytes } : {}),
       ...(options.jit !== undefined ? { jit: options.jit } : {}),
     });
     clock.attach(() => machine.liveIcount());

@@ -12,6 +12,7 @@
  */
 import { serialChunkBytesMax } from "./event-log/serial-input.js";
 import { keyboardChunkBytesMax } from "./event-log/keyboard-input.js";
+import { diskDataChunkBytes } from "./event-log/disk-completion.js";
 import type { LogEntry } from "./event-log/log-entry.js";
 import type { SliceDriver } from "./slice-driver.js";
 
@@ -34,11 +35,10 @@ export type BoundaryDecision =
   /** The guest is idle: wait this long (wall ms) or until input arrives, then call again. */
   | { action: "wait"; waitMs: number };
 
-interface PendingInput {
-  kind: "serial" | "keys";
-  data: Uint8Array;
-  source?: { client: string; seq: number };
-}
+type PendingInput =
+  | { kind: "serial" | "keys"; data: Uint8Array; source?: { client: string; seq: number } }
+  | { kind: "disk-read"; id: number; at: number; data: Uint8Array }
+  | { kind: "disk-write"; id: number };
 
 export class Recorder {
   private pending: PendingInput[] = [];
@@ -79,11 +79,26 @@ export class Recorder {
     return this.queue("keys", data, keyboardChunkBytesMax);
   }
 
+  /**
+   * A disk read finished (its data in the bounce buffer `data`): logged and delivered at the next
+   * boundary, in parts of at most `diskDataChunkBytes`. Never refused: the guest waits for it.
+   */
+  queueDiskRead(id: number, data: Uint8Array): void {
+    for (let at = 0; at < data.length; at += diskDataChunkBytes) {
+      this.pending.push({ kind: "disk-read", id, at, data: data.subarray(at, at + diskDataChunkBytes) });
+    }
+  }
+
+  /** A disk write is on the disk: logged and delivered at the next boundary. */
+  queueDiskWrite(id: number): void {
+    this.pending.push({ kind: "disk-write", id });
+  }
+
   get hasPendingInput(): boolean {
     return this.pending.length > 0;
   }
 
-  private queue(kind: PendingInput["kind"], data: Uint8Array, chunkMax: number): boolean {
+  private queue(kind: "serial" | "keys", data: Uint8Array, chunkMax: number): boolean {
     if (this.poweredOff) return false;
     if (data.length === 0) return true;
     if (this.pendingBytes + data.length > this.pendingBytesMax) return false;
@@ -126,8 +141,20 @@ export class Recorder {
       }
     }
     for (const p of this.pending) {
-      if (p.kind === "serial") this.emit({ kind: "serial", ...at, data: p.data, ...(p.source ? { source: p.source } : {}) });
-      else this.emit({ kind: "keys", ...at, data: p.data });
+      switch (p.kind) {
+        case "serial":
+          this.emit({ kind: "serial", ...at, data: p.data, ...(p.source ? { source: p.source } : {}) });
+          break;
+        case "keys":
+          this.emit({ kind: "keys", ...at, data: p.data });
+          break;
+        case "disk-read":
+          this.emit({ kind: "disk-read", ...at, id: p.id, at: p.at, data: p.data });
+          break;
+        case "disk-write":
+          this.emit({ kind: "disk-write", ...at, id: p.id });
+          break;
+      }
     }
     this.pending = [];
     this.pendingBytes = 0;

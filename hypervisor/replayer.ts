@@ -5,6 +5,7 @@
  * sides (rr and QEMU replay: a missing or mismatched event stops the run at once). It never reads the
  * wall clock: idle time costs nothing to replay.
  */
+import { DiskCompletionError } from "../emulator/bounce-disk.js";
 import { ErrorCode, LockstepError } from "../emulator/lockstep-error.js";
 import type { SliceResult } from "../emulator/v86-machine.js";
 import { describeEntry, type LogEntry } from "./event-log/log-entry.js";
@@ -13,6 +14,8 @@ import type { SliceDriver } from "./slice-driver.js";
 export interface ReplayOptions {
   /** Called after every slice with its result. */
   onSlice?: (result: SliceResult, slice: number) => void;
+  /** Called after each entry was applied. */
+  onEntry?: (entry: LogEntry) => void;
   /** Stop at this boundary (slices completed) even if the log goes on. */
   untilSlice?: number;
   /** A test hook: flip one RAM byte at a boundary (to prove divergence is caught). */
@@ -66,18 +69,8 @@ export class Replayer {
     let pending = this.peek();
     for (let n = 0; n < slicesMax; n++) {
       while (pending && pending.slice === d.slice) {
-        const entry = pending;
         this.consume();
-        this.entries++;
-        if (entry.icount !== d.icount) throw this.divergence(entry, "the instruction count", entry.icount, d.icount);
-        if (entry.kind === "digest") {
-          const mine = d.machine.digest();
-          if (mine !== entry.digest) throw this.divergence(entry, "the state digest", entry.digest, mine);
-          this.digestsChecked++;
-        }
-        this.lastVerifiedSlice = d.slice;
-        if (entry.kind === "control" && entry.action === "power-off") return "power-off";
-        d.apply(entry);
+        if (this.applyEntry(pending)) return "power-off";
         pending = this.peek();
       }
       if (pending && pending.slice < d.slice) {
@@ -106,18 +99,8 @@ export class Replayer {
     for (let n = 0; n <= slicesMax; n++) {
       let pending = this.peek();
       while (pending && pending.slice === d.slice && d.slice <= limitSlice) {
-        const entry = pending;
         this.consume();
-        this.entries++;
-        if (entry.icount !== d.icount) throw this.divergence(entry, "the instruction count", entry.icount, d.icount);
-        if (entry.kind === "digest") {
-          const mine = d.machine.digest();
-          if (mine !== entry.digest) throw this.divergence(entry, "the state digest", entry.digest, mine);
-          this.digestsChecked++;
-        }
-        this.lastVerifiedSlice = d.slice;
-        if (entry.kind === "control" && entry.action === "power-off") return "power-off";
-        d.apply(entry);
+        if (this.applyEntry(pending)) return "power-off";
         pending = this.peek();
       }
       if (d.slice >= limitSlice) return "caught-up";
@@ -126,6 +109,28 @@ export class Replayer {
       this.options.onSlice?.(result, d.slice);
     }
     return undefined;
+  }
+
+  /** Verifies and applies one entry at the current boundary; true at power-off. */
+  private applyEntry(entry: LogEntry): boolean {
+    const d = this.driver;
+    this.entries++;
+    if (entry.icount !== d.icount) throw this.divergence(entry, "the instruction count", entry.icount, d.icount);
+    if (entry.kind === "digest") {
+      const mine = d.machine.digest();
+      if (mine !== entry.digest) throw this.divergence(entry, "the state digest", entry.digest, mine);
+      this.digestsChecked++;
+    }
+    this.lastVerifiedSlice = d.slice;
+    if (entry.kind === "control" && entry.action === "power-off") return true;
+    try {
+      d.apply(entry);
+    } catch (e) {
+      if (e instanceof DiskCompletionError) throw this.divergence(entry, "the disk request", e.message, "what the guest issued");
+      throw e;
+    }
+    this.options.onEntry?.(entry);
+    return false;
   }
 
   private lookahead: LogEntry | null = null;

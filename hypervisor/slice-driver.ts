@@ -9,6 +9,7 @@
  * A clock entry at a halted boundary replaces the implicit advance (the primary's idle wait was cut
  * short by input). These rules make execution a pure function of (machine config, log).
  */
+import { DiskCompletionError, type BounceDisk } from "../emulator/bounce-disk.js";
 import type { SliceResult, V86Machine } from "../emulator/v86-machine.js";
 import type { LogEntry } from "./event-log/log-entry.js";
 import type { VirtualClock } from "./virtual-clock.js";
@@ -49,11 +50,23 @@ export class SliceDriver {
         if (entry.msPerInstruction !== undefined) this.clock.setRate(entry.msPerInstruction, this.machine.icount);
         this.clockAppliedAtBoundary = true;
         break;
+      case "disk-read":
+        this.disk().supplyRead(entry.id, entry.at, entry.data);
+        break;
+      case "disk-write":
+        this.disk().completeWrite(entry.id);
+        break;
       case "progress":
       case "digest":
       case "control":
         break;
     }
+  }
+
+  private disk(): BounceDisk {
+    const disk = this.machine.disk;
+    if (!disk) throw new DiskCompletionError("the log completes a disk request but this machine has no disk");
+    return disk;
   }
 
   /** The implicit idle advance this boundary will take if nothing else is applied. */

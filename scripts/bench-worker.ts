@@ -9,7 +9,9 @@ import { createRequire } from "node:module";
 import { V86 } from "v86";
 import { makeBlankDisk } from "../emulator/blank-disk.js";
 import { loadMachine, type LoadedMachine } from "../emulator/machine-config.js";
+import { MemoryDiskPort } from "../hypervisor/disk/disk-port.js";
 import { defaultClockParams, MachineSession } from "../hypervisor/machine-session.js";
+import { Recorder } from "../hypervisor/recorder.js";
 
 type Mode = "stock" | "deterministic";
 type Workload = "linux-boot" | "tiny-busy" | "linux-loop";
@@ -109,12 +111,17 @@ async function stock(loaded: LoadedMachine, plan: Plan): Promise<{ instructions:
 async function deterministic(loaded: LoadedMachine, plan: Plan): Promise<{ instructions: number; ms: number }> {
   const disk = loaded.config.disk ? makeBlankDisk(loaded.config.disk) : undefined;
   const started = performance.now();
-  const s = await MachineSession.open({ loaded, ...(disk ? { disk } : {}), clock: defaultClockParams(Date.now(), 1) });
+  const s = await MachineSession.open({ loaded, ...(disk ? { diskBytes: disk.byteLength } : {}), clock: defaultClockParams(Date.now(), 1) });
+  // the recorder's boundary work and the disk's bounce buffers are part of the deterministic path
+  const recorder = new Recorder(s.driver, { digestEverySlices: 0, sink: () => {} });
+  const port = disk ? new MemoryDiskPort(disk, recorder) : undefined;
   const decoder = new TextDecoder();
   let out = "";
   const runUntil = (re: RegExp) => {
     while (!re.test(out)) {
+      recorder.boundary(undefined);
       const r = s.driver.runSlice();
+      if (r.diskRequests.length > 0) port!.submit(r.diskRequests);
       if (r.serial) out += decoder.decode(r.serial);
     }
   };

@@ -18,6 +18,7 @@ import { join } from "node:path";
 import { makeBlankDisk } from "../emulator/blank-disk.js";
 import { loadMachine } from "../emulator/machine-config.js";
 import { packageRoot } from "../emulator/package-root.js";
+import { MemoryDiskPort } from "../hypervisor/disk/disk-port.js";
 import { LiveLoop } from "../hypervisor/live-loop.js";
 import { encodeFrame } from "../hypervisor/log-file.js";
 import { defaultClockParams, MachineSession } from "../hypervisor/machine-session.js";
@@ -77,12 +78,13 @@ function recordReplay(dir: string): string {
 /** Log bytes per guest second while the linux guest idles at its prompt, then while it computes. */
 async function bandwidth(): Promise<string[]> {
   const loaded = loadMachine("linux");
-  const session = await MachineSession.open({ loaded, disk: makeBlankDisk(loaded.config.disk!), clock: defaultClockParams(Date.now(), 1) });
+  const disk = makeBlankDisk(loaded.config.disk!);
+  const session = await MachineSession.open({ loaded, diskBytes: disk.byteLength, clock: defaultClockParams(Date.now(), 1) });
   let bytes = 0;
   const recorder = new Recorder(session.driver, { digestEverySlices: 1000, sink: (e) => (bytes += encodeFrame(e).length) });
   let out = "";
   const decoder = new TextDecoder();
-  const loop = new LiveLoop(recorder, { paced: true, onSlice: (r) => r.serial && (out += decoder.decode(r.serial)) });
+  const loop = new LiveLoop(recorder, { paced: true, disk: new MemoryDiskPort(disk, recorder), onSlice: (r) => r.serial && (out += decoder.decode(r.serial)) });
   // the CLI's flush cadence: a progress entry every 100 ms
   const flush = setInterval(() => recorder.progress(), 100);
   const running = loop.run();

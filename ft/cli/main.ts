@@ -43,7 +43,7 @@ export function buildProgram(): Command {
     .option("--image <name|config.json>", "bundled image name or machine config file", "linux")
     .option("--memory <MiB>", "guest memory (overrides the config)", positiveInt("--memory"))
     .option("--disk <file>", "disk image to start from (default: a fresh disk)")
-    .option("--write-back", "write the disk back to --disk at the end (the log then needs a copy of the original to replay)")
+    .option("--write-back", "write the disk back to --disk at the end (replay needs no disk: the log carries every read)")
     .option("--input <script>", "drive the console from a script (wait/send/sendline/keys/sleep) instead of the terminal")
     .option("--fast", "do not pace to wall time: run as fast as possible and skip idle time")
     .option("--digest-every <slices>", "log a state digest every N slices", positiveInt("--digest-every"), 1000)
@@ -72,7 +72,7 @@ export function buildProgram(): Command {
     .argument("<file.lslog>", "the log to replay")
     .option("--image <name|config.json>", "machine config (default: the bundled image the log names)")
     .option("--memory <MiB>", "guest memory, when it differs from the config's", positiveInt("--memory"))
-    .option("--disk <file>", "the disk the recording started from (default: remade if it was fresh)")
+    .option("--disk <file>", "compare this disk with what the replayed guest wrote (every written sector must match); replay itself needs no disk")
     .option("--until <slice>", "stop at this slice", (v) => positiveInt("--until")(v))
     .option("--allow-truncated", "replay up to the last whole frame of a log cut short")
     .option("--json", "print a JSON summary (slices, instructions, digests checked, wall time) instead of the output")
@@ -111,13 +111,13 @@ export function buildProgram(): Command {
   nodeFlags(program.command("primary").description("run a guest as the primary of a lockstep pair"), "127.0.0.1:7101")
     .option("--image <name|config.json>", "bundled image name or machine config file", "linux")
     .option("--memory <MiB>", "guest memory (overrides the config)", positiveInt("--memory"))
-    .option("--disk <file>", "disk image to start from (default: a fresh disk)")
+    .option("--disk <file|nbd-url>", "the shared disk: a file, or nbd://host:port/export (default: <shared-dir>/disk-<image>.img, made fresh when missing)")
     .action(async (o) => primaryCommand(o));
 
   nodeFlags(program.command("backup").description("follow a primary in lockstep and take over when it dies"), "127.0.0.1:7102")
     .requiredOption("--connect <ws://host:port>", "the primary's address")
     .option("--image <config.json>", "machine config, if the primary's machine is not a bundled image")
-    .option("--disk <file>", "the disk the primary started from (default: fresh, as the primary's)")
+    .option("--disk <file|nbd-url>", "the shared disk, opened only at takeover (default: the location the primary uses)")
     .action(async (o) => backupCommand(o));
 
   program

@@ -56,6 +56,7 @@ async function runNode(role: "primary" | "backup", o: NodeCommandOptions): Promi
     ...(o.image ? { image: o.image, imageOverride: o.image } : {}),
     ...(o.memory !== undefined ? { memoryMiB: o.memory } : {}),
     ...(o.disk ? { disk: o.disk } : {}),
+    sharedDir: o.sharedDir,
     ...(o.connect ? { connect: o.connect } : {}),
   };
   if (role === "backup" && !o.connect) throw new LockstepError(ErrorCode.usage, "lockstep backup needs --connect ws://PRIMARY:PORT");

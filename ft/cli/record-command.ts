@@ -7,7 +7,8 @@ import { makeBlankDisk } from "../../emulator/blank-disk.js";
 import { readDiskFile, writeDiskFile } from "../../emulator/disk-file.js";
 import { loadMachine } from "../../emulator/machine-config.js";
 import { LiveLoop } from "../../hypervisor/live-loop.js";
-import { buildHeader } from "../../hypervisor/log-header.js";
+import { MemoryDiskPort } from "../../hypervisor/disk/disk-port.js";
+import { buildHeader, diskInfoOf } from "../../hypervisor/log-header.js";
 import { LogWriter } from "../../hypervisor/log-file.js";
 import { defaultClockParams, MachineSession } from "../../hypervisor/machine-session.js";
 import { Recorder } from "../../hypervisor/recorder.js";
@@ -39,9 +40,9 @@ export async function recordCommand(options: RecordOptions): Promise<void> {
   const freshDisk = !options.disk && loaded.config.disk ? loaded.config.disk : undefined;
   const disk = options.disk ? readDiskFile(options.disk) : freshDisk ? makeBlankDisk(freshDisk) : undefined;
   const clock = defaultClockParams(Date.now(), options.seed ?? randomInt(2 ** 31));
-  const header = buildHeader({ loaded, disk, freshDisk, clock, digestEverySlices: options.digestEvery, recordedAt: new Date() });
+  const header = buildHeader({ loaded, disk: disk ? diskInfoOf(disk, freshDisk) : undefined, clock, digestEverySlices: options.digestEvery, recordedAt: new Date() });
   const writer = new LogWriter(options.out, header, { overwrite: options.force });
-  const session = await MachineSession.open({ loaded, ...(disk ? { disk } : {}), clock, jit: options.jit });
+  const session = await MachineSession.open({ loaded, ...(disk ? { diskBytes: disk.byteLength } : {}), clock, jit: options.jit });
   const recorder = new Recorder(session.driver, { digestEverySlices: options.digestEvery, sink: (e) => writer.append(e) });
 
   let output = "";
@@ -50,6 +51,7 @@ export async function recordCommand(options: RecordOptions): Promise<void> {
   const loop = new LiveLoop(recorder, {
     paced: !options.fast,
     ...(options.fast ? {} : { wallEpochMs: clock.epochMs }),
+    ...(disk ? { disk: new MemoryDiskPort(disk, recorder) } : {}),
     onSlice: (result) => {
       if (!result.serial) return;
       process.stdout.write(result.serial);

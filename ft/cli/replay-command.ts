@@ -5,10 +5,10 @@
  */
 import { createHash } from "node:crypto";
 import { SingleBar, Presets } from "cli-progress";
-import { makeBlankDisk } from "../../emulator/blank-disk.js";
-import { readDiskFile } from "../../emulator/disk-file.js";
 import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
 import { bundledImageNames, loadMachine } from "../../emulator/machine-config.js";
+import { FileDiskBackend } from "../../hypervisor/disk/disk-backend.js";
+import { DiskView, type DiskComparison } from "../../hypervisor/disk/disk-view.js";
 import { checkHeader } from "../../hypervisor/log-header.js";
 import { LogReader } from "../../hypervisor/log-file.js";
 import { MachineSession } from "../../hypervisor/machine-session.js";
@@ -37,6 +37,11 @@ export interface ReplayReport {
   digestsChecked: number;
   serialBytes: number;
   serialSha256: string;
+  /** Sectors the guest wrote, and a sha256 of their final contents (see DiskView). */
+  diskSectorsWritten: number;
+  diskWrittenSha256: string;
+  /** With --disk: the comparison of that disk with what the guest wrote (mismatches are an error). */
+  diskCheck?: DiskComparison;
   guestMs: number;
   wallMs: number;
 }
@@ -64,16 +69,21 @@ export async function replayLog(reader: LogReader, options: Omit<ReplayCommandOp
     throw new LockstepError(ErrorCode.imageUnknown, `The log's machine "${image}" is not a bundled image`, "pass its config with --image CONFIG.json");
   }
   const loaded = loadMachine(image, options.memory !== undefined ? { memoryMiB: options.memory } : {});
-  let disk: Uint8Array | undefined;
-  if (options.disk) disk = readDiskFile(options.disk);
-  else if (header.disk?.fresh) disk = makeBlankDisk(header.disk.fresh);
-  checkHeader(header, loaded, disk);
-  const session = await MachineSession.open({ loaded, ...(disk ? { disk } : {}), clock: header.clock });
+  checkHeader(header, loaded);
+  // the disk to compare with at the end is opened first: a missing one is an error before the work
+  const checkDisk = options.disk ? await FileDiskBackend.open(options.disk, { readOnly: true }) : undefined;
+  if (checkDisk && header.disk && checkDisk.bytes !== header.disk.bytes) {
+    await checkDisk.close();
+    throw new LockstepError(ErrorCode.diskMismatch, `Disk ${options.disk} has ${checkDisk.bytes} bytes; the recorded guest's disk had ${header.disk.bytes}`);
+  }
+  const view = new DiskView();
+  const session = await MachineSession.open({ loaded, ...(header.disk ? { diskBytes: header.disk.bytes } : {}), clock: header.clock });
   const hash = createHash("sha256");
   let serialBytes = 0;
   const showOutput = options.output && !options.json;
   const replayer = new Replayer(session.driver, () => reader.next(), {
     onSlice: (result) => {
+      if (result.diskRequests.length > 0) view.note(result.diskRequests);
       if (!result.serial) return;
       hash.update(result.serial);
       serialBytes += result.serial.length;
@@ -100,6 +110,22 @@ export async function replayLog(reader: LogReader, options: Omit<ReplayCommandOp
     session.close();
   }
   const summary = replayer.summary(end);
+  let diskCheck: DiskComparison | undefined;
+  if (checkDisk) {
+    try {
+      diskCheck = await view.compare((offset, length) => checkDisk.read(offset, length));
+    } finally {
+      await checkDisk.close();
+    }
+    if (diskCheck.mismatchedSectors > 0) {
+      throw new LockstepError(
+        ErrorCode.diskMismatch,
+        `Disk ${options.disk} differs from what the replayed guest wrote: ${diskCheck.mismatchedSectors} of ${diskCheck.sectorsWritten} written sectors, the first is sector ${diskCheck.firstMismatch}`,
+        "the disk lost or reordered writes, or it is not the disk this recording wrote to",
+        { ...diskCheck },
+      );
+    }
+  }
   return {
     file: reader.path,
     end,
@@ -111,6 +137,9 @@ export async function replayLog(reader: LogReader, options: Omit<ReplayCommandOp
     digestsChecked: summary.digestsChecked,
     serialBytes,
     serialSha256: hash.digest("hex"),
+    diskSectorsWritten: view.sectorsWritten,
+    diskWrittenSha256: view.sha256(),
+    ...(diskCheck ? { diskCheck } : {}),
     guestMs: Math.round(session.clock.peekMs()),
     wallMs: Math.round(performance.now() - started),
   };

@@ -6,6 +6,7 @@ import { makeBlankDisk } from "../../emulator/blank-disk.js";
 import { readDiskFile, writeDiskFile } from "../../emulator/disk-file.js";
 import { loadMachine } from "../../emulator/machine-config.js";
 import { LiveLoop } from "../../hypervisor/live-loop.js";
+import { MemoryDiskPort } from "../../hypervisor/disk/disk-port.js";
 import { defaultClockParams, MachineSession } from "../../hypervisor/machine-session.js";
 import { Recorder } from "../../hypervisor/recorder.js";
 import { componentLogger } from "../logger.js";
@@ -23,7 +24,7 @@ export async function runCommand(options: RunOptions): Promise<void> {
   const loaded = loadMachine(options.image, options.memory !== undefined ? { memoryMiB: options.memory } : {});
   const disk = options.disk ? readDiskFile(options.disk) : loaded.config.disk ? makeBlankDisk(loaded.config.disk) : undefined;
   const clock = defaultClockParams(Date.now(), 0);
-  const session = await MachineSession.open({ loaded, ...(disk ? { disk } : {}), clock, jit: options.jit });
+  const session = await MachineSession.open({ loaded, ...(disk ? { diskBytes: disk.byteLength } : {}), clock, jit: options.jit });
   const recorder = new Recorder(session.driver, { digestEverySlices: 0, sink: () => {} });
   const terminal = attachTerminal(
     (bytes) => {
@@ -35,6 +36,7 @@ export async function runCommand(options: RunOptions): Promise<void> {
   const loop = new LiveLoop(recorder, {
     paced: true,
     wallEpochMs: clock.epochMs,
+    ...(disk ? { disk: new MemoryDiskPort(disk, recorder) } : {}),
     onSlice: (result) => {
       if (result.serial) terminal.write(result.serial);
     },

@@ -15,17 +15,21 @@
  * acks are served between batches.
  */
 import { randomInt } from "node:crypto";
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
 import { EventEmitter } from "node:events";
 import type { IncomingMessage } from "node:http";
 import type { Logger } from "pino";
 import { Gauge, Registry } from "prom-client";
 import { WebSocket } from "ws";
 import { makeBlankDisk } from "../../emulator/blank-disk.js";
-import { readDiskFile } from "../../emulator/disk-file.js";
+import { writeDiskFile } from "../../emulator/disk-file.js";
 import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
 import { bundledImageNames, loadMachine } from "../../emulator/machine-config.js";
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import { LiveLoop } from "../../hypervisor/live-loop.js";
+import { openDiskBackend, type DiskBackend } from "../../hypervisor/disk/disk-backend.js";
+import { BackendDiskPort } from "../../hypervisor/disk/disk-port.js";
 import { buildHeader, checkHeader } from "../../hypervisor/log-header.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
 import { defaultClockParams, MachineSession } from "../../hypervisor/machine-session.js";
@@ -53,7 +57,13 @@ export interface NodeOptions {
   /** Primary: what to boot. */
   image?: string;
   memoryMiB?: number;
+  /**
+   * The shared disk: a file path or an NBD URL. Primary: default `<sharedDir>/disk-<image>.img`, made
+   * fresh when missing. Backup: opened only at takeover; default: the location the primary logged.
+   */
   disk?: string;
+  /** The directory both hosts share (default location of the disk). */
+  sharedDir?: string;
   /** Backup: the primary's address (ws://host:port) and, if the log's machine is not bundled, its config. */
   connect?: string;
   imageOverride?: string;
@@ -98,6 +108,8 @@ export class LockstepNode extends EventEmitter {
   private backupEntryIndex = 0;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
+  private diskBackend: DiskBackend | undefined;
+  private diskPort: BackendDiskPort | undefined;
   private readonly registry = new Registry();
   readonly startedAtMs = performance.now();
   /** Output rule delay: output produced -> released (ms), while protected. */
@@ -194,11 +206,19 @@ export class LockstepNode extends EventEmitter {
       throw new LockstepError(ErrorCode.usage, `Epoch ${epoch} was claimed by another node`, "another primary is starting in the same shared directory");
     }
     const loaded = loadMachine(options.image ?? "linux", options.memoryMiB !== undefined ? { memoryMiB: options.memoryMiB } : {});
-    const fresh = !options.disk && loaded.config.disk ? loaded.config.disk : undefined;
-    const disk = options.disk ? readDiskFile(options.disk) : fresh ? makeBlankDisk(fresh) : undefined;
+    let location = options.disk;
+    if (!location && loaded.config.disk && options.sharedDir) {
+      location = resolve(options.sharedDir, `disk-${loaded.config.name}.img`);
+      if (!existsSync(location)) {
+        writeDiskFile(location, makeBlankDisk(loaded.config.disk));
+        node.log.info({ disk: location, sizeMiB: loaded.config.disk.sizeMiB }, "made a fresh shared disk");
+      }
+    } else if (location && !/^nbd/.test(location)) location = resolve(location);
+    if (location) node.diskBackend = await openDiskBackend(location);
     const clock = defaultClockParams(Date.now(), randomInt(2 ** 31));
-    node.header = buildHeader({ loaded, disk, freshDisk: fresh, clock, digestEverySlices: 1000, recordedAt: new Date() });
-    node.session = await MachineSession.open({ loaded, ...(disk ? { disk } : {}), clock });
+    const disk = node.diskBackend ? { bytes: node.diskBackend.bytes, location } : undefined;
+    node.header = buildHeader({ loaded, disk, clock, digestEverySlices: 1000, recordedAt: new Date() });
+    node.session = await MachineSession.open({ loaded, ...(disk ? { diskBytes: disk.bytes } : {}), clock });
     await node.server.listen();
     node.becomePrimary(epoch, []);
     node.log.info({ epoch, port: node.port, image: loaded.config.name }, "primary started");
@@ -232,18 +252,37 @@ export class LockstepNode extends EventEmitter {
     const core = new PrimaryCore({ ...defaultPrimaryConfig, nodeId: this.options.nodeId, heartbeatIntervalMs: this.options.heartbeatIntervalMs, failureTimeoutMs: this.options.failureTimeoutMs }, epoch, this.header!, history);
     core.noteSlice(driver.slice);
     this.primary = core;
-    this.recorder = new Recorder(driver, {
+    const recorder = new Recorder(driver, {
       digestEverySlices: 1000,
       sink: (e) => {
         core.append(e);
         if (e.kind === "serial" && e.source) this.stream.inputApplied(e.slice, e.source.client, e.source.seq);
       },
     });
-    this.loop = new LiveLoop(this.recorder, {
+    this.recorder = recorder;
+    const port = this.diskBackend
+      ? new BackendDiskPort(this.diskBackend, recorder, {
+          holdWrites: true, // released by the output rule, see release()
+          wake: () => this.loop?.wake(),
+          onStall: (reason) => {
+            if (reason) this.log.error({ reason, disk: this.diskBackend!.description }, "disk backend failing: the guest is paused until it works again");
+            else this.log.info({ disk: this.diskBackend!.description }, "disk backend works again: the guest goes on");
+          },
+        })
+      : undefined;
+    this.diskPort = port;
+    if (port && history.length > 0) {
+      // takeover: every request the old primary may not have completed is issued again
+      const pending = session.machine.disk?.pending() ?? [];
+      if (pending.length > 0) this.log.warn({ requests: pending.length, ids: pending.map((r) => r.id) }, "re-issuing disk requests that were not completed");
+      port.submit(pending, driver.slice);
+    }
+    this.loop = new LiveLoop(recorder, {
       paced: true,
+      ...(port ? { disk: port } : {}),
       // at power-on the guest's clock starts at the host's time; after a takeover it goes on from where the log left it
       ...(history.length === 0 ? { wallEpochMs: this.header!.clock.epochMs } : {}),
-      mayRun: () => core.mayRun(driver.slice),
+      mayRun: () => core.mayRun(driver.slice) && !port?.scheduler.stalled,
       onSlice: (result, slice) => {
         core.noteSlice(slice);
         const now = performance.now();
@@ -255,6 +294,10 @@ export class LockstepNode extends EventEmitter {
           this.stream.append(slice, result.serial);
           this.outputPending.push({ end: this.stream.end, atMs: now, protected: core.state === "protected" });
           // the output rule: flush the log at once when output is waiting
+          if (core.state === "protected") this.progressNow();
+          else this.release();
+        } else if (result.diskRequests.some((r) => r.op === "write")) {
+          // a disk write is an output too
           if (core.state === "protected") this.progressNow();
           else this.release();
         }
@@ -277,7 +320,9 @@ export class LockstepNode extends EventEmitter {
   private release(): void {
     const core = this.primary;
     if (!core || this.role !== "primary") return;
-    const due = this.stream.release(core.releasableSlice());
+    const releasable = core.releasableSlice();
+    this.diskPort?.release(releasable);
+    const due = this.stream.release(releasable);
     const now = performance.now();
     while (this.outputPending.length > 0 && this.outputPending[0]!.end <= this.stream.released) {
       const o = this.outputPending.shift()!;
@@ -319,9 +364,9 @@ export class LockstepNode extends EventEmitter {
       throw new LockstepError(ErrorCode.imageUnknown, `The primary's machine "${image}" is not a bundled image`, "pass --image CONFIG.json");
     }
     const loaded = loadMachine(image, { memoryMiB: header.machine.memoryMiB });
-    const disk = this.options.disk ? readDiskFile(this.options.disk) : header.disk?.fresh ? makeBlankDisk(header.disk.fresh) : undefined;
-    checkHeader(header, loaded, disk);
-    this.session = await MachineSession.open({ loaded, ...(disk ? { disk } : {}), clock: header.clock });
+    checkHeader(header, loaded);
+    // the disk itself is not opened until takeover: the log carries every read's data
+    this.session = await MachineSession.open({ loaded, ...(header.disk ? { diskBytes: header.disk.bytes } : {}), clock: header.clock });
     const entries = this.backup!.entries;
     this.replayer = new Replayer(
       this.session.driver,
@@ -370,6 +415,20 @@ export class LockstepNode extends EventEmitter {
     clearTimeout(this.reconnectTimer);
     if (this.preparing) await this.preparing;
     if (!this.session || !this.replayer) return this.halt("won the epoch before the machine was ready");
+    const location = this.options.disk ?? this.header?.disk?.location;
+    if (this.header?.disk) {
+      if (!location) return this.halt("the primary's log names no disk location: pass --disk");
+      // the shared disk must be reachable to go live; until it is, the guest stays paused here
+      for (let attempt = 0; !this.diskBackend; attempt++) {
+        try {
+          this.diskBackend = await openDiskBackend(location);
+        } catch (e) {
+          if (attempt === 0) this.log.error({ disk: location, reason: (e as Error).message }, "the shared disk cannot be opened: retrying every second before going live");
+          await new Promise((r) => setTimeout(r, 1000));
+          if (this.role === "halted") return;
+        }
+      }
+    }
     const entries = this.backup!.entries;
     const last = entries.at(-1)?.slice ?? 0;
     try {
@@ -444,6 +503,8 @@ export class LockstepNode extends EventEmitter {
     this.haltReason = reason;
     this.following = false;
     this.loop?.stop();
+    // a halted node never touches the shared disk again: the new primary owns it
+    this.diskPort?.scheduler.close();
     this.peer?.terminate();
     clearTimeout(this.reconnectTimer);
     for (const ws of this.consoles.keys()) {
@@ -463,6 +524,8 @@ export class LockstepNode extends EventEmitter {
     await this.followDone;
     this.peer?.terminate();
     await this.server.close();
+    this.diskPort?.scheduler.close();
+    await this.diskBackend?.close().catch(() => {});
     this.session?.close();
   }
 

@@ -11,12 +11,14 @@ import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
 import { clockAdjust, type ClockAdjustEntry } from "./clock-adjust.js";
 import { control, type ControlEntry } from "./control.js";
 import { digestCheck, type DigestEntry } from "./digest-check.js";
+import { diskRead, diskWrite, type DiskReadEntry, type DiskWriteEntry } from "./disk-completion.js";
 import { keyboardInput, type KeyboardInputEntry } from "./keyboard-input.js";
 import { serialInput, type SerialInputEntry } from "./serial-input.js";
 import { sliceProgress, type SliceProgressEntry } from "./slice-progress.js";
 
 // 2: serial entries may carry their console source (client, seq).
-export const logFormatVersion = 2;
+// 3: disk-read and disk-write completions; the disk is a bounce disk (replay needs no disk file).
+export const logFormatVersion = 3;
 
 export type LogEntry =
   | SerialInputEntry
@@ -24,7 +26,9 @@ export type LogEntry =
   | ClockAdjustEntry
   | SliceProgressEntry
   | DigestEntry
-  | ControlEntry;
+  | ControlEntry
+  | DiskReadEntry
+  | DiskWriteEntry;
 
 export type EntryKind = LogEntry["kind"];
 
@@ -38,7 +42,7 @@ export interface EntryCodec<E extends LogEntry> {
   decodeFields(slice: number, icount: number, fields: unknown[]): E;
 }
 
-const codecs = [serialInput, keyboardInput, clockAdjust, sliceProgress, digestCheck, control] as const;
+const codecs = [serialInput, keyboardInput, clockAdjust, sliceProgress, digestCheck, control, diskRead, diskWrite] as const;
 const byCode = new Map<number, EntryCodec<LogEntry>>(codecs.map((c) => [c.code, c as unknown as EntryCodec<LogEntry>]));
 const byKind = new Map<string, EntryCodec<LogEntry>>(codecs.map((c) => [c.kind, c as unknown as EntryCodec<LogEntry>]));
 
@@ -94,5 +98,9 @@ export function describeEntry(entry: LogEntry): string {
       return `${at} digest ${entry.digest}`;
     case "control":
       return `${at} control ${entry.action}`;
+    case "disk-read":
+      return `${at} disk-read #${entry.id} +${entry.at} ${entry.data.length} bytes`;
+    case "disk-write":
+      return `${at} disk-write #${entry.id} done`;
   }
 }

@@ -75,7 +75,7 @@ describe("lockstep record / replay / log dump", () => {
     expectError(["replay", v], "LOCKSTEP_ERR_LOG_VERSION", /format version 9/);
   });
 
-  it("log made for another image, another memory size, another disk", () => {
+  it("log made for another image or memory size; a disk to compare that cannot be this guest's", () => {
     expectError(["replay", "--image", "linux", log], "LOCKSTEP_ERR_LOG_MISMATCH", /machine kind/);
     const cfg = JSON.parse(readFileSync(join(packageRoot(), "disk-images/tiny/machine.json"), "utf8"));
     copyFileSync(join(packageRoot(), "disk-images/tiny/tiny.bin"), join(scratch, "tiny.bin"));
@@ -84,9 +84,13 @@ describe("lockstep record / replay / log dump", () => {
     expectError(["replay", "--image", join(scratch, "tiny64.json"), log], "LOCKSTEP_ERR_LOG_MISMATCH", /memory \(MiB\) is 32 in the log but 64 here/);
     // the same files under another config, at the log's memory size, are the same machine ...
     expect(runCli(["replay", "--json", "--image", join(scratch, "tiny64.json"), "--memory", "32", log]).status).toBe(0);
-    // ... but not another disk
+    // replay needs no disk, but a disk given to compare with must be the guest's size
+    writeFileSync(join(scratch, "big.img"), Buffer.alloc(2 << 20, 1));
+    expectError(["replay", "--disk", join(scratch, "big.img"), log], "LOCKSTEP_ERR_DISK_MISMATCH", /has 2097152 bytes; the recorded guest's disk had 1048576/);
+    // ... and hold what the guest wrote (the recording wrote sector 2)
     writeFileSync(join(scratch, "other.img"), Buffer.alloc(1 << 20, 1));
-    expectError(["replay", "--disk", join(scratch, "other.img"), log], "LOCKSTEP_ERR_LOG_MISMATCH", /disk's sha256/);
+    expectError(["replay", "--disk", join(scratch, "other.img"), log], "LOCKSTEP_ERR_DISK_MISMATCH", /differs from what the replayed guest wrote: 1 of 1 written sectors, the first is sector 2/);
+    expectError(["replay", "--disk", join(scratch, "absent.img"), log], "LOCKSTEP_ERR_DISK_UNREADABLE", /absent.img cannot be read: ENOENT/);
   });
 
   it("missing log, not a log", () => {

@@ -4,14 +4,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
-import { decodeEntry, encodeEntry, type LogEntry } from "../../hypervisor/event-log/log-entry.js";
+import { decodeEntry, encodeEntry, logFormatVersion, type LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import { LogReader, LogWriter, packr, type LogHeader } from "../../hypervisor/log-file.js";
 
 const dir = mkdtempSync(join(tmpdir(), "lockstep-logfile-test-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const header: LogHeader = {
-  format: 2,
+  format: logFormatVersion,
   v86: "test",
   lockstep: "0.0.0",
   machine: { name: "tiny", description: "", kind: "multiboot", memoryMiB: 32, files: {} },
@@ -29,6 +29,8 @@ const entries: LogEntry[] = [
   { kind: "clock", slice: 4, icount: 6000, msPerInstruction: 2e-5 },
   { kind: "digest", slice: 10, icount: 2 ** 40 + 5, digest: "0123456789abcdef" },
   { kind: "progress", slice: 10, icount: 2 ** 40 + 5 },
+  { kind: "disk-read", slice: 10, icount: 2 ** 40 + 5, id: 3, at: 512, data: new Uint8Array(1024).fill(7) },
+  { kind: "disk-write", slice: 10, icount: 2 ** 40 + 5, id: 4 },
   { kind: "control", slice: 11, icount: 2 ** 40 + 9, action: "power-off" },
 ];
 
@@ -91,7 +93,7 @@ describe("log file", () => {
     writeFileSync(path, bytes);
     const e = errorOf(() => readAll(path));
     expect(e.code).toBe(ErrorCode.logCorrupt);
-    expect(e.message).toMatch(/corrupt at offset \d+: frame 6 fails its checksum/);
+    expect(e.message).toMatch(/corrupt at offset \d+: frame 8 fails its checksum/);
   });
 
   it("reports an unknown format version, a foreign file and a corrupt header", () => {

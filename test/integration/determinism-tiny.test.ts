@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
+import { MemoryDiskPort } from "../../hypervisor/disk/disk-port.js";
 import { LiveLoop } from "../../hypervisor/live-loop.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
 import { MachineSession } from "../../hypervisor/machine-session.js";
@@ -21,12 +22,14 @@ let session: MachineSession;
 async function recordTinyLive(): Promise<void> {
   header = headerFor("tiny", { epochMs: Date.UTC(2026, 10, 22, 8, 0, 0), msPerInstruction: 1e-5, seed: 42 }, digestEvery);
   const loaded = loadMachine("tiny");
-  session = await MachineSession.open({ loaded, disk: makeBlankDisk(loaded.config.disk!), clock: header.clock });
+  const disk = makeBlankDisk(loaded.config.disk!);
+  session = await MachineSession.open({ loaded, diskBytes: disk.byteLength, clock: header.clock });
   const recorded: LogEntry[] = [];
   const recorder = new Recorder(session.driver, { digestEverySlices: digestEvery, sink: (e) => recorded.push(e) });
   const decoder = new TextDecoder();
   const loop = new LiveLoop(recorder, {
     paced: true,
+    disk: new MemoryDiskPort(disk, recorder),
     onSlice: (r) => {
       if (r.serial) recordedSerial += decoder.decode(r.serial);
     },

@@ -4,6 +4,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { loadMachine } from "../../emulator/machine-config.js";
 import { makeBlankDisk } from "../../emulator/blank-disk.js";
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
+import { MemoryDiskPort } from "../../hypervisor/disk/disk-port.js";
 import { LiveLoop } from "../../hypervisor/live-loop.js";
 import { defaultClockParams, MachineSession } from "../../hypervisor/machine-session.js";
 import { Recorder } from "../../hypervisor/recorder.js";
@@ -15,7 +16,8 @@ afterAll(() => sessions.forEach((s) => s.close()));
 /** A live (paced) guest with helpers to type and to wait for output, timestamped on arrival. */
 async function liveGuest(image: string, epochMs: number, seed = 1, followHostCalendar = false) {
   const loaded = loadMachine(image);
-  const session = await MachineSession.open({ loaded, disk: makeBlankDisk(loaded.config.disk!), clock: defaultClockParams(epochMs, seed) });
+  const disk = makeBlankDisk(loaded.config.disk!);
+  const session = await MachineSession.open({ loaded, diskBytes: disk.byteLength, clock: defaultClockParams(epochMs, seed) });
   sessions.push(session);
   const entries: LogEntry[] = [];
   const recorder = new Recorder(session.driver, { digestEverySlices: 200, sink: (e) => entries.push(e) });
@@ -24,6 +26,7 @@ async function liveGuest(image: string, epochMs: number, seed = 1, followHostCal
   const decoder = new TextDecoder();
   const loop = new LiveLoop(recorder, {
     paced: true,
+    disk: new MemoryDiskPort(disk, recorder),
     ...(followHostCalendar ? { wallEpochMs: epochMs } : {}),
     onSlice: (r) => {
       if (!r.serial) return;

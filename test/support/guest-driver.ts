@@ -8,6 +8,7 @@ import { loadMachine, type LoadedMachine } from "../../emulator/machine-config.j
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import { defaultClockParams, MachineSession } from "../../hypervisor/machine-session.js";
 import { Recorder } from "../../hypervisor/recorder.js";
+import { MemoryDiskPort } from "../../hypervisor/disk/disk-port.js";
 
 export interface GuestDriverOptions {
   image: string;
@@ -27,6 +28,7 @@ export class GuestDriver {
     readonly session: MachineSession,
     readonly recorder: Recorder,
     readonly disk: Uint8Array | undefined,
+    private readonly diskPort: MemoryDiskPort | undefined,
   ) {}
 
   static async boot(options: GuestDriverOptions): Promise<GuestDriver> {
@@ -39,14 +41,14 @@ export class GuestDriver {
           : makeBlankDisk(loaded.config.disk);
     const session = await MachineSession.open({
       loaded,
-      ...(disk ? { disk } : {}),
+      ...(disk ? { diskBytes: disk.byteLength } : {}),
       clock: defaultClockParams(options.epochMs ?? Date.UTC(2026, 0, 1), options.seed ?? 0),
     });
     const recorder = new Recorder(session.driver, {
       digestEverySlices: options.digestEverySlices ?? 0,
       sink: options.onEntry ?? (() => {}),
     });
-    return new GuestDriver(loaded, session, recorder, disk);
+    return new GuestDriver(loaded, session, recorder, disk, disk ? new MemoryDiskPort(disk, recorder) : undefined);
   }
 
   /** Runs slices until the output (since `from`) matches, or fails after `slicesMax` slices. */
@@ -63,6 +65,7 @@ export class GuestDriver {
   step(): void {
     this.recorder.boundary(undefined);
     const r = this.session.driver.runSlice();
+    if (r.diskRequests.length > 0) this.diskPort!.submit(r.diskRequests);
     if (r.serial) this.output += this.decoder.decode(r.serial);
   }
 

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { makeBlankDisk } from "../../emulator/blank-disk.js";
 import { loadMachine } from "../../emulator/machine-config.js";
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
-import { buildHeader } from "../../hypervisor/log-header.js";
+import { buildHeader, diskInfoOf } from "../../hypervisor/log-header.js";
 import { LogReader, LogWriter, type LogHeader } from "../../hypervisor/log-file.js";
 import { MachineSession } from "../../hypervisor/machine-session.js";
 import { Replayer, type ReplayOptions, type ReplaySummary } from "../../hypervisor/replayer.js";
@@ -34,7 +34,7 @@ export function readRecording(path: string): { header: LogHeader; entries: LogEn
 export function headerFor(image: string, clock: LogHeader["clock"], digestEverySlices: number): LogHeader {
   const loaded = loadMachine(image);
   const fresh = loaded.config.disk;
-  return buildHeader({ loaded, disk: fresh ? makeBlankDisk(fresh) : undefined, freshDisk: fresh, clock, digestEverySlices, recordedAt: new Date() });
+  return buildHeader({ loaded, disk: fresh ? diskInfoOf(makeBlankDisk(fresh), fresh) : undefined, clock, digestEverySlices, recordedAt: new Date() });
 }
 
 export interface ReplayResult {
@@ -46,8 +46,7 @@ export interface ReplayResult {
 /** Replays entries on a fresh machine built from the header; throws on divergence. */
 export async function replayEntries(header: LogHeader, entries: LogEntry[], options: ReplayOptions = {}): Promise<ReplayResult> {
   const loaded = loadMachine(header.machine.name);
-  const disk = header.disk?.fresh ? makeBlankDisk(header.disk.fresh) : undefined;
-  const session = await MachineSession.open({ loaded, ...(disk ? { disk } : {}), clock: header.clock });
+  const session = await MachineSession.open({ loaded, ...(header.disk ? { diskBytes: header.disk.bytes } : {}), clock: header.clock });
   let serial = "";
   const decoder = new TextDecoder();
   let i = 0;
