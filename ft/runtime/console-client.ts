@@ -32,6 +32,11 @@ export class ConsoleClient extends EventEmitter {
   private closed = false;
   private timer: NodeJS.Timeout | undefined;
 
+  /** Another node to try when the current one goes away (e.g. a backup that joined later). */
+  addUrl(url: string): void {
+    if (!this.options.urls.includes(url)) this.options.urls.push(url);
+  }
+
   constructor(private readonly options: ConsoleClientOptions) {
     super();
     this.clientId = options.clientId ?? randomUUID();
