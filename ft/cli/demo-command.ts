@@ -64,7 +64,7 @@ export async function demoCommand(options: { image: string }): Promise<void> {
           node.role = "primary";
           const ms = killedAt !== undefined ? ` ${Math.round(performance.now() - killedAt)} ms after the kill` : "";
           say(`backup ${name} took over as primary (epoch ${ev.epoch})${ms}; starting a new backup`);
-          void startNode("backup", node.port).then((b) => client.addUrl(b.port));
+          void startNode("backup", node.port).then((b) => client.addUrl(`ws://127.0.0.1:${b.port}`));
         }
         if (ev.event === "halted") say(`node ${name} halted: ${ev.reason}`);
       } catch {
@@ -79,9 +79,8 @@ export async function demoCommand(options: { image: string }): Promise<void> {
 
   const primary = await startNode("primary");
   const urls = [`ws://127.0.0.1:${primary.port}`];
-  const client = new ConsoleClient({ urls, token }) as ConsoleClient & { addUrl(port: number): void };
-  client.addUrl = (port: number) => urls.push(`ws://127.0.0.1:${port}`);
-  await startNode("backup", primary.port).then((b) => client.addUrl(b.port));
+  const client = new ConsoleClient({ urls, token });
+  await startNode("backup", primary.port).then((b) => client.addUrl(`ws://127.0.0.1:${b.port}`));
 
   client.on("output", (b: Uint8Array) => {
     if (awaitingFirstByte && killedAt !== undefined) {
