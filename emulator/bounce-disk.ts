@@ -38,7 +38,8 @@ export class BounceDisk {
   /** v86 reads the size from here. */
   readonly byteLength: number;
   onload: ((e: unknown) => void) | undefined;
-  private nextId = 1;
+  /** The id the next request gets (carried by checkpoints). */
+  nextRequestId = 1;
   private readonly waiting = new Map<number, Waiting>();
   private issued: DiskRequest[] = [];
 
@@ -136,7 +137,7 @@ export class BounceDisk {
   }
 
   private request(r: Omit<DiskRequest, "id">, callback: ReadCallback | (() => void)): void {
-    const request: DiskRequest = { id: this.nextId++, ...r };
+    const request: DiskRequest = { id: this.nextRequestId++, ...r };
     this.waiting.set(request.id, { request, callback });
     this.issued.push(request);
   }

@@ -17,6 +17,7 @@ export const ErrorCode = {
   diskToolMissing: "LOCKSTEP_ERR_DISK_TOOL_MISSING",
   diskBackend: "LOCKSTEP_ERR_DISK_BACKEND",
   diskMismatch: "LOCKSTEP_ERR_DISK_MISMATCH",
+  checkpointCorrupt: "LOCKSTEP_ERR_CHECKPOINT_CORRUPT",
   usage: "LOCKSTEP_ERR_USAGE",
   logMissing: "LOCKSTEP_ERR_LOG_MISSING",
   logTruncated: "LOCKSTEP_ERR_LOG_TRUNCATED",

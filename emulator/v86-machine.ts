@@ -29,10 +29,42 @@ interface V86Cpu extends JitCpu {
   memory_size: Uint32Array;
   stop_idling: () => void;
   devices: Record<string, any>;
+  jit_clear_cache(): void;
+  last_result: Int32Array;
+  mxcsr: Int32Array;
+  fpu_status_word: Uint16Array;
+  fw_pointer: number;
+  jit_clear_all_funcs(): void;
+}
+
+/**
+ * A whole machine at a slice boundary (v86-notes.md, "Snapshots"): v86's own device state, all of
+ * wasm memory (CPU state, RAM, the JIT's and the allocator's structures, hidden statics), and the JS
+ * state save_state misses. Taken right after the JIT cache was cleared at that boundary (a logged
+ * checkpoint entry), so the original, the restored machine and any replayer of the log all go on
+ * with equal, empty JIT caches.
+ */
+export interface MachineCheckpoint {
+  icount: number;
+  /** v86's u32 instruction counter at the boundary (wasm byte 664). */
+  counter: number;
+  devices: Uint8Array;
+  memory: Uint8Array;
+  hidden: {
+    kbd: number[];
+    mouse: number[];
+    ps2: { nextByteIsReady: boolean; nextByteIsAux: boolean; wheelMovement: number; lastMousePacket: number };
+    uartInput: number[][];
+    fwPointer: number;
+  };
+  /** The BounceDisk's next request id (a checkpoint is taken with no disk request in flight). */
+  diskNextId: number | null;
 }
 
 interface V86Internal {
   cpu: V86Cpu;
+  save_state(): ArrayBuffer;
+  restore_state(state: ArrayBuffer): void;
   yield: (t: number, tick: number) => void;
   constructor: { microtick: () => number };
 }
@@ -64,6 +96,13 @@ export interface SliceResult {
 
 const noRequests: DiskRequest[] = [];
 
+/** A checkpoint cannot be taken at this boundary (try a later one). */
+export class CheckpointBusyError extends Error {}
+/** A checkpoint does not fit this machine. */
+export class CheckpointMismatchError extends Error {}
+
+const uarts = (cpu: V86Cpu): Array<{ input: number[] }> => ["uart0", "uart1", "uart2", "uart3"].map((n) => cpu.devices[n]).filter(Boolean);
+
 let wasmModule: WebAssembly.Module | undefined;
 function v86WasmModule(): WebAssembly.Module {
   if (!wasmModule) {
@@ -88,6 +127,7 @@ export class V86Machine {
   private lastCounter = 0;
   private serialOut: number[] = [];
   private destroyed = false;
+  private jitClearedAtBoundary = false;
 
   private constructor(
     private readonly emulator: V86,
@@ -188,6 +228,7 @@ export class V86Machine {
   runSlice(): SliceResult {
     if (this.destroyed) throw new Error("V86Machine.runSlice: machine destroyed");
     const before = this.icount64;
+    this.jitClearedAtBoundary = false;
     this.globals.enter();
     let next: number;
     try {
@@ -222,6 +263,94 @@ export class V86Machine {
   /** Delivers PS/2 scancodes to the keyboard. Between slices only. */
   sendKeys(scancodes: Uint8Array): void {
     for (const code of scancodes) this.bus.send("keyboard-code", code);
+  }
+
+  /**
+   * Captures the machine at this boundary, which must be one where the JIT cache was just cleared
+   * (`clearJit`, applied from the logged checkpoint entry). Throws CheckpointBusyError if a disk
+   * request is in flight (its completion callback lives inside v86 and cannot be carried over):
+   * take it at a later boundary.
+   */
+  captureCheckpoint(): MachineCheckpoint {
+    if (this.disk && this.disk.pending().length > 0) throw new CheckpointBusyError(`${this.disk.pending().length} disk request(s) in flight`);
+    if (this.jit.pendingCount > 0) throw new Error("captureCheckpoint: JIT results not published (not at a boundary)");
+    const cpu = this.cpu;
+    if (!this.jitClearedAtBoundary) throw new Error("captureCheckpoint: clear the JIT at this boundary first (the logged checkpoint entry)");
+    this.globals.enter();
+    let devices: ArrayBuffer;
+    try {
+      devices = this.internal.save_state();
+    } finally {
+      this.globals.exit();
+    }
+    const ps2 = cpu.devices.ps2;
+    const drain = (q: { length: number; shift(): number; push(b: number): void }) => {
+      const out: number[] = [];
+      for (let n = q.length; n > 0; n--) {
+        const b = q.shift();
+        out.push(b);
+        q.push(b);
+      }
+      return out;
+    };
+    return {
+      icount: this.icount64,
+      counter: this.lastCounter,
+      devices: new Uint8Array(devices),
+      memory: new Uint8Array(cpu.wasm_memory.buffer).slice(),
+      hidden: {
+        kbd: drain(ps2.kbd_buffer),
+        mouse: drain(ps2.mouse_buffer),
+        ps2: { nextByteIsReady: ps2.next_byte_is_ready, nextByteIsAux: ps2.next_byte_is_aux, wheelMovement: ps2.wheel_movement, lastMousePacket: ps2.last_mouse_packet },
+        uartInput: uarts(cpu).map((u) => [...u.input]),
+        fwPointer: cpu.fw_pointer,
+      },
+      diskNextId: this.disk ? this.disk.nextRequestId : null,
+    };
+  }
+
+  /** Clears the JIT cache (at a logged checkpoint boundary). Between slices only. */
+  clearJit(): void {
+    this.cpu.jit_clear_cache();
+    this.jit.modules.clear();
+    this.jitClearedAtBoundary = true;
+  }
+
+  /** Makes this (freshly created, never run) machine the checkpointed one. */
+  restoreCheckpoint(c: MachineCheckpoint): void {
+    if (this.destroyed) throw new Error("restoreCheckpoint: machine destroyed");
+    const cpu = this.cpu;
+    this.globals.enter();
+    try {
+      this.internal.restore_state(c.devices.slice().buffer);
+    } finally {
+      this.globals.exit();
+    }
+    const memory = cpu.wasm_memory;
+    if (memory.buffer.byteLength < c.memory.byteLength) memory.grow((c.memory.byteLength - memory.buffer.byteLength) / 65536);
+    if (memory.buffer.byteLength !== c.memory.byteLength) throw new CheckpointMismatchError(`wasm memory is ${memory.buffer.byteLength} bytes here, ${c.memory.byteLength} in the checkpoint`);
+    new Uint8Array(memory.buffer).set(c.memory);
+    // set_state replaced these views with plain arrays; point them back into wasm memory
+    cpu.last_result = new Int32Array(memory.buffer, 112, 1);
+    cpu.mxcsr = new Int32Array(memory.buffer, 824, 1);
+    cpu.fpu_status_word = new Uint16Array(memory.buffer, 1040, 1);
+    // the JIT's own state came with wasm memory (an empty cache); drop any function the table holds
+    cpu.jit_clear_all_funcs();
+    this.jit.modules.clear();
+    const ps2 = cpu.devices.ps2;
+    ps2.kbd_buffer.clear();
+    for (const b of c.hidden.kbd) ps2.kbd_buffer.push(b);
+    ps2.mouse_buffer.clear();
+    for (const b of c.hidden.mouse) ps2.mouse_buffer.push(b);
+    ps2.next_byte_is_ready = c.hidden.ps2.nextByteIsReady;
+    ps2.next_byte_is_aux = c.hidden.ps2.nextByteIsAux;
+    ps2.wheel_movement = c.hidden.ps2.wheelMovement;
+    ps2.last_mouse_packet = c.hidden.ps2.lastMousePacket;
+    uarts(cpu).forEach((u, i) => (u.input = [...(c.hidden.uartInput[i] ?? [])]));
+    cpu.fw_pointer = c.hidden.fwPointer;
+    this.icount64 = c.icount;
+    this.lastCounter = c.counter;
+    if (this.disk && c.diskNextId !== null) this.disk.nextRequestId = c.diskNextId;
   }
 
   /** Digest of RAM and CPU state; equal digests mean equal machines (for lockstep purposes). */

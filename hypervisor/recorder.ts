@@ -15,6 +15,7 @@ import { keyboardChunkBytesMax } from "./event-log/keyboard-input.js";
 import { diskDataChunkBytes } from "./event-log/disk-completion.js";
 import type { LogEntry } from "./event-log/log-entry.js";
 import type { SliceDriver } from "./slice-driver.js";
+import { captureSession, type SessionCheckpoint } from "./checkpoint.js";
 
 export interface RecorderOptions {
   /** Log a state digest every this many slices (0: never). */
@@ -193,6 +194,18 @@ export class Recorder {
       const next = current * Math.min(4, Math.max(0.25, ratio));
       this.emit({ kind: "clock", ...at, msPerInstruction: next });
     }
+  }
+
+  /**
+   * Logs a checkpoint at the current boundary (which clears the JIT cache here and on every machine
+   * that follows the log) and captures the session. Undefined while a disk request is in flight:
+   * try again at a later boundary.
+   */
+  checkpoint(): SessionCheckpoint | undefined {
+    const d = this.driver;
+    if (this.poweredOff || (d.machine.disk?.pending().length ?? 0) > 0) return undefined;
+    this.emit({ kind: "control", slice: d.slice, icount: d.icount, action: "checkpoint" });
+    return captureSession(d);
   }
 
   /** Logs the end of the recording at the current boundary. */

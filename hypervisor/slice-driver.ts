@@ -20,6 +20,12 @@ import type { VirtualClock } from "./virtual-clock.js";
  */
 export const idleAdvanceMinMs = 0.001;
 
+export interface DriverState {
+  slice: number;
+  halted: boolean;
+  nextDeadlineMs: number;
+}
+
 export class SliceDriver {
   /** Slices completed: the number of the current boundary. */
   slice = 0;
@@ -56,11 +62,26 @@ export class SliceDriver {
       case "disk-write":
         this.disk().completeWrite(entry.id);
         break;
+      case "control":
+        if (entry.action === "checkpoint") this.machine.clearJit();
+        break;
       case "progress":
       case "digest":
-      case "control":
         break;
     }
+  }
+
+  /** The driver's own state at a boundary (for checkpoints). */
+  save(): DriverState {
+    if (this.clockAppliedAtBoundary) throw new Error("SliceDriver.save: entries were applied at this boundary");
+    return { slice: this.slice, halted: this.halted, nextDeadlineMs: this.nextDeadlineMs };
+  }
+
+  restore(state: DriverState): void {
+    this.slice = state.slice;
+    this.halted = state.halted;
+    this.nextDeadlineMs = state.nextDeadlineMs;
+    this.clockAppliedAtBoundary = false;
   }
 
   private disk(): BounceDisk {

@@ -47,6 +47,7 @@ export function buildProgram(): Command {
     .option("--input <script>", "drive the console from a script (wait/send/sendline/keys/sleep) instead of the terminal")
     .option("--fast", "do not pace to wall time: run as fast as possible and skip idle time")
     .option("--digest-every <slices>", "log a state digest every N slices", positiveInt("--digest-every"), 1000)
+    .option("--checkpoint-every <slices>", "also write a checkpoint every N slices next to the log (for replay --from)", positiveInt("--checkpoint-every"))
     .option("--seed <n>", "seed of the guest's random generator (default: random)", (v) => positiveInt("--seed")(v))
     .option("--force", "overwrite an existing log file")
     .option("--no-jit", "interpret only")
@@ -60,6 +61,7 @@ export function buildProgram(): Command {
         force: Boolean(opts.force),
         fast: Boolean(opts.fast),
         digestEvery: opts.digestEvery,
+        checkpointEvery: opts.checkpointEvery ?? 0,
         seed: opts.seed,
         writeBack: Boolean(opts.writeBack),
         jit: opts.jit,
@@ -74,6 +76,7 @@ export function buildProgram(): Command {
     .option("--memory <MiB>", "guest memory, when it differs from the config's", positiveInt("--memory"))
     .option("--disk <file>", "compare this disk with what the replayed guest wrote (every written sector must match); replay itself needs no disk")
     .option("--until <slice>", "stop at this slice", (v) => positiveInt("--until")(v))
+    .option("--from <slice>", "start at the recording's nearest checkpoint at or before this slice (see record --checkpoint-every)", (v) => positiveInt("--from")(v))
     .option("--allow-truncated", "replay up to the last whole frame of a log cut short")
     .option("--json", "print a JSON summary (slices, instructions, digests checked, wall time) instead of the output")
     .option("--no-output", "do not print the guest's serial output")
@@ -84,6 +87,7 @@ export function buildProgram(): Command {
         memory: opts.memory,
         disk: opts.disk,
         until: opts.until,
+        from: opts.from,
         json: Boolean(opts.json),
         allowTruncated: Boolean(opts.allowTruncated),
         output: opts.output,

@@ -9,6 +9,7 @@ import { loadMachine } from "../../emulator/machine-config.js";
 import { LiveLoop } from "../../hypervisor/live-loop.js";
 import { MemoryDiskPort } from "../../hypervisor/disk/disk-port.js";
 import { buildHeader, diskInfoOf } from "../../hypervisor/log-header.js";
+import { saveCheckpoint } from "../../hypervisor/checkpoint-store.js";
 import { LogWriter } from "../../hypervisor/log-file.js";
 import { defaultClockParams, MachineSession } from "../../hypervisor/machine-session.js";
 import { Recorder } from "../../hypervisor/recorder.js";
@@ -25,6 +26,8 @@ export interface RecordOptions {
   force: boolean;
   fast: boolean;
   digestEvery: number;
+  /** Take a checkpoint every this many slices (0: never), kept next to the log. */
+  checkpointEvery?: number;
   seed?: number;
   writeBack: boolean;
   jit: boolean;
@@ -46,13 +49,23 @@ export async function recordCommand(options: RecordOptions): Promise<void> {
   const recorder = new Recorder(session.driver, { digestEverySlices: options.digestEvery, sink: (e) => writer.append(e) });
 
   let output = "";
+  let lastCheckpoint = 0;
+  const checkpointWrites: Array<Promise<void>> = [];
   const decoder = new TextDecoder();
   let outputWaiters: Array<() => void> = [];
   const loop = new LiveLoop(recorder, {
     paced: !options.fast,
     ...(options.fast ? {} : { wallEpochMs: clock.epochMs }),
     ...(disk ? { disk: new MemoryDiskPort(disk, recorder) } : {}),
-    onSlice: (result) => {
+    onSlice: (result, slice) => {
+      const every = options.checkpointEvery ?? 0;
+      if (every > 0 && slice - lastCheckpoint >= every) {
+        const cp = recorder.checkpoint(); // undefined while disk I/O is in flight: next boundary
+        if (cp) {
+          lastCheckpoint = slice;
+          checkpointWrites.push(saveCheckpoint(options.out, cp).then((bytes) => log.info({ slice, bytes }, "checkpoint written")));
+        }
+      }
       if (!result.serial) return;
       process.stdout.write(result.serial);
       if (script) {
@@ -112,6 +125,7 @@ export async function recordCommand(options: RecordOptions): Promise<void> {
   }
   try {
     await running;
+    await Promise.all(checkpointWrites);
   } finally {
     clearInterval(flushTimer);
     terminal?.close();

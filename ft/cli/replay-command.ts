@@ -10,6 +10,8 @@ import { bundledImageNames, loadMachine } from "../../emulator/machine-config.js
 import { FileDiskBackend } from "../../hypervisor/disk/disk-backend.js";
 import { DiskView, type DiskComparison } from "../../hypervisor/disk/disk-view.js";
 import { checkHeader } from "../../hypervisor/log-header.js";
+import { sessionFromCheckpoint } from "../../hypervisor/checkpoint.js";
+import { listCheckpoints, loadCheckpoint } from "../../hypervisor/checkpoint-store.js";
 import { LogReader } from "../../hypervisor/log-file.js";
 import { MachineSession } from "../../hypervisor/machine-session.js";
 import { Replayer, type ReplayEnd } from "../../hypervisor/replayer.js";
@@ -20,6 +22,8 @@ export interface ReplayCommandOptions {
   memory?: number;
   disk?: string;
   until?: number;
+  /** Start at the nearest checkpoint at or before this slice. */
+  from?: number;
   json: boolean;
   allowTruncated: boolean;
   output: boolean;
@@ -31,6 +35,8 @@ export interface ReplayReport {
   /** The log ended with power-off (false: the recording was cut short). */
   complete: boolean;
   truncatedAtOffset: number | null;
+  /** The boundary the replay started at (0: power-on; else a checkpoint's). */
+  startSlice: number;
   slices: number;
   instructions: number;
   entries: number;
@@ -76,8 +82,28 @@ export async function replayLog(reader: LogReader, options: Omit<ReplayCommandOp
     await checkDisk.close();
     throw new LockstepError(ErrorCode.diskMismatch, `Disk ${options.disk} has ${checkDisk.bytes} bytes; the recorded guest's disk had ${header.disk.bytes}`);
   }
+  if (checkDisk && options.from !== undefined) {
+    await checkDisk.close();
+    throw new LockstepError(ErrorCode.usage, "--disk needs a replay from power-on: it compares every write the guest made", "drop --from");
+  }
   const view = new DiskView();
-  const session = await MachineSession.open({ loaded, ...(header.disk ? { diskBytes: header.disk.bytes } : {}), clock: header.clock });
+  const sessionOptions = { loaded, ...(header.disk ? { diskBytes: header.disk.bytes } : {}), clock: header.clock };
+  const startSlice = options.from !== undefined ? (listCheckpoints(reader.path).filter((s) => s <= options.from!).at(-1) ?? 0) : 0;
+  let session: MachineSession;
+  if (startSlice > 0) {
+    session = await sessionFromCheckpoint(sessionOptions, await loadCheckpoint(reader.path, startSlice));
+    // skip the log up to and including the checkpoint entry: the checkpoint is the machine there
+    for (;;) {
+      const e = reader.next();
+      if (!e || e.slice > startSlice) {
+        session.close();
+        throw new LockstepError(ErrorCode.checkpointCorrupt, `The log has no checkpoint entry at slice ${startSlice}: the checkpoint does not belong to this log`);
+      }
+      if (e.kind === "control" && e.action === "checkpoint" && e.slice === startSlice) break;
+    }
+  } else {
+    session = await MachineSession.open(sessionOptions);
+  }
   const hash = createHash("sha256");
   let serialBytes = 0;
   const showOutput = options.output && !options.json;
@@ -131,6 +157,7 @@ export async function replayLog(reader: LogReader, options: Omit<ReplayCommandOp
     end,
     complete: end === "power-off",
     truncatedAtOffset: reader.truncatedAt ?? null,
+    startSlice,
     slices: summary.slices,
     instructions: summary.instructions,
     entries: summary.entries,

@@ -17,6 +17,8 @@ export interface BackupConfig {
   failureTimeoutMs: number;
   /** Received entries kept at most (the backup's bound: past it the primary is told nothing new). */
   logEntriesMax: number;
+  /** Join from a checkpoint of the running machine instead of replaying from power-on. */
+  join?: boolean;
 }
 
 export type BackupState = "waiting" | "following" | "claiming" | "live" | "halted";
@@ -27,7 +29,11 @@ export class BackupCore {
   state: BackupState = "waiting";
   epoch = 0;
   header: LogHeader | undefined;
+  /** Entries received, from the primary's entry `base` on (0 from power-on; after a checkpoint otherwise). */
   readonly entries: LogEntry[] = [];
+  base = 0;
+  /** The checkpoint this backup started from arrived (join mode). */
+  checkpointed = false;
   /** The log is complete through this slice (the last progress entry received). */
   complete = 0;
   private executed = 0;
@@ -45,7 +51,26 @@ export class BackupCore {
   connected(nowMs: number): BackupEffect[] {
     if (this.state !== "waiting" && this.state !== "following") return [];
     this.lastHeardMs = nowMs;
-    return [{ type: "send", message: { type: "hello", epoch: this.epoch, nodeId: this.config.nodeId, have: this.entries.length } }];
+    return [this.hello()];
+  }
+
+  private hello(): BackupEffect {
+    const join = this.config.join === true && !this.checkpointed;
+    return { type: "send", message: { type: "hello", epoch: this.epoch, nodeId: this.config.nodeId, have: this.have, ...(join ? { join: true } : {}) } };
+  }
+
+  /** Entries held, counted in the primary's log. */
+  get have(): number {
+    return this.base + this.entries.length;
+  }
+
+  /** The checkpoint arrived: the machine starts at boundary `slice`; the log goes on at entry `first`. */
+  checkpointReceived(first: number, slice: number): void {
+    this.entries.length = 0;
+    this.base = first;
+    this.complete = slice;
+    this.executed = slice;
+    this.checkpointed = true;
   }
 
   /** The replayer executed through this slice. */
@@ -86,10 +111,11 @@ export class BackupCore {
       case "log": {
         if (!this.header || message.epoch !== this.epoch) break;
         this.lastHeardMs = nowMs;
-        const have = this.entries.length;
+        if (this.config.join && !this.checkpointed) break; // log before our checkpoint: not ours yet
+        const have = this.have;
         if (message.first > have) {
           // a gap (a frame was lost): ask again from what we have
-          effects.push({ type: "send", message: { type: "hello", epoch: this.epoch, nodeId: this.config.nodeId, have } });
+          effects.push(this.hello());
           break;
         }
         for (let i = have - message.first; i < message.entries.length; i++) {
@@ -104,6 +130,10 @@ export class BackupCore {
       case "heartbeat":
         if (message.epoch === this.epoch) this.lastHeardMs = nowMs;
         break;
+      case "checkpoint":
+        // the runtime reassembles it; here it only counts as traffic
+        if (message.epoch === this.epoch) this.lastHeardMs = nowMs;
+        break;
       case "hello":
       case "ack":
         break;
@@ -112,7 +142,7 @@ export class BackupCore {
   }
 
   private ack(force: boolean): BackupEffect[] {
-    const a = { have: this.entries.length, complete: this.complete, executed: this.executed };
+    const a = { have: this.have, complete: this.complete, executed: this.executed };
     if (!force && a.have === this.lastAck.have && a.complete === this.lastAck.complete && a.executed === this.lastAck.executed) return [];
     this.lastAck = a;
     return [{ type: "send", message: { type: "ack", epoch: this.epoch, ...a } }];

@@ -43,6 +43,13 @@ export const defaultPrimaryConfig: Omit<PrimaryConfig, "nodeId"> = {
 export const stallMs = (failureTimeoutMs: number) => failureTimeoutMs / 4;
 
 /**
+ * A joining backup is dropped after this much silence. Longer than the failure timeout: a joining
+ * backup builds its machine and replays flat out (its event loop stalls for longer than a caught-up
+ * backup's), and dropping it early gains nothing — it cannot take over — while it costs a join.
+ */
+export const joiningTimeoutMs = (failureTimeoutMs: number) => failureTimeoutMs * 10;
+
+/**
  * unprotected: no backup; output leaves at once.
  * joining:     a backup is catching up on the log (from power-on); output still leaves at once and
  *              the backup is told it may not take over (it could not reproduce that output).
@@ -56,6 +63,8 @@ export const notEligible = Number.MAX_SAFE_INTEGER;
 
 export type CoreEffect =
   | { type: "send"; message: PeerMessage }
+  /** A backup wants to join from a checkpoint: take one at the next boundary (see checkpointTaken). */
+  | { type: "checkpoint-wanted" }
   | { type: "claim-epoch"; epoch: number }
   | { type: "halt"; reason: string }
   | { type: "log"; level: "info" | "warn"; msg: string; fields?: Record<string, unknown> };
@@ -71,6 +80,8 @@ interface Peer {
   /** Entries sent on this connection. */
   sent: number;
   lastHeardMs: number;
+  /** Joining from a checkpoint: wanted (not taken yet), or being sent (no log goes out before it). */
+  checkpoint?: "wanted" | "sending";
 }
 
 export class PrimaryCore {
@@ -92,6 +103,8 @@ export class PrimaryCore {
     private readonly header: LogHeader,
     /** Entries already in the log when this core starts (a backup that took over keeps its log). */
     history: LogEntry[] = [],
+    /** The log starts at power-on (false: at a checkpoint; then backups can only join from a checkpoint). */
+    private readonly logFromPowerOn = true,
   ) {
     for (const e of history) this.append(e);
   }
@@ -145,6 +158,7 @@ export class PrimaryCore {
     if (this.state === "halted") return false;
     const p = this.peer;
     if (!p || this.state === "unprotected") return true;
+    if (p.checkpoint === "wanted") return true; // nothing sent yet
     if (this.log.length - p.have >= this.config.unackedEntriesMax) return false;
     if (this.state === "joining") return true; // no lag control while the backup catches up
     const lag = currentSlice - p.executed;
@@ -183,8 +197,12 @@ export class PrimaryCore {
         if (message.have > this.log.length) {
           effects.push({ type: "log", level: "warn", msg: "backup claims more log than exists; starting it over", fields: { have: message.have, log: this.log.length } });
         }
-        const have = message.have <= this.log.length ? message.have : 0;
-        if (this.log.length >= this.config.logEntriesMax && have === 0) {
+        const have = message.join ? 0 : message.have <= this.log.length ? message.have : 0;
+        if (have === 0 && !message.join && !this.logFromPowerOn) {
+          effects.push({ type: "log", level: "warn", msg: "this primary's log starts at a checkpoint, not power-on: a backup must join from a checkpoint (--join)", fields: { nodeId: message.nodeId } });
+          break;
+        }
+        if (this.log.length >= this.config.logEntriesMax && have === 0 && !message.join) {
           effects.push({ type: "log", level: "warn", msg: "log too long for a backup to join from power-on", fields: { entries: this.log.length } });
           break;
         }
@@ -196,19 +214,25 @@ export class PrimaryCore {
           executed: known && have > 0 ? known.executed : 0,
           sent: have,
           lastHeardMs: nowMs,
+          ...(message.join ? { checkpoint: "wanted" as const } : {}),
         };
         if (this.state === "unprotected") {
           this.state = "joining";
           effects.push({ type: "log", level: "info", msg: "backup attached: catching up", fields: { backup: message.nodeId, epoch: this.epoch, have } });
         }
         effects.push(this.headerMessage());
-        effects.push(...this.flush());
+        if (message.join) effects.push({ type: "checkpoint-wanted" });
+        else effects.push(...this.flush());
         break;
       }
       case "ack": {
         const p = this.peer;
-        if (message.epoch !== this.epoch || !p) {
+        if (message.epoch !== this.epoch) {
           effects.push({ type: "log", level: "warn", msg: "ack of another epoch ignored", fields: { theirs: message.epoch, ours: this.epoch } });
+          break;
+        }
+        if (!p) {
+          effects.push({ type: "log", level: "warn", msg: "ack from a backup that is not attached ignored (it must say hello again)", fields: { epoch: message.epoch } });
           break;
         }
         p.lastHeardMs = nowMs;
@@ -247,10 +271,34 @@ export class PrimaryCore {
     return { type: "send", message: { type: "header", epoch: this.epoch, nodeId: this.config.nodeId, header: this.header, releasedThrough } };
   }
 
+  /**
+   * The checkpoint a joining backup wanted was taken; the log continues with entry `first` (the one
+   * after the checkpoint entry). No log goes out until `checkpointSent`.
+   */
+  checkpointTaken(first: number): void {
+    const p = this.peer;
+    if (!p || p.checkpoint !== "wanted") return;
+    p.checkpoint = "sending";
+    p.have = p.sent = Math.min(first, this.log.length);
+  }
+
+  /** The checkpoint went out: the log follows it. */
+  checkpointSent(): CoreEffect[] {
+    const p = this.peer;
+    if (!p || p.checkpoint !== "sending") return [];
+    p.checkpoint = undefined;
+    return this.flush();
+  }
+
+  /** A backup is waiting for a checkpoint. */
+  get checkpointWanted(): boolean {
+    return this.peer?.checkpoint === "wanted" && this.state === "joining";
+  }
+
   /** Sends every entry not yet sent (call at once when output is waiting: the output rule). */
   flush(): CoreEffect[] {
     const p = this.peer;
-    if (!p || this.state === "halted" || this.state === "unprotected" || this.state === "claiming") return [];
+    if (!p || p.checkpoint || this.state === "halted" || this.state === "unprotected" || this.state === "claiming") return [];
     const effects: CoreEffect[] = [];
     while (p.sent < this.log.length) {
       const entries = this.log.slice(p.sent, p.sent + logBatchEntriesMax);
@@ -268,7 +316,7 @@ export class PrimaryCore {
     // waiting unread. Restart the silence clock rather than accuse the peer.
     if (p && this.lastTickMs !== undefined && nowMs - this.lastTickMs > stallMs(this.config.failureTimeoutMs)) p.lastHeardMs = nowMs;
     this.lastTickMs = nowMs;
-    if (this.state === "joining" && p && nowMs - p.lastHeardMs > this.config.failureTimeoutMs) {
+    if (this.state === "joining" && p && nowMs - p.lastHeardMs > joiningTimeoutMs(this.config.failureTimeoutMs)) {
       // a backup that never caught up cannot take over: no epoch to claim
       effects.push({ type: "log", level: "warn", msg: "joining backup fell silent: unprotected", fields: { backup: p.nodeId } });
       this.state = "unprotected";

@@ -25,7 +25,7 @@ import { WebSocket } from "ws";
 import { makeBlankDisk } from "../../emulator/blank-disk.js";
 import { writeDiskFile } from "../../emulator/disk-file.js";
 import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
-import { bundledImageNames, loadMachine } from "../../emulator/machine-config.js";
+import { bundledImageNames, loadMachine, type LoadedMachine } from "../../emulator/machine-config.js";
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import { LiveLoop } from "../../hypervisor/live-loop.js";
 import { openDiskBackend, type DiskBackend } from "../../hypervisor/disk/disk-backend.js";
@@ -35,6 +35,7 @@ import type { LogHeader } from "../../hypervisor/log-file.js";
 import { defaultClockParams, MachineSession } from "../../hypervisor/machine-session.js";
 import { Recorder } from "../../hypervisor/recorder.js";
 import { Replayer } from "../../hypervisor/replayer.js";
+import { decodeCheckpoint, encodeCheckpoint, sessionFromCheckpoint, type SessionCheckpoint } from "../../hypervisor/checkpoint.js";
 import type { Arbiter } from "../arbiter/arbiter.js";
 import { BackupCore, type BackupEffect } from "../core/backup-core.js";
 import { ConsoleStream } from "../core/console-stream.js";
@@ -43,7 +44,7 @@ import { NodeServer } from "../transport/node-server.js";
 import { LatencySamples } from "./latency-samples.js";
 import { WireError } from "../wire/envelope.js";
 import { decodeConsoleClientMessage, encodeConsoleMessage, type ConsoleServerMessage } from "../wire/console-messages.js";
-import { decodePeerMessage, encodePeerMessage } from "../wire/peer-messages.js";
+import { checkpointPartBytes, decodePeerMessage, encodePeerMessage, type PeerMessage } from "../wire/peer-messages.js";
 
 export interface NodeOptions {
   nodeId: string;
@@ -64,6 +65,8 @@ export interface NodeOptions {
   disk?: string;
   /** The directory both hosts share (default location of the disk). */
   sharedDir?: string;
+  /** Backup: join from a checkpoint of the running primary instead of replaying from power-on. */
+  join?: boolean;
   /** Backup: the primary's address (ws://host:port) and, if the log's machine is not bundled, its config. */
   connect?: string;
   imageOverride?: string;
@@ -109,6 +112,10 @@ export class LockstepNode extends EventEmitter {
   private reconnectTimer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
   private diskBackend: DiskBackend | undefined;
+  private checkpointWantedAtMs: number | undefined;
+  private incoming: { first: number; slice: number; parts: Array<Uint8Array | undefined> } | undefined;
+  /** Joins served from a checkpoint: primary pause (capture) and bytes sent. */
+  readonly joins: Array<{ pauseMs: number; rawBytes: number; bytes: number; sendMs: number }> = [];
   private diskPort: BackendDiskPort | undefined;
   private readonly registry = new Registry();
   readonly startedAtMs = performance.now();
@@ -233,6 +240,7 @@ export class LockstepNode extends EventEmitter {
       heartbeatIntervalMs: options.heartbeatIntervalMs,
       failureTimeoutMs: options.failureTimeoutMs,
       logEntriesMax: defaultPrimaryConfig.logEntriesMax,
+      ...(options.join ? { join: true } : {}),
     });
     await node.server.listen();
     node.connectToPrimary();
@@ -243,13 +251,13 @@ export class LockstepNode extends EventEmitter {
 
   // ---------------------------------------------------------------- primary
 
-  private becomePrimary(epoch: number, history: LogEntry[]): void {
+  private becomePrimary(epoch: number, history: LogEntry[], logFromPowerOn = true): void {
     const session = this.session!;
     const driver = session.driver;
     this.role = "primary";
     this.epoch = epoch;
     this.backup = undefined;
-    const core = new PrimaryCore({ ...defaultPrimaryConfig, nodeId: this.options.nodeId, heartbeatIntervalMs: this.options.heartbeatIntervalMs, failureTimeoutMs: this.options.failureTimeoutMs }, epoch, this.header!, history);
+    const core = new PrimaryCore({ ...defaultPrimaryConfig, nodeId: this.options.nodeId, heartbeatIntervalMs: this.options.heartbeatIntervalMs, failureTimeoutMs: this.options.failureTimeoutMs }, epoch, this.header!, history, logFromPowerOn);
     core.noteSlice(driver.slice);
     this.primary = core;
     const recorder = new Recorder(driver, {
@@ -285,6 +293,7 @@ export class LockstepNode extends EventEmitter {
       mayRun: () => core.mayRun(driver.slice) && !port?.scheduler.stalled,
       onSlice: (result, slice) => {
         core.noteSlice(slice);
+        if (core.checkpointWanted) this.serveCheckpoint(core, recorder);
         const now = performance.now();
         if (core.state === "protected") {
           this.sliceTimes.push({ slice, atMs: now });
@@ -307,6 +316,41 @@ export class LockstepNode extends EventEmitter {
     this.ticker ??= setInterval(() => this.tick(), tickIntervalMs);
     this.release();
     this.emit("live", epoch);
+  }
+
+  /**
+   * A backup wants to join from a checkpoint: take it at this boundary (unless disk I/O is in
+   * flight: then at a later one), then compress and send it while the guest goes on. The log that
+   * follows the checkpoint entry is held back until the checkpoint is out.
+   */
+  private serveCheckpoint(core: PrimaryCore, recorder: Recorder): void {
+    const t0 = performance.now();
+    const checkpoint = recorder.checkpoint();
+    if (!checkpoint) return;
+    const pauseMs = performance.now() - t0;
+    const first = core.logLength;
+    core.checkpointTaken(first);
+    const peer = this.peer;
+    void this.sendCheckpoint(checkpoint, first, core, peer, pauseMs);
+  }
+
+  private async sendCheckpoint(checkpoint: SessionCheckpoint, first: number, core: PrimaryCore, peer: WebSocket | undefined, pauseMs: number): Promise<void> {
+    const t0 = performance.now();
+    const bytes = await encodeCheckpoint(checkpoint);
+    if (this.primary !== core || this.peer !== peer || !peer || peer.readyState !== WebSocket.OPEN) return; // the joiner went away
+    const parts = Math.ceil(bytes.length / checkpointPartBytes);
+    const slice = checkpoint.driver.slice;
+    for (let part = 0; part < parts; part++) {
+      const data = bytes.subarray(part * checkpointPartBytes, (part + 1) * checkpointPartBytes);
+      const frame = encodePeerMessage({ type: "checkpoint", epoch: core.epoch, first, slice, part, parts, data });
+      this.peerBytesSent += frame.byteLength;
+      peer.send(frame);
+    }
+    const rawBytes = checkpoint.machine.memory.byteLength + checkpoint.machine.devices.byteLength;
+    const sendMs = performance.now() - t0;
+    this.joins.push({ pauseMs, rawBytes, bytes: bytes.length, sendMs });
+    this.log.info({ slice, pauseMs: Math.round(pauseMs), rawBytes, bytes: bytes.length, sendMs: Math.round(sendMs), waitedMs: Math.round(performance.now() - (this.checkpointWantedAtMs ?? t0)) }, "checkpoint sent to the joining backup");
+    this.effects(core.checkpointSent());
   }
 
   private progressNow(): void {
@@ -357,19 +401,29 @@ export class LockstepNode extends EventEmitter {
     });
   }
 
-  private async prepareMachine(header: LogHeader): Promise<void> {
-    this.header = header;
+  private loadHeaderMachine(header: LogHeader): LoadedMachine {
     const image = this.options.imageOverride ?? header.machine.name;
     if (!this.options.imageOverride && !bundledImageNames().includes(image)) {
       throw new LockstepError(ErrorCode.imageUnknown, `The primary's machine "${image}" is not a bundled image`, "pass --image CONFIG.json");
     }
     const loaded = loadMachine(image, { memoryMiB: header.machine.memoryMiB });
     checkHeader(header, loaded);
+    return loaded;
+  }
+
+  private async prepareMachine(header: LogHeader): Promise<void> {
+    this.header = header;
+    const loaded = this.loadHeaderMachine(header);
     // the disk itself is not opened until takeover: the log carries every read's data
     this.session = await MachineSession.open({ loaded, ...(header.disk ? { diskBytes: header.disk.bytes } : {}), clock: header.clock });
+    this.startFollowing(loaded.config.name);
+  }
+
+  /** Builds the replayer over the received log and starts following it. */
+  private startFollowing(machineName: string): void {
     const entries = this.backup!.entries;
     this.replayer = new Replayer(
-      this.session.driver,
+      this.session!.driver,
       () => {
         const e = entries[this.backupEntryIndex];
         if (!e) return undefined;
@@ -381,7 +435,7 @@ export class LockstepNode extends EventEmitter {
     );
     this.following = true;
     this.followDone = this.follow();
-    this.log.info({ machine: loaded.config.name, epoch: this.backup!.epoch }, "backup machine ready: following the log");
+    this.log.info({ machine: machineName, epoch: this.backup!.epoch }, "backup machine ready: following the log");
   }
 
   private async follow(): Promise<void> {
@@ -436,7 +490,7 @@ export class LockstepNode extends EventEmitter {
     } catch (e) {
       return this.halt(`backup diverged while taking over: ${(e as Error).message}`);
     }
-    this.becomePrimary(epoch, entries.slice());
+    this.becomePrimary(epoch, entries.slice(), !this.backup!.checkpointed);
     this.liveAtMs = performance.now();
     this.log.warn({ epoch, slice: this.session.driver.slice, entries: entries.length, replayMs: Math.round(this.liveAtMs - t0) }, "took over: now the primary");
   }
@@ -476,7 +530,13 @@ export class LockstepNode extends EventEmitter {
           this.log[e.level](e.fields ?? {}, e.msg);
           break;
         case "header":
-          this.preparing = this.prepareMachine(e.header).catch((err) => this.halt(err instanceof LockstepError ? err.toLine() : String(err)));
+          this.header = e.header;
+          // a joining backup builds its machine from the checkpoint instead (see onCheckpointPart)
+          if (!this.options.join) this.preparing = this.prepareMachine(e.header).catch((err) => this.halt(err instanceof LockstepError ? err.toLine() : String(err)));
+          break;
+        case "checkpoint-wanted":
+          this.checkpointWantedAtMs = performance.now();
+          this.log.info({}, "a backup joins from a checkpoint: taking one at the next boundary without disk I/O in flight");
           break;
         case "go-live":
           void this.takeOver(e.epoch);
@@ -586,7 +646,35 @@ export class LockstepNode extends EventEmitter {
       this.release();
     } else if (this.backup && this.role === "backup") {
       this.effects(this.backup.step(msg, now));
+      if (msg.type === "checkpoint" && msg.epoch === this.backup.epoch) this.onCheckpointPart(msg);
     }
+  }
+
+  /** Backup, joining: collects the checkpoint's parts, then builds the machine from it. */
+  private onCheckpointPart(msg: Extract<PeerMessage, { type: "checkpoint" }>): void {
+    if (!this.options.join || this.backup!.checkpointed || this.preparing) return;
+    const c = (this.incoming ??= { first: msg.first, slice: msg.slice, parts: new Array<Uint8Array | undefined>(msg.parts).fill(undefined) });
+    if (c.first !== msg.first || c.slice !== msg.slice || c.parts.length !== msg.parts) {
+      this.incoming = undefined; // a new checkpoint started: take that one
+      return this.onCheckpointPart(msg);
+    }
+    c.parts[msg.part] = msg.data;
+    if (c.parts.some((p) => !p)) return;
+    this.incoming = undefined;
+    const bytes = Buffer.concat(c.parts as Uint8Array[]);
+    this.preparing = this.prepareFromCheckpoint(bytes, c.first, c.slice).catch((err) => this.halt(err instanceof LockstepError ? `checkpoint refused: ${err.toLine()}` : String(err)));
+  }
+
+  private async prepareFromCheckpoint(bytes: Buffer, first: number, slice: number): Promise<void> {
+    const header = this.header;
+    if (!header) throw new LockstepError(ErrorCode.checkpointCorrupt, "a checkpoint arrived before the log header");
+    const checkpoint = await decodeCheckpoint(bytes);
+    if (checkpoint.driver.slice !== slice) throw new LockstepError(ErrorCode.checkpointCorrupt, `the checkpoint is at slice ${checkpoint.driver.slice}, the primary said ${slice}`);
+    const loaded = this.loadHeaderMachine(header);
+    this.session = await sessionFromCheckpoint({ loaded, ...(header.disk ? { diskBytes: header.disk.bytes } : {}), clock: header.clock }, checkpoint);
+    this.backup!.checkpointReceived(first, slice);
+    this.log.info({ slice, bytes: bytes.length, first }, "checkpoint received: following the log from there");
+    this.startFollowing(loaded.config.name);
   }
 
   private acceptConsole(ws: WebSocket): void {

@@ -3,7 +3,11 @@
  * carries the sender's epoch: a side ignores messages of another epoch, so a primary of an old epoch
  * never gets acks and can never release output (VMware FT §2.3).
  *
- *   backup  -> primary  hello     {epoch, nodeId, have}        have: log entries it already holds
+ *   backup  -> primary  hello     {epoch, nodeId, have, join?} have: log entries it already holds;
+ *                                  join: start from a checkpoint of the running machine, not power-on
+ *   primary -> backup   checkpoint {epoch, first, slice, part, parts, data}
+ *                                  a compressed session checkpoint at boundary `slice`, in parts; the
+ *                                  log continues with entry `first`
  *   primary -> backup   header    {epoch, nodeId, header, releasedThrough}
  *                                  the log header (machine, clock, disk) and the slice through which
  *                                  output already left unprotected: the backup may take over only
@@ -16,18 +20,23 @@
  */
 import { decodeEntry, encodeEntry, type LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
-import { count, list, openEnvelope, seal, str, WireError, WireErrorCode, type Fields } from "./envelope.js";
+import { bytes as bytesField, count, list, openEnvelope, seal, str, WireError, WireErrorCode, type Fields } from "./envelope.js";
 
 export const logBatchEntriesMax = 4096;
+/** Bytes of checkpoint per message at most. */
+export const checkpointPartBytes = 4 * 2 ** 20;
+/** A checkpoint has at most this many parts (1 GiB). */
+export const checkpointPartsMax = 256;
 
 export type PeerMessage =
-  | { type: "hello"; epoch: number; nodeId: string; have: number }
+  | { type: "hello"; epoch: number; nodeId: string; have: number; join?: boolean }
+  | { type: "checkpoint"; epoch: number; first: number; slice: number; part: number; parts: number; data: Uint8Array }
   | { type: "header"; epoch: number; nodeId: string; header: LogHeader; releasedThrough: number }
   | { type: "log"; epoch: number; first: number; entries: LogEntry[] }
   | { type: "ack"; epoch: number; have: number; complete: number; executed: number }
   | { type: "heartbeat"; epoch: number; nodeId: string };
 
-const types = ["hello", "header", "log", "ack", "heartbeat"] as const;
+const types = ["hello", "header", "log", "ack", "heartbeat", "checkpoint"] as const;
 
 export function encodePeerMessage(m: PeerMessage): Uint8Array {
   switch (m.type) {
@@ -42,8 +51,16 @@ export function decodePeerMessage(bytes: Uint8Array): PeerMessage {
   const f = openEnvelope(bytes, types);
   const epoch = count(f, "epoch");
   switch (f.type) {
-    case "hello":
-      return { type: "hello", epoch, nodeId: str(f, "nodeId"), have: count(f, "have") };
+    case "hello": {
+      if (f.join !== undefined && typeof f.join !== "boolean") throw new WireError(WireErrorCode.malformed, "Frame hello: field join must be a boolean");
+      return { type: "hello", epoch, nodeId: str(f, "nodeId"), have: count(f, "have"), ...(f.join === true ? { join: true } : {}) };
+    }
+    case "checkpoint": {
+      const parts = count(f, "parts");
+      const part = count(f, "part");
+      if (parts < 1 || parts > checkpointPartsMax || part >= parts) throw new WireError(WireErrorCode.malformed, `Frame checkpoint: part ${part} of ${parts}`);
+      return { type: "checkpoint", epoch, first: count(f, "first"), slice: count(f, "slice"), part, parts, data: new Uint8Array(bytesField(f, "data", checkpointPartBytes)) };
+    }
     case "header": {
       const h = f.header as Record<string, unknown> | undefined;
       if (typeof h !== "object" || h === null || typeof h.format !== "number" || typeof h.machine !== "object" || typeof h.clock !== "object") {

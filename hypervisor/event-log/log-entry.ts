@@ -17,7 +17,8 @@ import { serialInput, type SerialInputEntry } from "./serial-input.js";
 import { sliceProgress, type SliceProgressEntry } from "./slice-progress.js";
 
 // 2: serial entries may carry their console source (client, seq).
-// 3: disk-read and disk-write completions; the disk is a bounce disk (replay needs no disk file).
+// 3: disk-read and disk-write completions; the disk is a bounce disk (replay needs no disk file);
+//    control "checkpoint" (the JIT cache is cleared there).
 export const logFormatVersion = 3;
 
 export type LogEntry =

@@ -17,6 +17,7 @@ export interface GuestDriverOptions {
   seed?: number;
   digestEverySlices?: number;
   onEntry?: (entry: LogEntry) => void;
+  jit?: boolean;
 }
 
 export class GuestDriver {
@@ -42,6 +43,7 @@ export class GuestDriver {
     const session = await MachineSession.open({
       loaded,
       ...(disk ? { diskBytes: disk.byteLength } : {}),
+      ...(options.jit !== undefined ? { jit: options.jit } : {}),
       clock: defaultClockParams(options.epochMs ?? Date.UTC(2026, 0, 1), options.seed ?? 0),
     });
     const recorder = new Recorder(session.driver, {

@@ -1,0 +1,73 @@
+// Deterministic checkpoints: a machine restored from a checkpoint taken mid-run (with input queued)
+// and the original, fed the same log from there on (serial and keyboard input, disk writes and
+// reads), stay bit-identical (digests every 5 slices). A corrupted or truncated checkpoint is refused
+// with a stable code. (The tiny guest: restored linux machines still diverge, see issue notes.)
+import { afterAll, describe, expect, it } from "vitest";
+import { LockstepError } from "../../emulator/lockstep-error.js";
+import { decodeCheckpoint, encodeCheckpoint, sessionFromCheckpoint, type SessionCheckpoint } from "../../hypervisor/checkpoint.js";
+import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
+import type { MachineSession } from "../../hypervisor/machine-session.js";
+import { Replayer } from "../../hypervisor/replayer.js";
+import { GuestDriver } from "../support/guest-driver.js";
+
+const closers: Array<{ close(): void }> = [];
+afterAll(() => closers.forEach((c) => c.close()));
+
+describe("deterministic checkpoint", () => {
+  let encoded: Buffer;
+  let checkpoint: SessionCheckpoint;
+
+  it("a tiny machine restored mid-run stays identical to the original", async () => {
+    const entries: LogEntry[] = [];
+    const a = await GuestDriver.boot({ image: "tiny", digestEverySlices: 5, onEntry: (e) => entries.push(e) });
+    closers.push(a);
+    a.runUntil(/tiny> /);
+    a.command("ping", "pong");
+    a.type("write 3 41\r"); // queued: applied at the next boundary, after the checkpoint
+    const cp = a.recorder.checkpoint();
+    expect(cp, "no disk request in flight at a prompt").toBeDefined();
+    checkpoint = cp!;
+    const from = entries.length;
+    expect(entries[from - 1]).toMatchObject({ kind: "control", action: "checkpoint" });
+
+    encoded = await encodeCheckpoint(checkpoint);
+    const raw = checkpoint.machine.memory.byteLength + checkpoint.machine.devices.byteLength;
+    console.log(`checkpoint: ${(raw / 2 ** 20).toFixed(1)} MiB raw, ${(encoded.length / 2 ** 20).toFixed(2)} MiB compressed`);
+    const b: MachineSession = await sessionFromCheckpoint({ loaded: a.loaded, diskBytes: a.disk!.byteLength, clock: a.session.clock.params }, await decodeCheckpoint(encoded));
+    closers.push(b);
+    expect(b.machine.digest()).toBe(a.session.machine.digest());
+
+    // the original goes on (input, disk I/O, timers), logging; the copy follows the log
+    a.runUntil("wrote");
+    a.command("read 3", "sector");
+    a.keys([0x1e, 0x9e]);
+    a.runUntil("kbd 9E");
+    a.command("sleep a", "slept");
+    a.command("memsum", /memsum \w+/);
+    a.runSlices(50);
+    entries.push({ kind: "digest", slice: a.session.driver.slice, icount: a.session.driver.icount, digest: a.session.machine.digest() });
+    const tail = entries.slice(from);
+    let i = 0;
+    let serial = "";
+    const replayer = new Replayer(b.driver, () => tail[i++], { onSlice: (r) => r.serial && (serial += new TextDecoder().decode(r.serial)) });
+    const summary = replayer.run();
+    expect(summary.end).toBe("end-of-log");
+    expect(summary.digestsChecked).toBeGreaterThan(10);
+    expect(b.driver.slice).toBe(a.session.driver.slice);
+    expect(b.machine.digest()).toBe(a.session.machine.digest());
+    expect(serial).toContain("wrote");
+    expect(serial).toContain("kbd 9E");
+    expect(serial).toContain("slept");
+  }, 300_000);
+
+  it("refuses a corrupted or truncated checkpoint", async () => {
+    const flipped = Buffer.from(encoded);
+    flipped[flipped.length >> 1]! ^= 0x40;
+    const errorOf = async (b: Uint8Array) => decodeCheckpoint(b).then(() => undefined, (e: unknown) => e);
+    for (const bad of [flipped, encoded.subarray(0, encoded.length - 1000), Buffer.from("not a checkpoint")]) {
+      const e = await errorOf(bad);
+      expect(e).toBeInstanceOf(LockstepError);
+      expect((e as LockstepError).code).toBe("LOCKSTEP_ERR_CHECKPOINT_CORRUPT");
+    }
+  });
+});
