@@ -135,6 +135,7 @@ export class V86Machine {
     private readonly globals: GuestGlobals,
     readonly jit: DeferredJit,
     readonly disk: BounceDisk | undefined,
+    private readonly microtick: () => number,
   ) {
     emulator.add_listener("serial0-output-byte", (byte: number) => {
       this.serialOut.push(byte);
@@ -193,13 +194,22 @@ export class V86Machine {
       globals.exit();
     }
     const internal = (emulator as unknown as { v86: V86Internal }).v86;
-    // v86's namespace static, read at call time by pit.js, rtc.js and acpi.js.
-    internal.constructor.microtick = () => env.nowMs();
     // No self-scheduling: our driver calls main_loop.
     internal.yield = () => {};
     internal.cpu.stop_idling = () => {};
     const jit = new DeferredJit(internal.cpu);
-    return new V86Machine(emulator, internal, globals, jit, disk);
+    return new V86Machine(emulator, internal, globals, jit, disk, () => env.nowMs());
+  }
+
+  /**
+   * Swaps in this machine's guest globals, and points v86's namespace static `microtick` (read at
+   * call time by pit.js, rtc.js and acpi.js) at this machine's clock. The static is shared by every
+   * v86 instance in the process, so it is set whenever this machine's code is about to run: with two
+   * machines in one process (tests, checkpoints), each must read its own clock.
+   */
+  private enterGuest(): void {
+    this.globals.enter();
+    this.internal.constructor.microtick = this.microtick;
   }
 
   private get bus(): { send(name: string, value: unknown): void } {
@@ -229,7 +239,7 @@ export class V86Machine {
     if (this.destroyed) throw new Error("V86Machine.runSlice: machine destroyed");
     const before = this.icount64;
     this.jitClearedAtBoundary = false;
-    this.globals.enter();
+    this.enterGuest();
     let next: number;
     try {
       next = this.cpu.main_loop();
@@ -276,7 +286,7 @@ export class V86Machine {
     if (this.jit.pendingCount > 0) throw new Error("captureCheckpoint: JIT results not published (not at a boundary)");
     const cpu = this.cpu;
     if (!this.jitClearedAtBoundary) throw new Error("captureCheckpoint: clear the JIT at this boundary first (the logged checkpoint entry)");
-    this.globals.enter();
+    this.enterGuest();
     let devices: ArrayBuffer;
     try {
       devices = this.internal.save_state();
@@ -320,7 +330,7 @@ export class V86Machine {
   restoreCheckpoint(c: MachineCheckpoint): void {
     if (this.destroyed) throw new Error("restoreCheckpoint: machine destroyed");
     const cpu = this.cpu;
-    this.globals.enter();
+    this.enterGuest();
     try {
       this.internal.restore_state(c.devices.slice().buffer);
     } finally {

@@ -137,6 +137,38 @@ async function diskThroughput(withBackup: boolean): Promise<{ writeMBps: number;
   }
 }
 
+/** Re-protection: a linux primary takes over, a new backup joins it from a checkpoint (--join). */
+async function joinCost(): Promise<{ pauseMs: number; protectMs: number; rawBytes: number; bytes: number }> {
+  const dir = mkdtempSync(join(tmpdir(), "lockstep-bench-join-"));
+  const procs: Proc[] = [];
+  try {
+    const a = await startNode(dir, "primary", "A", ["--image", "linux"]);
+    procs.push(a);
+    const b = await startNode(dir, "backup", "B", ["--connect", `ws://127.0.0.1:${a.port}`]);
+    procs.push(b);
+    const c = new ConsoleClient({ urls: [`ws://127.0.0.1:${a.port}`], token });
+    let out = "";
+    c.on("output", (d: Uint8Array) => (out += Buffer.from(d).toString("latin1")));
+    c.start();
+    await until(() => /lockstep:\/root# /.test(out), 120_000, "the prompt");
+    c.send(Buffer.from("i=0; while true; do i=$((i+1)); done &\r")); // a busy guest
+    c.close();
+    await until(async () => (await status(a.port)).protected === true, 60_000, "protection");
+    a.child.kill("SIGKILL");
+    await b.live;
+    const t0 = performance.now();
+    const n = await startNode(dir, "backup", "C", ["--connect", `ws://127.0.0.1:${b.port}`, "--join"]);
+    procs.push(n);
+    await until(async () => (await status(b.port)).protected === true, 60_000, "re-protection");
+    const protectMs = performance.now() - t0;
+    const j = (await status(b.port)).lastJoin as { pauseMs: number; rawBytes: number; bytes: number };
+    return { pauseMs: j.pauseMs, protectMs, rawBytes: j.rawBytes, bytes: j.bytes };
+  } finally {
+    for (const p of procs) p.child.kill("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** One SIGKILL of a protected tiny primary: ms until the first console byte from the new primary. */
 async function oneFailover(): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), "lockstep-bench-fo-"));
@@ -181,6 +213,8 @@ export async function ftBenchmarks(kills: number): Promise<string[]> {
   const diskAlone = await diskThroughput(false);
   process.stderr.write("  FT: disk throughput with a live backup ...\n");
   const diskFt = await diskThroughput(true);
+  process.stderr.write("  FT: re-protection from a checkpoint ...\n");
+  const joinResult = await joinCost();
   const failovers: number[] = [];
   for (let i = 0; i < kills; i++) {
     failovers.push(await oneFailover());
@@ -199,6 +233,8 @@ export async function ftBenchmarks(kills: number): Promise<string[]> {
     `| guest disk write ${diskMiB} MiB (dd + sync), alone / with live backup | ${diskAlone.writeMBps.toFixed(2)} / ${diskFt.writeMBps.toFixed(2)} MB/s = ${(diskFt.writeMBps / diskAlone.writeMBps).toFixed(2)} | |`,
     `| guest disk read ${diskMiB} MiB (after remount), alone / with live backup | ${diskAlone.readMBps.toFixed(2)} / ${diskFt.readMBps.toFixed(2)} MB/s = ${(diskFt.readMBps / diskAlone.readMBps).toFixed(2)} | |`,
     `| logging channel bytes per MB the guest read | ${(diskFt.logBytesPerMBRead / 1e6).toFixed(3)} MB/MB | ~1 (read data travels in the log) |`,
+    `| re-protection (--join, 128 MiB linux guest, busy): primary pause / until protected | ${joinResult.pauseMs.toFixed(0)} ms / ${(joinResult.protectMs / 1000).toFixed(2)} s | pause < 1 s |`,
+    `| checkpoint size raw / compressed | ${(joinResult.rawBytes / 2 ** 20).toFixed(1)} MiB / ${(joinResult.bytes / 2 ** 20).toFixed(1)} MiB | |`,
     `| failover, SIGKILL -> first console byte from the new primary (${kills} kills) | p50 ${pct(failovers, 0.5).toFixed(0)} ms, max ${Math.max(...failovers).toFixed(0)} ms | <= 1000 ms |`,
   ];
 }

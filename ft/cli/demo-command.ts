@@ -2,7 +2,7 @@
  * `lockstep demo` (npm start): a primary and a backup as separate processes on loopback, sharing an
  * arbiter directory, with this terminal as the guest's console. Ctrl-] then k kills the primary with
  * SIGKILL; the status line shows when the backup took over and when console output flowed again.
- * After a takeover a fresh backup process joins the new primary (it replays the log from power-on),
+ * After a takeover a fresh backup process joins the new primary from a checkpoint (--join),
  * so the pair is protected again and the primary can be killed again.
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -48,12 +48,13 @@ export async function demoCommand(options: { image: string }): Promise<void> {
   let killedAt: number | undefined;
   let awaitingFirstByte = false;
 
-  const startNode = async (role: "primary" | "backup", connect?: number): Promise<DemoNode> => {
+  const startNode = async (role: "primary" | "backup", connect?: number, joinFromCheckpoint = false): Promise<DemoNode> => {
     const name = names[nodes.length % names.length]!;
     const port = await freePort();
     const args = [cli, role, "--listen", `127.0.0.1:${port}`, "--shared-dir", dir, "--token", token, "--node-id", name];
     if (role === "primary") args.push("--image", options.image);
     if (connect) args.push("--connect", `ws://127.0.0.1:${connect}`);
+    if (joinFromCheckpoint) args.push("--join");
     const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", logFd], env: { ...process.env, LOCKSTEP_LOG_LEVEL: "info" } });
     const node: DemoNode = { name, port, child, role, alive: true };
     nodes.push(node);
@@ -64,7 +65,7 @@ export async function demoCommand(options: { image: string }): Promise<void> {
           node.role = "primary";
           const ms = killedAt !== undefined ? ` ${Math.round(performance.now() - killedAt)} ms after the kill` : "";
           say(`backup ${name} took over as primary (epoch ${ev.epoch})${ms}; starting a new backup`);
-          void startNode("backup", node.port).then((b) => client.addUrl(`ws://127.0.0.1:${b.port}`));
+          void startNode("backup", node.port, true).then((b) => client.addUrl(`ws://127.0.0.1:${b.port}`));
         }
         if (ev.event === "halted") say(`node ${name} halted: ${ev.reason}`);
       } catch {

@@ -122,6 +122,7 @@ export function buildProgram(): Command {
     .requiredOption("--connect <ws://host:port>", "the primary's address")
     .option("--image <config.json>", "machine config, if the primary's machine is not a bundled image")
     .option("--disk <file|nbd-url>", "the shared disk, opened only at takeover (default: the location the primary uses)")
+    .option("--join", "start from a checkpoint of the running primary (FT VMotion) instead of replaying its log from power-on")
     .action(async (o) => backupCommand(o));
 
   program

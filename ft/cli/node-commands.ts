@@ -22,6 +22,7 @@ export interface NodeCommandOptions {
   memory?: number;
   disk?: string;
   connect?: string;
+  join?: boolean;
 }
 
 export function parseListen(listen: string): { host: string; port: number } {
@@ -58,6 +59,7 @@ async function runNode(role: "primary" | "backup", o: NodeCommandOptions): Promi
     ...(o.disk ? { disk: o.disk } : {}),
     sharedDir: o.sharedDir,
     ...(o.connect ? { connect: o.connect } : {}),
+    ...(o.join ? { join: true } : {}),
   };
   if (role === "backup" && !o.connect) throw new LockstepError(ErrorCode.usage, "lockstep backup needs --connect ws://PRIMARY:PORT");
   if (role === "primary") delete options.imageOverride;

@@ -39,6 +39,19 @@ export class ConsoleStream {
     this.trim();
   }
 
+  /**
+   * Starts an empty stream at `offset` (a backup that joined from a checkpoint: the output before it
+   * was released by the primary) with the console input the machine had already applied.
+   */
+  startAt(offset: number, applied: Array<[string, number]>): void {
+    if (this.end !== 0) throw new Error("ConsoleStream.startAt: the stream is not empty");
+    this.end = this.released = offset;
+    for (const [client, seq] of applied) {
+      this.appliedInput.set(client, seq);
+      this.ackedInput.set(client, seq);
+    }
+  }
+
   /** An input (client, seq) was applied at boundary `boundary`. */
   inputApplied(boundary: number, client: string, seq: number): void {
     if (seq > (this.appliedInput.get(client) ?? 0)) this.appliedInput.set(client, seq);

@@ -282,6 +282,15 @@ export class PrimaryCore {
     p.have = p.sent = Math.min(first, this.log.length);
   }
 
+  /** The checkpoint could not be sent (the joiner went away, or encoding failed): take another. */
+  checkpointFailed(): CoreEffect[] {
+    const p = this.peer;
+    if (!p || p.checkpoint !== "sending") return [];
+    p.checkpoint = "wanted";
+    p.have = p.sent = 0;
+    return [{ type: "checkpoint-wanted" }];
+  }
+
   /** The checkpoint went out: the log follows it. */
   checkpointSent(): CoreEffect[] {
     const p = this.peer;

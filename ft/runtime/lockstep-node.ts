@@ -113,7 +113,7 @@ export class LockstepNode extends EventEmitter {
   private readonly log: Logger;
   private diskBackend: DiskBackend | undefined;
   private checkpointWantedAtMs: number | undefined;
-  private incoming: { first: number; slice: number; parts: Array<Uint8Array | undefined> } | undefined;
+  private incoming: { first: number; slice: number; console: number; inputs: Array<[string, number]>; parts: Array<Uint8Array | undefined> } | undefined;
   /** Joins served from a checkpoint: primary pause (capture) and bytes sent. */
   readonly joins: Array<{ pauseMs: number; rawBytes: number; bytes: number; sendMs: number }> = [];
   private diskPort: BackendDiskPort | undefined;
@@ -196,6 +196,9 @@ export class LockstepNode extends EventEmitter {
       haltReason: this.haltReason ?? null,
       outputDelayMs: this.outputDelay.summary(),
       backupLagMs: this.backupLag.summary(),
+      joinsServed: this.joins.length,
+      lastJoin: this.joins.at(-1) ?? null,
+      disk: this.diskPort ? { location: this.diskBackend!.description, outstanding: this.diskPort.scheduler.outstanding, heldWrites: this.diskPort.scheduler.heldWrites, stalled: this.diskPort.scheduler.stalled ?? null, ...this.diskPort.scheduler.totals } : null,
       peerBytesSent: this.peerBytesSent,
       peerBytesReceived: this.peerBytesReceived,
       uptimeMs: Math.round(performance.now() - this.startedAtMs),
@@ -293,7 +296,6 @@ export class LockstepNode extends EventEmitter {
       mayRun: () => core.mayRun(driver.slice) && !port?.scheduler.stalled,
       onSlice: (result, slice) => {
         core.noteSlice(slice);
-        if (core.checkpointWanted) this.serveCheckpoint(core, recorder);
         const now = performance.now();
         if (core.state === "protected") {
           this.sliceTimes.push({ slice, atMs: now });
@@ -310,6 +312,8 @@ export class LockstepNode extends EventEmitter {
           if (core.state === "protected") this.progressNow();
           else this.release();
         }
+        // after this slice's output joined the stream: the checkpoint carries the stream's offset
+        if (core.checkpointWanted) this.serveCheckpoint(core, recorder);
       },
     });
     this.loopDone = this.loop.run().catch((e) => this.halt(`machine stopped: ${(e as Error).message}`));
@@ -330,19 +334,33 @@ export class LockstepNode extends EventEmitter {
     const pauseMs = performance.now() - t0;
     const first = core.logLength;
     core.checkpointTaken(first);
-    const peer = this.peer;
-    void this.sendCheckpoint(checkpoint, first, core, peer, pauseMs);
+    this.release(); // joining: output leaves at once, so the whole stream is released here
+    const consoleAt = { offset: this.stream.end, inputs: [...this.stream.appliedInput.entries()] };
+    void this.sendCheckpoint(checkpoint, first, core, this.peer, pauseMs, consoleAt);
   }
 
-  private async sendCheckpoint(checkpoint: SessionCheckpoint, first: number, core: PrimaryCore, peer: WebSocket | undefined, pauseMs: number): Promise<void> {
+  private async sendCheckpoint(checkpoint: SessionCheckpoint, first: number, core: PrimaryCore, peer: WebSocket | undefined, pauseMs: number, consoleAt: { offset: number; inputs: Array<[string, number]> }): Promise<void> {
     const t0 = performance.now();
-    const bytes = await encodeCheckpoint(checkpoint);
-    if (this.primary !== core || this.peer !== peer || !peer || peer.readyState !== WebSocket.OPEN) return; // the joiner went away
+    let bytes: Buffer;
+    try {
+      bytes = await encodeCheckpoint(checkpoint);
+    } catch (e) {
+      this.log.error({ reason: (e as Error).message }, "checkpoint could not be encoded");
+      this.effects(core.checkpointFailed());
+      return;
+    }
+    if (this.primary !== core) return;
+    if (this.peer !== peer || !peer || peer.readyState !== WebSocket.OPEN) {
+      // the joiner reconnected or went away while the checkpoint was being compressed
+      this.log.warn({}, "joining backup's connection changed: the checkpoint is taken again");
+      this.effects(core.checkpointFailed());
+      return;
+    }
     const parts = Math.ceil(bytes.length / checkpointPartBytes);
     const slice = checkpoint.driver.slice;
     for (let part = 0; part < parts; part++) {
       const data = bytes.subarray(part * checkpointPartBytes, (part + 1) * checkpointPartBytes);
-      const frame = encodePeerMessage({ type: "checkpoint", epoch: core.epoch, first, slice, part, parts, data });
+      const frame = encodePeerMessage({ type: "checkpoint", epoch: core.epoch, first, slice, part, parts, data, console: consoleAt.offset, inputs: consoleAt.inputs });
       this.peerBytesSent += frame.byteLength;
       peer.send(frame);
     }
@@ -653,7 +671,7 @@ export class LockstepNode extends EventEmitter {
   /** Backup, joining: collects the checkpoint's parts, then builds the machine from it. */
   private onCheckpointPart(msg: Extract<PeerMessage, { type: "checkpoint" }>): void {
     if (!this.options.join || this.backup!.checkpointed || this.preparing) return;
-    const c = (this.incoming ??= { first: msg.first, slice: msg.slice, parts: new Array<Uint8Array | undefined>(msg.parts).fill(undefined) });
+    const c = (this.incoming ??= { first: msg.first, slice: msg.slice, console: msg.console, inputs: msg.inputs, parts: new Array<Uint8Array | undefined>(msg.parts).fill(undefined) });
     if (c.first !== msg.first || c.slice !== msg.slice || c.parts.length !== msg.parts) {
       this.incoming = undefined; // a new checkpoint started: take that one
       return this.onCheckpointPart(msg);
@@ -662,10 +680,10 @@ export class LockstepNode extends EventEmitter {
     if (c.parts.some((p) => !p)) return;
     this.incoming = undefined;
     const bytes = Buffer.concat(c.parts as Uint8Array[]);
-    this.preparing = this.prepareFromCheckpoint(bytes, c.first, c.slice).catch((err) => this.halt(err instanceof LockstepError ? `checkpoint refused: ${err.toLine()}` : String(err)));
+    this.preparing = this.prepareFromCheckpoint(bytes, c.first, c.slice, c.console, c.inputs).catch((err) => this.halt(err instanceof LockstepError ? `checkpoint refused: ${err.toLine()}` : String(err)));
   }
 
-  private async prepareFromCheckpoint(bytes: Buffer, first: number, slice: number): Promise<void> {
+  private async prepareFromCheckpoint(bytes: Buffer, first: number, slice: number, consoleOffset: number, inputs: Array<[string, number]>): Promise<void> {
     const header = this.header;
     if (!header) throw new LockstepError(ErrorCode.checkpointCorrupt, "a checkpoint arrived before the log header");
     const checkpoint = await decodeCheckpoint(bytes);
@@ -673,6 +691,7 @@ export class LockstepNode extends EventEmitter {
     const loaded = this.loadHeaderMachine(header);
     this.session = await sessionFromCheckpoint({ loaded, ...(header.disk ? { diskBytes: header.disk.bytes } : {}), clock: header.clock }, checkpoint);
     this.backup!.checkpointReceived(first, slice);
+    this.stream.startAt(consoleOffset, inputs);
     this.log.info({ slice, bytes: bytes.length, first }, "checkpoint received: following the log from there");
     this.startFollowing(loaded.config.name);
   }

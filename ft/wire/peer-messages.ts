@@ -5,9 +5,10 @@
  *
  *   backup  -> primary  hello     {epoch, nodeId, have, join?} have: log entries it already holds;
  *                                  join: start from a checkpoint of the running machine, not power-on
- *   primary -> backup   checkpoint {epoch, first, slice, part, parts, data}
+ *   primary -> backup   checkpoint {epoch, first, slice, part, parts, data, console, inputs}
  *                                  a compressed session checkpoint at boundary `slice`, in parts; the
- *                                  log continues with entry `first`
+ *                                  log continues with entry `first`; the console stream's offset
+ *                                  there and the input seq applied per console client
  *   primary -> backup   header    {epoch, nodeId, header, releasedThrough}
  *                                  the log header (machine, clock, disk) and the slice through which
  *                                  output already left unprotected: the backup may take over only
@@ -30,7 +31,18 @@ export const checkpointPartsMax = 256;
 
 export type PeerMessage =
   | { type: "hello"; epoch: number; nodeId: string; have: number; join?: boolean }
-  | { type: "checkpoint"; epoch: number; first: number; slice: number; part: number; parts: number; data: Uint8Array }
+  | {
+      type: "checkpoint";
+      epoch: number;
+      first: number;
+      slice: number;
+      part: number;
+      parts: number;
+      data: Uint8Array;
+      /** Console stream offset at the checkpoint, and the console input applied per client. */
+      console: number;
+      inputs: Array<[string, number]>;
+    }
   | { type: "header"; epoch: number; nodeId: string; header: LogHeader; releasedThrough: number }
   | { type: "log"; epoch: number; first: number; entries: LogEntry[] }
   | { type: "ack"; epoch: number; have: number; complete: number; executed: number }
@@ -59,7 +71,13 @@ export function decodePeerMessage(bytes: Uint8Array): PeerMessage {
       const parts = count(f, "parts");
       const part = count(f, "part");
       if (parts < 1 || parts > checkpointPartsMax || part >= parts) throw new WireError(WireErrorCode.malformed, `Frame checkpoint: part ${part} of ${parts}`);
-      return { type: "checkpoint", epoch, first: count(f, "first"), slice: count(f, "slice"), part, parts, data: new Uint8Array(bytesField(f, "data", checkpointPartBytes)) };
+      const inputs = list(f, "inputs", 10_000).map((p) => {
+        if (!Array.isArray(p) || p.length !== 2 || typeof p[0] !== "string" || p[0].length > 64 || typeof p[1] !== "number" || !Number.isSafeInteger(p[1]) || p[1] < 0) {
+          throw new WireError(WireErrorCode.malformed, "Frame checkpoint: inputs must be [client, seq] pairs");
+        }
+        return [p[0], p[1]] as [string, number];
+      });
+      return { type: "checkpoint", epoch, first: count(f, "first"), slice: count(f, "slice"), part, parts, data: new Uint8Array(bytesField(f, "data", checkpointPartBytes)), console: count(f, "console"), inputs };
     }
     case "header": {
       const h = f.header as Record<string, unknown> | undefined;

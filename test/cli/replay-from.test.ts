@@ -14,7 +14,7 @@ const log = join(scratch, "with-checkpoints.lslog");
 describe("replay --from a checkpoint", () => {
   beforeAll(() => {
     const script = join(packageRoot(), "test/fixtures/tiny-session.script");
-    const r = runCli(["record", "--image", "tiny", "--out", log, "--force", "--digest-every", "5", "--checkpoint-every", "20", "--input", script]);
+    const r = runCli(["record", "--image", "tiny", "--out", log, "--force", "--digest-every", "2", "--checkpoint-every", "4", "--input", script]);
     expect(r.status, r.stderr).toBe(0);
   });
 

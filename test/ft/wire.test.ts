@@ -22,10 +22,10 @@ describe("wire codec", () => {
       { type: "ack", epoch: 3, have: 9, complete: 5, executed: 4 },
       { type: "heartbeat", epoch: 3, nodeId: "a" },
       { type: "hello", epoch: 2, nodeId: "c", have: 0, join: true },
-      { type: "checkpoint", epoch: 2, first: 40, slice: 17, part: 1, parts: 3, data: new Uint8Array([9, 8, 7]) },
+      { type: "checkpoint", epoch: 2, first: 40, slice: 17, part: 1, parts: 3, data: new Uint8Array([9, 8, 7]), console: 1234, inputs: [["client-a", 7]] },
     ];
     for (const m of msgs) expect(decodePeerMessage(encodePeerMessage(m))).toEqual(m);
-    const badPart = packr.pack({ v: 1, type: "checkpoint", epoch: 2, first: 1, slice: 1, part: 3, parts: 3, data: new Uint8Array(1) });
+    const badPart = packr.pack({ v: 1, type: "checkpoint", epoch: 2, first: 1, slice: 1, part: 3, parts: 3, data: new Uint8Array(1), console: 0, inputs: [] });
     expect(codeOf(() => decodePeerMessage(badPart))).toBe(WireErrorCode.malformed);
   });
 
