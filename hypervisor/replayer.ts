@@ -142,6 +142,11 @@ export class Replayer {
     this.lookahead = null;
   }
 
+  /** Digests verified so far. */
+  get digestsVerified(): number {
+    return this.digestsChecked;
+  }
+
   summary(end: ReplayEnd): ReplaySummary {
     return {
       slices: this.driver.slice,

@@ -190,6 +190,7 @@ export class LockstepNode extends EventEmitter {
       lagSlices: this.primary && d ? (this.primary.lagSlices(d.slice) ?? null) : null,
       logEntries: this.primary?.logLength ?? this.backup?.entries.length ?? 0,
       logComplete: this.backup?.complete ?? null,
+      digestsVerified: this.role === "backup" ? (this.replayer?.digestsVerified ?? 0) : null,
       consoleClients: this.consoles.size,
       outputBytes: this.stream.end,
       releasedBytes: this.stream.released,
