@@ -9,7 +9,7 @@
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
 import type { PeerMessage } from "../wire/peer-messages.js";
-import { notEligible, stallMs, type CoreEffect } from "./primary-core.js";
+import { joiningTimeoutMs, notEligible, stallMs, type CoreEffect } from "./primary-core.js";
 
 export interface BackupConfig {
   nodeId: string;
@@ -159,8 +159,13 @@ export class BackupCore {
       effects.push({ type: "send", message: { type: "heartbeat", epoch: this.epoch, nodeId: this.config.nodeId } });
       effects.push(...this.ack(false));
     }
-    if (nowMs - this.lastHeardMs > this.config.failureTimeoutMs) {
+    const silentMs = nowMs - this.lastHeardMs;
+    if (silentMs > this.config.failureTimeoutMs) {
       if (this.complete < this.eligibleAt) {
+        // Not eligible (still catching up or waiting for a checkpoint): we could not take over
+        // anyway, so give a primary that is busy (e.g. taking our checkpoint) as long as it gives a
+        // joining backup before giving up.
+        if (silentMs <= joiningTimeoutMs(this.config.failureTimeoutMs)) return effects;
         // Output the primary released unprotected is beyond our log: going live would contradict it.
         this.state = "halted";
         const through = this.eligibleAt === Number.MAX_SAFE_INTEGER ? "was still catching up" : `had the log through slice ${this.complete}, output left through ${this.eligibleAt}`;

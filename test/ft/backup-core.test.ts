@@ -34,10 +34,15 @@ describe("BackupCore eligibility", () => {
     expect(b.epoch).toBe(2);
   });
 
-  it("halts rather than take over while the log lacks output that already left", () => {
+  it("halts rather than take over while the log lacks output that already left, after the joining timeout", () => {
     const b = new BackupCore(config);
     b.step(headerMsg(1, 12), 0);
-    const effects = b.tick(1000).concat(b.tick(1010));
+    const effects = [];
+    // ticks every 10 ms (no stall of our own): past the failure timeout it still waits ...
+    for (let t = 10; t <= 1000; t += 10) effects.push(...b.tick(t));
+    expect(b.state).toBe("following");
+    // ... a joining backup's timeout (10 × 150 ms), then gives up: it cannot take over
+    for (let t = 1010; t <= 1600; t += 10) effects.push(...b.tick(t));
     expect(b.state).toBe("halted");
     expect(effects.some((e) => e.type === "halt")).toBe(true);
   });
