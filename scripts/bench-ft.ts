@@ -138,7 +138,7 @@ async function diskThroughput(withBackup: boolean): Promise<{ writeMBps: number;
 }
 
 /** Re-protection: a linux primary takes over, a new backup joins it from a checkpoint (--join). */
-async function joinCost(): Promise<{ pauseMs: number; protectMs: number; rawBytes: number; bytes: number }> {
+export async function joinCost(): Promise<{ pauseMs: number; protectMs: number; rawBytes: number; bytes: number }> {
   const dir = mkdtempSync(join(tmpdir(), "lockstep-bench-join-"));
   const procs: Proc[] = [];
   try {

@@ -82,6 +82,8 @@ interface Peer {
   lastHeardMs: number;
   /** Joining from a checkpoint: wanted (not taken yet), or being sent (no log goes out before it). */
   checkpoint?: "wanted" | "sending";
+  /** It joined from a checkpoint: it starts close behind, so lag control applies while it catches up. */
+  fromCheckpoint?: boolean;
 }
 
 export class PrimaryCore {
@@ -160,7 +162,9 @@ export class PrimaryCore {
     if (!p || this.state === "unprotected") return true;
     if (p.checkpoint === "wanted") return true; // nothing sent yet
     if (this.log.length - p.have >= this.config.unackedEntriesMax) return false;
-    if (this.state === "joining") return true; // no lag control while the backup catches up
+    // no lag control while a backup replays from power-on (it would stall the guest for the whole
+    // history); one that joined from a checkpoint starts close behind and is held within bounds
+    if (this.state === "joining" && !p.fromCheckpoint) return true;
     const lag = currentSlice - p.executed;
     if (this.lagPaused && lag <= this.config.lagSlicesMax / 2) this.lagPaused = false;
     else if (!this.lagPaused && lag > this.config.lagSlicesMax) this.lagPaused = true;
@@ -214,7 +218,7 @@ export class PrimaryCore {
           executed: known && have > 0 ? known.executed : 0,
           sent: have,
           lastHeardMs: nowMs,
-          ...(message.join ? { checkpoint: "wanted" as const } : {}),
+          ...(message.join ? { checkpoint: "wanted" as const, fromCheckpoint: true } : {}),
         };
         if (this.state === "unprotected") {
           this.state = "joining";
