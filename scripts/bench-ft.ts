@@ -104,7 +104,7 @@ const writeCmd = `dd if=/dev/zero of=/mnt/big bs=64k count=${diskMiB * 16} 2>/de
 const readCmd = "umount /mnt && mount -t ext2 /dev/sda /mnt && cat /mnt/big > /dev/null; echo r''-done\r";
 
 /** Guest disk write and read throughput (MB/s) on the shared disk, with or without a backup; log bytes sent per MB read. */
-async function diskThroughput(withBackup: boolean): Promise<{ writeMBps: number; readMBps: number; logBytesPerMBRead: number }> {
+export async function diskThroughput(withBackup: boolean): Promise<{ writeMBps: number; readMBps: number; logBytesPerMBRead: number }> {
   const dir = mkdtempSync(join(tmpdir(), "lockstep-bench-disk-"));
   const procs: Proc[] = [];
   try {
