@@ -99,6 +99,11 @@ export class BounceDisk {
     return out;
   }
 
+  /** How many requests are issued and not completed. */
+  get inFlight(): number {
+    return this.waiting.size;
+  }
+
   /** Requests issued and not completed, in order. */
   pending(): DiskRequest[] {
     return [...this.waiting.values()].map((w) => w.request);

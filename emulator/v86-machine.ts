@@ -282,7 +282,7 @@ export class V86Machine {
    * take it at a later boundary.
    */
   captureCheckpoint(): MachineCheckpoint {
-    if (this.disk && this.disk.pending().length > 0) throw new CheckpointBusyError(`${this.disk.pending().length} disk request(s) in flight`);
+    if (this.disk && this.disk.inFlight > 0) throw new CheckpointBusyError(`${this.disk.inFlight} disk request(s) in flight`);
     if (this.jit.pendingCount > 0) throw new Error("captureCheckpoint: JIT results not published (not at a boundary)");
     const cpu = this.cpu;
     if (!this.jitClearedAtBoundary) throw new Error("captureCheckpoint: clear the JIT at this boundary first (the logged checkpoint entry)");

@@ -203,7 +203,7 @@ export class Recorder {
    */
   checkpoint(): SessionCheckpoint | undefined {
     const d = this.driver;
-    if (this.poweredOff || (d.machine.disk?.pending().length ?? 0) > 0) return undefined;
+    if (this.poweredOff || (d.machine.disk?.inFlight ?? 0) > 0) return undefined;
     this.emit({ kind: "control", slice: d.slice, icount: d.icount, action: "checkpoint" });
     return captureSession(d);
   }

@@ -99,9 +99,16 @@ export class DiskScheduler {
       const item = this.queue[i]!;
       if (item.running) continue;
       if (item.request.op === "write" && item.tag > this.releasedThrough) continue;
-      if (this.queue.slice(0, i).some((earlier) => overlaps(earlier.request, item.request))) continue;
+      if (this.overlapsEarlier(i)) continue;
       this.start(item);
     }
+  }
+
+  /** Whether a request queued before index `i` (running or not) overlaps the one at `i`. */
+  private overlapsEarlier(i: number): boolean {
+    const r = this.queue[i]!.request;
+    for (let j = 0; j < i; j++) if (overlaps(this.queue[j]!.request, r)) return true;
+    return false;
   }
 
   private start(item: Item): void {
