@@ -78,6 +78,12 @@ export class BackupCore {
     this.executed = Math.max(this.executed, slice);
   }
 
+  /** The machine executed the log through `slice` and waits for more: tell the primary at once. */
+  executedThrough(slice: number): BackupEffect[] {
+    this.setExecuted(slice);
+    return this.state === "following" ? this.ack(false) : [];
+  }
+
   step(message: PeerMessage, nowMs: number): BackupEffect[] {
     if (this.state === "halted" || this.state === "live" || this.state === "claiming") {
       return message.type === "hello" || message.type === "ack" ? [] : [{ type: "log", level: "warn", msg: `${message.type} ignored in state ${this.state}`, fields: { epoch: message.epoch } }];

@@ -11,8 +11,8 @@
  *            failure and a won epoch it replays everything received and becomes a primary (with its
  *            whole log, so a fresh backup can join it from power-on).
  *
- * The machine runs on this thread in short batches (LiveLoop yields every ~10 ms), so heartbeats and
- * acks are served between batches.
+ * The machine runs in its own thread (MachineThread): this thread only carries messages, so log
+ * frames, acks and heartbeats are served at once, never after a batch of slices.
  */
 import { randomInt } from "node:crypto";
 import { existsSync } from "node:fs";
@@ -27,21 +27,21 @@ import { writeDiskFile } from "../../emulator/disk-file.js";
 import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
 import { bundledImageNames, loadMachine, type LoadedMachine } from "../../emulator/machine-config.js";
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
-import { LiveLoop } from "../../hypervisor/live-loop.js";
 import { openDiskBackend, type DiskBackend } from "../../hypervisor/disk/disk-backend.js";
 import { BackendDiskPort } from "../../hypervisor/disk/disk-port.js";
 import { buildHeader, checkHeader } from "../../hypervisor/log-header.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
-import { defaultClockParams, MachineSession } from "../../hypervisor/machine-session.js";
-import { Recorder } from "../../hypervisor/recorder.js";
-import { Replayer } from "../../hypervisor/replayer.js";
-import { decodeCheckpoint, encodeCheckpoint, sessionFromCheckpoint, type SessionCheckpoint } from "../../hypervisor/checkpoint.js";
+import { defaultClockParams } from "../../hypervisor/machine-session.js";
+import { encodeCheckpoint, type SessionCheckpoint } from "../../hypervisor/checkpoint.js";
+import { MachineThread } from "../../hypervisor/machine-thread/machine-thread.js";
+import type { MachineBatch, MachineInit } from "../../hypervisor/machine-thread/machine-protocol.js";
+import type { DiskRequest } from "../../emulator/bounce-disk.js";
 import type { Arbiter } from "../arbiter/arbiter.js";
 import { BackupCore, type BackupEffect } from "../core/backup-core.js";
 import { ConsoleStream } from "../core/console-stream.js";
 import { defaultPrimaryConfig, PrimaryCore, type CoreEffect } from "../core/primary-core.js";
 import { NodeServer } from "../transport/node-server.js";
-import { LatencySamples } from "./latency-samples.js";
+import { LatencySamples } from "../core/latency-samples.js";
 import { WireError } from "../wire/envelope.js";
 import { decodeConsoleClientMessage, encodeConsoleMessage, type ConsoleServerMessage } from "../wire/console-messages.js";
 import { checkpointPartBytes, decodePeerMessage, encodePeerMessage, type PeerMessage } from "../wire/peer-messages.js";
@@ -80,35 +80,27 @@ interface ConsoleClient {
 /** Console messages queued per client at most before it is dropped as too slow. */
 const consoleBufferedBytesMax = 8 * 2 ** 20;
 const tickIntervalMs = 5;
-/** Host ms of replay per batch on the backup before yielding to sockets and timers. */
-const followBatchMs = 8;
-/** While protected and busy, a progress entry at most this often lets the backup advance. */
-const progressIntervalMs = 10;
+/** Console input bytes sent to the machine and not yet applied, at most (past it the client resends). */
+const inputInFlightBytesMax = 64 * 1024;
 
 export class LockstepNode extends EventEmitter {
   role: "starting" | "primary" | "backup" | "halted" = "starting";
   epoch = 0;
   haltReason: string | undefined;
   private server: NodeServer;
-  private session: MachineSession | undefined;
+  private machine: MachineThread | undefined;
   private header: LogHeader | undefined;
   readonly stream = new ConsoleStream();
   private primary: PrimaryCore | undefined;
   private backup: BackupCore | undefined;
-  private recorder: Recorder | undefined;
-  private loop: LiveLoop | undefined;
-  private loopDone: Promise<void> | undefined;
-  private replayer: Replayer | undefined;
-  private followDone: Promise<void> | undefined;
-  private following = false;
   private preparing: Promise<void> | undefined;
+  /** Backup: entries of the BackupCore's list already passed to the machine. */
+  private entriesPassed = 0;
+  private inputInFlightBytes = 0;
   private peer: WebSocket | undefined;
   private consoles = new Map<WebSocket, ConsoleClient>();
   private queuedInput = new Map<string, number>();
   private ticker: NodeJS.Timeout | undefined;
-  private lastProgressMs = 0;
-  private progressSlice = 0;
-  private backupEntryIndex = 0;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
   private diskBackend: DiskBackend | undefined;
@@ -159,9 +151,9 @@ export class LockstepNode extends EventEmitter {
       });
     gauge("lockstep_epoch", "Current epoch", () => node.currentEpoch);
     gauge("lockstep_is_primary", "1 when this node is the live primary", () => (node.role === "primary" ? 1 : 0));
-    gauge("lockstep_slice", "Slices executed", () => node.session?.driver.slice);
-    gauge("lockstep_instructions", "Instructions executed", () => node.session?.driver.icount);
-    gauge("lockstep_backup_lag_slices", "Primary slices not yet executed by the backup", () => node.primary?.lagSlices(node.session?.driver.slice ?? 0));
+    gauge("lockstep_slice", "Slices executed", () => node.machine?.slice);
+    gauge("lockstep_instructions", "Instructions executed", () => node.machine?.icount);
+    gauge("lockstep_backup_lag_slices", "Primary slices not yet executed by the backup", () => node.primary?.lagSlices(node.machine?.slice ?? 0));
     gauge("lockstep_log_entries", "Entries in the log", () => node.primary?.logLength ?? node.backup?.entries.length);
     gauge("lockstep_console_bytes", "Console output bytes produced", () => node.stream.end);
     gauge("lockstep_console_released_bytes", "Console output bytes released", () => node.stream.released);
@@ -176,7 +168,7 @@ export class LockstepNode extends EventEmitter {
   }
 
   status(): Record<string, unknown> {
-    const d = this.session?.driver;
+    const m = this.machine;
     return {
       nodeId: this.options.nodeId,
       role: this.role,
@@ -184,13 +176,13 @@ export class LockstepNode extends EventEmitter {
       state: this.primary?.state ?? this.backup?.state ?? this.role,
       protected: this.primary?.state === "protected",
       backup: this.primary?.backupId ?? null,
-      slice: d?.slice ?? 0,
-      instructions: d?.icount ?? 0,
-      guestMs: Math.round(d?.clock.peekMs() ?? 0),
-      lagSlices: this.primary && d ? (this.primary.lagSlices(d.slice) ?? null) : null,
+      slice: m?.slice ?? 0,
+      instructions: m?.icount ?? 0,
+      guestMs: Math.round(m?.counters.guestMs ?? 0),
+      lagSlices: this.primary && m ? (this.primary.lagSlices(m.slice) ?? null) : null,
       logEntries: this.primary?.logLength ?? this.backup?.entries.length ?? 0,
       logComplete: this.backup?.complete ?? null,
-      digestsVerified: this.role === "backup" ? (this.replayer?.digestsVerified ?? 0) : null,
+      digestsVerified: this.role === "backup" ? (m?.counters.digestsVerified ?? 0) : null,
       consoleClients: this.consoles.size,
       outputBytes: this.stream.end,
       releasedBytes: this.stream.released,
@@ -229,7 +221,18 @@ export class LockstepNode extends EventEmitter {
     const clock = defaultClockParams(Date.now(), randomInt(2 ** 31));
     const disk = node.diskBackend ? { bytes: node.diskBackend.bytes, location } : undefined;
     node.header = buildHeader({ loaded, disk, clock, digestEverySlices: 1000, recordedAt: new Date() });
-    node.session = await MachineSession.open({ loaded, ...(disk ? { diskBytes: disk.bytes } : {}), clock });
+    const init: MachineInit = {
+      role: "primary",
+      image: options.image ?? "linux",
+      load: options.memoryMiB !== undefined ? { memoryMiB: options.memoryMiB } : {},
+      ...(disk ? { diskBytes: disk.bytes } : {}),
+      clock,
+      // at power-on the guest's clock starts at the host's time
+      wallEpochMs: clock.epochMs,
+      digestEverySlices: 1000,
+      paced: true,
+    };
+    node.machine = await MachineThread.start(init, node.primaryEvents());
     await node.server.listen();
     node.becomePrimary(epoch, []);
     node.log.info({ epoch, port: node.port, image: loaded.config.name }, "primary started");
@@ -255,84 +258,100 @@ export class LockstepNode extends EventEmitter {
 
   // ---------------------------------------------------------------- primary
 
-  private becomePrimary(epoch: number, history: LogEntry[], logFromPowerOn = true): void {
-    const session = this.session!;
-    const driver = session.driver;
+  private becomePrimary(epoch: number, history: LogEntry[], logFromPowerOn = true, reissue: DiskRequest[] = []): void {
+    const machine = this.machine!;
     this.role = "primary";
     this.epoch = epoch;
     this.backup = undefined;
     const core = new PrimaryCore({ ...defaultPrimaryConfig, nodeId: this.options.nodeId, heartbeatIntervalMs: this.options.heartbeatIntervalMs, failureTimeoutMs: this.options.failureTimeoutMs }, epoch, this.header!, history, logFromPowerOn);
-    core.noteSlice(driver.slice);
+    core.noteSlice(machine.slice);
     this.primary = core;
-    const recorder = new Recorder(driver, {
-      digestEverySlices: 1000,
-      sink: (e) => {
-        core.append(e);
-        if (e.kind === "serial" && e.source) this.stream.inputApplied(e.slice, e.source.client, e.source.seq);
-      },
-    });
-    this.recorder = recorder;
+    machine.setEvents(this.primaryEvents());
     const port = this.diskBackend
-      ? new BackendDiskPort(this.diskBackend, recorder, {
-          holdWrites: true, // released by the output rule, see release()
-          wake: () => this.loop?.wake(),
-          onStall: (reason) => {
-            if (reason) this.log.error({ reason, disk: this.diskBackend!.description }, "disk backend failing: the guest is paused until it works again");
-            else this.log.info({ disk: this.diskBackend!.description }, "disk backend works again: the guest goes on");
+      ? new BackendDiskPort(
+          this.diskBackend,
+          { queueDiskRead: (id, data) => machine.diskRead(id, data), queueDiskWrite: (id) => machine.diskWrite(id) },
+          {
+            holdWrites: true, // released by the output rule, see release()
+            wake: () => {},
+            onStall: (reason) => {
+              if (reason) this.log.error({ reason, disk: this.diskBackend!.description }, "disk backend failing: the guest is paused until it works again");
+              else this.log.info({ disk: this.diskBackend!.description }, "disk backend works again: the guest goes on");
+              this.updateGate();
+            },
           },
-        })
+        )
       : undefined;
     this.diskPort = port;
-    if (port && history.length > 0) {
+    if (port && reissue.length > 0) {
       // takeover: every request the old primary may not have completed is issued again
-      const pending = session.machine.disk?.pending() ?? [];
-      if (pending.length > 0) this.log.warn({ requests: pending.length, ids: pending.map((r) => r.id) }, "re-issuing disk requests that were not completed");
-      port.submit(pending, driver.slice);
+      this.log.warn({ requests: reissue.length, ids: reissue.map((r) => r.id) }, "re-issuing disk requests that were not completed");
+      port.submit(reissue, machine.slice);
     }
-    this.loop = new LiveLoop(recorder, {
-      paced: true,
-      ...(port ? { disk: port } : {}),
-      // at power-on the guest's clock starts at the host's time; after a takeover it goes on from where the log left it
-      ...(history.length === 0 ? { wallEpochMs: this.header!.clock.epochMs } : {}),
-      mayRun: () => core.mayRun(driver.slice) && !port?.scheduler.stalled,
-      onSlice: (result, slice) => {
-        core.noteSlice(slice);
-        const now = performance.now();
-        if (core.state === "protected") {
-          this.sliceTimes.push({ slice, atMs: now });
-          if (this.sliceTimes.length > 100_000) this.sliceTimes.splice(0, 50_000);
-        }
-        if (result.serial) {
-          this.stream.append(slice, result.serial);
-          this.outputPending.push({ end: this.stream.end, atMs: now, protected: core.state === "protected" });
-          // the output rule: flush the log at once when output is waiting
-          if (core.state === "protected") this.progressNow();
-          else this.release();
-        } else if (result.diskRequests.some((r) => r.op === "write")) {
-          // a disk write is an output too
-          if (core.state === "protected") this.progressNow();
-          else this.release();
-        }
-        // after this slice's output joined the stream: the checkpoint carries the stream's offset
-        if (core.checkpointWanted) this.serveCheckpoint(core, recorder);
-      },
-    });
-    this.loopDone = this.loop.run().catch((e) => this.halt(`machine stopped: ${(e as Error).message}`));
     this.ticker ??= setInterval(() => this.tick(), tickIntervalMs);
+    this.updateGate();
     this.release();
     this.emit("live", epoch);
   }
 
+  /** What the machine thread reports while this node is the primary. */
+  private primaryEvents() {
+    return {
+      batch: (b: MachineBatch) => this.onPrimaryBatch(b),
+      checkpoint: (c: SessionCheckpoint, pauseMs: number) => this.serveCheckpoint(c, pauseMs),
+      inputRefused: (source: { client: string; seq: number }) => {
+        // the client resends what was not acknowledged
+        if ((this.queuedInput.get(source.client) ?? 0) >= source.seq) this.queuedInput.set(source.client, source.seq - 1);
+      },
+      failed: (reason: string) => this.halt(`machine stopped: ${reason}`),
+    };
+  }
+
+  /** Flow and lag control, and a failing disk, stop the guest at a boundary; a backup wants progress. */
+  private updateGate(): void {
+    const m = this.machine;
+    const core = this.primary;
+    if (!m || !core || this.role !== "primary") return;
+    m.setGate(core.mayRun(m.slice) && !this.diskPort?.scheduler.stalled);
+    m.setProgress(core.state === "protected" || core.state === "joining");
+  }
+
+  private onPrimaryBatch(b: MachineBatch): void {
+    const core = this.primary;
+    if (!core || this.role !== "primary") return;
+    for (const e of b.entries) {
+      core.append(e);
+      if (e.kind === "serial" && e.source) {
+        this.stream.inputApplied(e.slice, e.source.client, e.source.seq);
+        this.inputInFlightBytes = Math.max(0, this.inputInFlightBytes - e.data.length);
+      }
+    }
+    core.noteSlice(b.slice);
+    // when the slice ended, on this thread's clock
+    const atMs = b.atWallMs - performance.timeOrigin;
+    if (core.state === "protected") {
+      this.sliceTimes.push({ slice: b.slice, atMs });
+      if (this.sliceTimes.length > 100_000) this.sliceTimes.splice(0, 50_000);
+    }
+    for (const o of b.output) {
+      this.stream.append(o.slice, o.data);
+      this.outputPending.push({ end: this.stream.end, atMs, protected: core.state === "protected" });
+    }
+    for (const d of b.disk) this.diskPort?.submit(d.requests, d.slice);
+    // the log (with the progress entry the machine wrote after output) goes out at once: the output rule
+    this.effects(core.flush());
+    this.release();
+    this.updateGate();
+  }
+
   /**
-   * A backup wants to join from a checkpoint: take it at this boundary (unless disk I/O is in
-   * flight: then at a later one), then compress and send it while the guest goes on. The log that
-   * follows the checkpoint entry is held back until the checkpoint is out.
+   * The checkpoint a joining backup wanted was taken (its control entry was in the batch before):
+   * compress and send it while the guest goes on. The log that follows the checkpoint entry is held
+   * back until the checkpoint is out.
    */
-  private serveCheckpoint(core: PrimaryCore, recorder: Recorder): void {
-    const t0 = performance.now();
-    const checkpoint = recorder.checkpoint();
-    if (!checkpoint) return;
-    const pauseMs = performance.now() - t0;
+  private serveCheckpoint(checkpoint: SessionCheckpoint, pauseMs: number): void {
+    const core = this.primary;
+    if (!core || this.role !== "primary" || !core.checkpointWanted) return;
     const first = core.logLength;
     core.checkpointTaken(first);
     this.release(); // joining: output leaves at once, so the whole stream is released here
@@ -370,14 +389,6 @@ export class LockstepNode extends EventEmitter {
     this.joins.push({ pauseMs, rawBytes, bytes: bytes.length, sendMs });
     this.log.info({ slice, pauseMs: Math.round(pauseMs), rawBytes, bytes: bytes.length, sendMs: Math.round(sendMs), waitedMs: Math.round(performance.now() - (this.checkpointWantedAtMs ?? t0)) }, "checkpoint sent to the joining backup");
     this.effects(core.checkpointSent());
-  }
-
-  private progressNow(): void {
-    const core = this.primary!;
-    this.recorder!.progress();
-    this.progressSlice = this.session!.driver.slice;
-    this.lastProgressMs = performance.now();
-    this.effects(core.flush());
   }
 
   private release(): void {
@@ -430,64 +441,71 @@ export class LockstepNode extends EventEmitter {
     return loaded;
   }
 
-  private async prepareMachine(header: LogHeader): Promise<void> {
-    this.header = header;
+  /** The machine a backup replays on: checked against the primary's header here, built in its own thread. */
+  private backupInit(header: LogHeader, checkpoint?: { bytes: Uint8Array; slice: number }): MachineInit {
     const loaded = this.loadHeaderMachine(header);
-    // the disk itself is not opened until takeover: the log carries every read's data
-    this.session = await MachineSession.open({ loaded, ...(header.disk ? { diskBytes: header.disk.bytes } : {}), clock: header.clock });
-    this.startFollowing(loaded.config.name);
+    return {
+      role: "backup",
+      image: loaded.source,
+      load: { memoryMiB: header.machine.memoryMiB },
+      // the disk itself is not opened until takeover: the log carries every read's data
+      ...(header.disk ? { diskBytes: header.disk.bytes } : {}),
+      clock: header.clock,
+      digestEverySlices: 1000,
+      paced: true,
+      ...(checkpoint ? { checkpoint } : {}),
+    };
   }
 
-  /** Builds the replayer over the received log and starts following it. */
-  private startFollowing(machineName: string): void {
-    const entries = this.backup!.entries;
-    this.replayer = new Replayer(
-      this.session!.driver,
-      () => {
-        const e = entries[this.backupEntryIndex];
-        if (!e) return undefined;
-        this.backupEntryIndex++;
-        if (e.kind === "serial" && e.source) this.stream.inputApplied(e.slice, e.source.client, e.source.seq);
-        return e;
+  private async prepareMachine(header: LogHeader): Promise<void> {
+    this.header = header;
+    const machine = await MachineThread.start(this.backupInit(header), this.backupEvents());
+    if (this.role === "halted") return void machine.kill();
+    this.machine = machine;
+    this.startFollowing(header.machine.name);
+  }
+
+  /** What the machine thread reports while this node is a backup. */
+  private backupEvents() {
+    return {
+      batch: (b: MachineBatch) => {
+        for (const o of b.output) this.stream.append(o.slice, o.data);
       },
-      { onSlice: (r, slice) => r.serial && this.stream.append(slice, r.serial) },
-    );
-    this.following = true;
-    this.followDone = this.follow();
+      executed: (slice: number) => {
+        // report at once what was executed: the primary's lag control and lag figures wait on it
+        if (this.backup && this.role === "backup") this.effects(this.backup.executedThrough(slice));
+      },
+      tookOver: (_slice: number, pending: DiskRequest[]) => this.tookOver?.(pending),
+      failed: (reason: string) => this.halt(`backup machine stopped: ${reason}`),
+    };
+  }
+
+  /** Starts following: the machine gets every entry received so far, then each one as it arrives. */
+  private startFollowing(machineName: string): void {
+    this.entriesPassed = 0;
+    this.passEntries();
     this.log.info({ machine: machineName, epoch: this.backup!.epoch }, "backup machine ready: following the log");
   }
 
-  private async follow(): Promise<void> {
-    while (this.following) {
-      const b = this.backup!;
-      let r: string | undefined;
-      try {
-        // short batches, like the primary's LiveLoop, so heartbeats and acks keep flowing
-        const batchStart = performance.now();
-        do r = this.replayer!.follow(b.complete, 1);
-        while (r === undefined && performance.now() - batchStart < followBatchMs);
-      } catch (e) {
-        this.halt(`backup diverged from the primary: ${(e as Error).message}`);
-        return;
-      }
-      b.setExecuted(this.session!.driver.slice);
-      if (r === "power-off") {
-        this.halt("the primary powered the guest off");
-        return;
-      }
-      await new Promise<void>((resolve) => (r === "caught-up" ? setTimeout(resolve, 1) : setImmediate(resolve)));
-    }
+  private passEntries(): void {
+    const b = this.backup;
+    if (!b || !this.machine || this.role !== "backup") return;
+    const fresh = b.entries.slice(this.entriesPassed);
+    this.entriesPassed = b.entries.length;
+    for (const e of fresh) if (e.kind === "serial" && e.source) this.stream.inputApplied(e.slice, e.source.client, e.source.seq);
+    this.machine.entries(fresh);
   }
+
+  private tookOver: ((pending: DiskRequest[]) => void) | undefined;
 
   private async takeOver(epoch: number): Promise<void> {
     const t0 = performance.now();
-    this.following = false;
-    await this.followDone;
     this.peer?.terminate();
     this.peer = undefined;
     clearTimeout(this.reconnectTimer);
     if (this.preparing) await this.preparing;
-    if (!this.session || !this.replayer) return this.halt("won the epoch before the machine was ready");
+    const machine = this.machine;
+    if (!machine) return this.halt("won the epoch before the machine was ready");
     const location = this.options.disk ?? this.header?.disk?.location;
     if (this.header?.disk) {
       if (!location) return this.halt("the primary's log names no disk location: pass --disk");
@@ -502,16 +520,19 @@ export class LockstepNode extends EventEmitter {
         }
       }
     }
+    // the machine replays everything received, then waits at the gate for this side to be ready
+    this.passEntries();
+    machine.setGate(false);
+    const pending = await new Promise<DiskRequest[]>((resolve) => {
+      this.tookOver = resolve;
+      machine.goLive();
+    });
+    this.tookOver = undefined;
+    if (this.role === "halted") return;
     const entries = this.backup!.entries;
-    const last = entries.at(-1)?.slice ?? 0;
-    try {
-      this.replayer.follow(last, Number.MAX_SAFE_INTEGER); // replay everything received
-    } catch (e) {
-      return this.halt(`backup diverged while taking over: ${(e as Error).message}`);
-    }
-    this.becomePrimary(epoch, entries.slice(), !this.backup!.checkpointed);
+    this.becomePrimary(epoch, entries.slice(), !this.backup!.checkpointed, pending);
     this.liveAtMs = performance.now();
-    this.log.warn({ epoch, slice: this.session.driver.slice, entries: entries.length, replayMs: Math.round(this.liveAtMs - t0) }, "took over: now the primary");
+    this.log.warn({ epoch, slice: machine.slice, entries: entries.length, replayMs: Math.round(this.liveAtMs - t0) }, "took over: now the primary");
   }
 
   // ---------------------------------------------------------------- effects, ticks, halting
@@ -521,10 +542,10 @@ export class LockstepNode extends EventEmitter {
     if (this.primary && this.role === "primary") {
       const core = this.primary;
       this.effects(core.tick(now));
-      const slice = this.session!.driver.slice;
-      if ((core.state === "protected" || core.state === "joining") && slice > this.progressSlice && now - this.lastProgressMs >= progressIntervalMs) this.progressNow();
       this.release();
+      this.updateGate();
     } else if (this.backup && this.role === "backup") {
+      if (this.machine) this.backup.setExecuted(this.machine.slice);
       this.effects(this.backup.tick(now));
     }
   }
@@ -555,6 +576,7 @@ export class LockstepNode extends EventEmitter {
           break;
         case "checkpoint-wanted":
           this.checkpointWantedAtMs = performance.now();
+          this.machine?.requestCheckpoint();
           this.log.info({}, "a backup joins from a checkpoint: taking one at the next boundary without disk I/O in flight");
           break;
         case "go-live":
@@ -580,8 +602,7 @@ export class LockstepNode extends EventEmitter {
     if (this.role === "halted") return;
     this.role = "halted";
     this.haltReason = reason;
-    this.following = false;
-    this.loop?.stop();
+    void this.machine?.kill();
     // a halted node never touches the shared disk again: the new primary owns it
     this.diskPort?.scheduler.close();
     this.peer?.terminate();
@@ -597,15 +618,11 @@ export class LockstepNode extends EventEmitter {
   async close(): Promise<void> {
     clearInterval(this.ticker);
     clearTimeout(this.reconnectTimer);
-    this.following = false;
-    this.loop?.stop();
-    await this.loopDone;
-    await this.followDone;
+    await this.machine?.stop();
     this.peer?.terminate();
     await this.server.close();
     this.diskPort?.scheduler.close();
     await this.diskBackend?.close().catch(() => {});
-    this.session?.close();
   }
 
   // ---------------------------------------------------------------- sockets
@@ -663,9 +680,12 @@ export class LockstepNode extends EventEmitter {
         if (msg.type === "ack") this.sampleLag(msg.executed, now);
       }
       this.release();
+      this.updateGate();
     } else if (this.backup && this.role === "backup") {
+      if (this.machine) this.backup.setExecuted(this.machine.slice);
       this.effects(this.backup.step(msg, now));
       if (msg.type === "checkpoint" && msg.epoch === this.backup.epoch) this.onCheckpointPart(msg);
+      else if (msg.type === "log") this.passEntries();
     }
   }
 
@@ -681,20 +701,20 @@ export class LockstepNode extends EventEmitter {
     if (c.parts.some((p) => !p)) return;
     this.incoming = undefined;
     const bytes = Buffer.concat(c.parts as Uint8Array[]);
-    this.preparing = this.prepareFromCheckpoint(bytes, c.first, c.slice, c.console, c.inputs).catch((err) => this.halt(err instanceof LockstepError ? `checkpoint refused: ${err.toLine()}` : String(err)));
+    this.preparing = this.prepareFromCheckpoint(bytes, c.first, c.slice, c.console, c.inputs).catch((err: Error) => this.halt(`checkpoint refused: ${err instanceof LockstepError ? err.toLine() : err.message}`));
   }
 
   private async prepareFromCheckpoint(bytes: Buffer, first: number, slice: number, consoleOffset: number, inputs: Array<[string, number]>): Promise<void> {
     const header = this.header;
     if (!header) throw new LockstepError(ErrorCode.checkpointCorrupt, "a checkpoint arrived before the log header");
-    const checkpoint = await decodeCheckpoint(bytes);
-    if (checkpoint.driver.slice !== slice) throw new LockstepError(ErrorCode.checkpointCorrupt, `the checkpoint is at slice ${checkpoint.driver.slice}, the primary said ${slice}`);
-    const loaded = this.loadHeaderMachine(header);
-    this.session = await sessionFromCheckpoint({ loaded, ...(header.disk ? { diskBytes: header.disk.bytes } : {}), clock: header.clock }, checkpoint);
+    // the machine thread decodes and checks the checkpoint; its error names the code
+    const machine = await MachineThread.start(this.backupInit(header, { bytes, slice }), this.backupEvents());
+    if (this.role === "halted") return void machine.kill();
+    this.machine = machine;
     this.backup!.checkpointReceived(first, slice);
     this.stream.startAt(consoleOffset, inputs);
     this.log.info({ slice, bytes: bytes.length, first }, "checkpoint received: following the log from there");
-    this.startFollowing(loaded.config.name);
+    this.startFollowing(header.machine.name);
   }
 
   private acceptConsole(ws: WebSocket): void {
@@ -750,9 +770,10 @@ export class LockstepNode extends EventEmitter {
       return; // applied already (or queued): exactly once
     }
     if (msg.seq !== known + 1) return; // a gap: the client resends in order
-    if (!this.recorder!.queueSerial(msg.data, { client: id, seq: msg.seq })) return; // queue full: the client resends
+    if (!this.machine || this.inputInFlightBytes + msg.data.length > inputInFlightBytesMax) return; // the client resends
+    this.inputInFlightBytes += msg.data.length;
     this.queuedInput.set(id, msg.seq);
-    this.loop?.wake();
+    this.machine.input(msg.data, { client: id, seq: msg.seq });
   }
 
   private pushOutput(ws: WebSocket, c: ConsoleClient): void {

@@ -14,6 +14,12 @@ import type { Recorder } from "../recorder.js";
 import type { DiskBackend } from "./disk-backend.js";
 import { DiskScheduler } from "./disk-scheduler.js";
 
+/** Where completions go: the Recorder, or a machine thread that hands them to its Recorder. */
+export interface DiskCompletionSink {
+  queueDiskRead(id: number, data: Uint8Array): void;
+  queueDiskWrite(id: number): void;
+}
+
 export interface DiskPort {
   /** Serves the requests the guest issued in the slice that just ended (`slice`: the boundary after it). */
   submit(requests: DiskRequest[], slice: number): void;
@@ -52,7 +58,7 @@ export class BackendDiskPort implements DiskPort {
 
   constructor(
     readonly backend: DiskBackend,
-    recorder: Recorder,
+    recorder: DiskCompletionSink,
     options: BackendDiskPortOptions,
   ) {
     this.scheduler = new DiskScheduler(backend, {

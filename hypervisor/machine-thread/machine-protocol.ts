@@ -1,0 +1,77 @@
+/**
+ * The messages between a node's main thread and its machine thread (a worker_threads Worker that
+ * owns v86, the slice driver and the recorder or replayer). Large byte arrays (disk data, a
+ * checkpoint's memory) are transferred, not copied.
+ *
+ *   main -> machine
+ *     input        console bytes for the next boundary, tagged with the console client and sequence
+ *     disk-read    a read finished: its data, for the next boundary (logged there)
+ *     disk-write   a write is on the disk: its completion, for the next boundary (logged there)
+ *     entries      backup: log entries received from the primary, in log order
+ *     checkpoint   primary: take a checkpoint at the next boundary without disk I/O in flight
+ *     go-live      backup: replay everything received, then record as a primary (takeover)
+ *     stop         primary: log power-off at the boundary and stop; backup: stop
+ *   machine -> main
+ *     ready        the machine is built (from power-on or a checkpoint) and sits at `slice`
+ *     batch        entries recorded (primary), serial output and disk requests per slice, and the
+ *                  boundary reached; `atWallMs` is when the newest slice ended (host Unix ms)
+ *     executed     backup: it executed the log through `slice` and waits for more
+ *     checkpoint   primary: the checkpoint taken (its control entry is in the batch before it)
+ *     took-over    backup: replayed everything, now at `slice`; `pending` are disk requests the log
+ *                  completed none of (the new primary issues them again)
+ *     input-refused the machine could not queue an input (the client must resend it)
+ *     stopped      the machine stopped as asked
+ *     failed       the machine stopped by itself: divergence, power-off, an error (`reason`)
+ */
+import type { DiskRequest } from "../../emulator/bounce-disk.js";
+import type { LoadOptions } from "../../emulator/machine-config.js";
+import type { SessionCheckpoint } from "../checkpoint.js";
+import type { LogEntry } from "../event-log/log-entry.js";
+import type { ClockParams } from "../virtual-clock.js";
+
+export interface MachineInit {
+  role: "primary" | "backup";
+  /** A bundled machine name or a config path, with its load options (as `loadMachine` takes them). */
+  image: string;
+  load: LoadOptions;
+  /** The guest's hard disk size (its data comes through disk-read messages or the log). */
+  diskBytes?: number;
+  clock: ClockParams;
+  /** Primary from power-on: Unix ms of guest time 0, so guest time follows the host calendar. */
+  wallEpochMs?: number;
+  digestEverySlices: number;
+  /** Follow wall time (live) or run flat out. */
+  paced: boolean;
+  /** Backup joining from a checkpoint: the encoded checkpoint and the slice the primary said it is at. */
+  checkpoint?: { bytes: Uint8Array; slice: number };
+}
+
+export type InputSource = { client: string; seq: number };
+
+export type ToMachine =
+  | { type: "input"; data: Uint8Array; source: InputSource }
+  | { type: "disk-read"; id: number; data: Uint8Array }
+  | { type: "disk-write"; id: number }
+  | { type: "entries"; entries: LogEntry[] }
+  | { type: "checkpoint" }
+  | { type: "go-live" }
+  | { type: "stop" };
+
+export interface MachineBatch {
+  type: "batch";
+  entries: LogEntry[];
+  output: Array<{ slice: number; data: Uint8Array }>;
+  disk: Array<{ slice: number; requests: DiskRequest[] }>;
+  slice: number;
+  atWallMs: number;
+}
+
+export type FromMachine =
+  | { type: "ready"; slice: number }
+  | MachineBatch
+  | { type: "executed"; slice: number }
+  | { type: "checkpoint"; checkpoint: SessionCheckpoint; pauseMs: number }
+  | { type: "took-over"; slice: number; pending: DiskRequest[] }
+  | { type: "input-refused"; source: InputSource }
+  | { type: "stopped" }
+  | { type: "failed"; reason: string; code?: string };

@@ -1,0 +1,196 @@
+/**
+ * MachineThread: the main thread's handle on a machine running in its own worker thread (see
+ * machine-worker.ts). Sends it inputs, disk completions, log entries and requests; hands what it
+ * reports to `MachineEvents`; reads its progress counters and sets its gate through shared memory,
+ * without a message round trip.
+ *
+ * The worker is a separate JS realm, so its globals (`Date`, `Math.random`, v86's namespace static)
+ * are its own: nothing the main thread does (timers, sockets, logging) can reach the guest's time.
+ */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { MessageChannel, Worker } from "node:worker_threads";
+import type { DiskRequest } from "../../emulator/bounce-disk.js";
+import { packageRoot } from "../../emulator/package-root.js";
+import type { SessionCheckpoint } from "../checkpoint.js";
+import type { LogEntry } from "../event-log/log-entry.js";
+import type { FromMachine, InputSource, MachineBatch, MachineInit, ToMachine } from "./machine-protocol.js";
+import { SharedCounters } from "./shared-counters.js";
+
+export interface MachineEvents {
+  batch(b: MachineBatch): void;
+  executed?(slice: number): void;
+  checkpoint?(c: SessionCheckpoint, pauseMs: number): void;
+  tookOver?(slice: number, pending: DiskRequest[]): void;
+  inputRefused?(source: InputSource): void;
+  /** The machine stopped by itself (divergence, power-off, an error); it runs no more. */
+  failed(reason: string): void;
+}
+
+/** The compiled worker script (under vitest this module runs from source, the worker from dist/). */
+function workerScript(): string {
+  const here = fileURLToPath(import.meta.url);
+  if (here.endsWith(".js")) return join(here, "..", "machine-worker.js");
+  const compiled = join(packageRoot(), "dist", "hypervisor", "machine-thread", "machine-worker.js");
+  if (!existsSync(compiled)) throw new Error(`${compiled} is missing: run npm run build`);
+  return compiled;
+}
+
+export class MachineThread {
+  readonly counters = new SharedCounters();
+  private readonly worker: Worker;
+  private readonly port;
+  private stopped: Promise<void>;
+  private done = false;
+
+  private constructor(init: MachineInit, private events: MachineEvents, ready: (slice: number) => void, fail: (e: Error) => void) {
+    const channel = new MessageChannel();
+    this.port = channel.port1;
+    this.worker = new Worker(workerScript(), {
+      workerData: { port: channel.port2, shared: this.counters.buffer, init },
+      transferList: [channel.port2],
+      stdout: false,
+      stderr: false,
+    });
+    let started = false;
+    this.stopped = new Promise<void>((resolve) => {
+      this.worker.on("message", (m: FromMachine) => {
+        if (m.type === "ready") {
+          started = true;
+          ready(m.slice);
+          return;
+        }
+        if (m.type === "stopped") {
+          this.done = true;
+          resolve();
+          return;
+        }
+        if (m.type === "failed") {
+          this.done = true;
+          if (!started) fail(Object.assign(new Error(m.reason), { code: m.code }));
+          else this.events.failed(m.reason);
+          resolve();
+          return;
+        }
+        this.dispatch(m);
+      });
+      this.worker.on("error", (e) => {
+        this.done = true;
+        if (!started) fail(e);
+        else this.events.failed(`machine thread crashed: ${e.message}`);
+        resolve();
+      });
+      this.worker.on("exit", () => {
+        if (!this.done && started) this.events.failed("machine thread exited");
+        this.done = true;
+        if (!started) fail(new Error("machine thread exited before the machine was built"));
+        resolve();
+      });
+    });
+  }
+
+  /** Builds the machine in a new worker; resolves once it sits at its first boundary. */
+  static start(init: MachineInit, events: MachineEvents): Promise<MachineThread> {
+    return new Promise((resolve, reject) => {
+      const t: MachineThread = new MachineThread(init, events, () => resolve(t), (e) => {
+        void t.worker.terminate();
+        reject(e);
+      });
+    });
+  }
+
+  /** Who receives what the machine reports from now on (a backup that took over becomes a primary). */
+  setEvents(events: MachineEvents): void {
+    this.events = events;
+  }
+
+  private dispatch(m: Exclude<FromMachine, { type: "ready" | "stopped" | "failed" }>): void {
+    const e = this.events;
+    switch (m.type) {
+      case "batch":
+        e.batch(m);
+        break;
+      case "executed":
+        e.executed?.(m.slice);
+        break;
+      case "checkpoint":
+        e.checkpoint?.(m.checkpoint, m.pauseMs);
+        break;
+      case "took-over":
+        e.tookOver?.(m.slice, m.pending);
+        break;
+      case "input-refused":
+        e.inputRefused?.(m.source);
+        break;
+    }
+  }
+
+  private send(m: ToMachine, transfer: ArrayBuffer[] = []): void {
+    if (this.done) return;
+    this.port.postMessage(m, transfer);
+    this.counters.ring();
+  }
+
+  get slice(): number {
+    return this.counters.slice;
+  }
+
+  get icount(): number {
+    return this.counters.icount;
+  }
+
+  get running(): boolean {
+    return !this.done;
+  }
+
+  /** Flow and lag control: false stops the guest at the next boundary. */
+  setGate(open: boolean): void {
+    this.counters.gate = open;
+  }
+
+  /** A backup follows: log progress promptly. */
+  setProgress(on: boolean): void {
+    this.counters.progress = on;
+  }
+
+  input(data: Uint8Array, source: InputSource): void {
+    this.send({ type: "input", data, source });
+  }
+
+  diskRead(id: number, data: Uint8Array): void {
+    const own = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
+    this.send({ type: "disk-read", id, data }, own ? [data.buffer as ArrayBuffer] : []);
+  }
+
+  diskWrite(id: number): void {
+    this.send({ type: "disk-write", id });
+  }
+
+  entries(entries: LogEntry[]): void {
+    if (entries.length > 0) this.send({ type: "entries", entries });
+  }
+
+  requestCheckpoint(): void {
+    this.send({ type: "checkpoint" });
+  }
+
+  goLive(): void {
+    this.send({ type: "go-live" });
+  }
+
+  /** Stops the machine (a primary logs power-off first) and ends the thread. */
+  async stop(timeoutMs = 5000): Promise<void> {
+    this.send({ type: "stop" });
+    const timer = new Promise<void>((r) => setTimeout(r, timeoutMs).unref());
+    await Promise.race([this.stopped, timer]);
+    this.done = true;
+    await this.worker.terminate();
+  }
+
+  /** Ends the thread at once (a halted node): no power-off is logged. */
+  async kill(): Promise<void> {
+    this.done = true;
+    await this.worker.terminate();
+  }
+}

@@ -1,0 +1,271 @@
+/**
+ * The machine thread of a node (a worker_threads Worker): it owns v86, the slice driver and the
+ * recorder (primary) or replayer (backup) and runs slices back to back. It never returns to its
+ * event loop once the machine is built: messages from the main thread are taken synchronously at
+ * every slice boundary (`receiveMessageOnPort`), and while the guest idles or the gate is closed the
+ * thread sleeps on the shared doorbell, which the main thread rings after every message. So input,
+ * disk completions and log entries reach the guest at the next boundary, never at the end of a batch.
+ *
+ * What it sends back is batched: at once when a slice produced output or disk requests (the output
+ * rule waits on them), before it sleeps, and otherwise every `flushIntervalMs`.
+ *
+ * A primary with a backup (the shared `progress` flag) logs a progress entry after every slice with
+ * output (so the output rule can be satisfied at once), before sleeping, and at least every
+ * `progressIntervalMs` while busy (so the backup, which may only execute through the last progress
+ * entry, keeps up).
+ */
+import { receiveMessageOnPort, parentPort, workerData, type MessagePort } from "node:worker_threads";
+import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
+import { loadMachine } from "../../emulator/machine-config.js";
+import { decodeCheckpoint, sessionFromCheckpoint } from "../checkpoint.js";
+import type { LogEntry } from "../event-log/log-entry.js";
+import { MachineSession } from "../machine-session.js";
+import { Recorder } from "../recorder.js";
+import { Replayer } from "../replayer.js";
+import type { FromMachine, MachineBatch, MachineInit, ToMachine } from "./machine-protocol.js";
+import { SharedCounters } from "./shared-counters.js";
+
+/** Host ms between batches sent to the main thread while nothing urgent happened. */
+const flushIntervalMs = 2;
+/** Host ms between progress entries while the guest is busy and a backup follows. */
+const progressIntervalMs = 5;
+/** Host ms a replaying backup runs before it publishes what it executed. */
+const followBatchMs = 2;
+/** Entries a backup keeps after executing them before the consumed head of its queue is dropped. */
+const consumedEntriesMax = 4096;
+
+const { port, shared, init } = workerData as { port: MessagePort; shared: SharedArrayBuffer; init: MachineInit };
+const counters = new SharedCounters(shared);
+
+function post(m: FromMachine, transfer: ArrayBuffer[] = []): void {
+  parentPort!.postMessage(m, transfer);
+}
+
+/** What goes to the main thread in the next batch. */
+class Outbox {
+  private batch: MachineBatch = this.empty();
+  private transfer = new Set<ArrayBuffer>();
+  private lastFlushMs = performance.now();
+  private any = false;
+
+  private empty(): MachineBatch {
+    return { type: "batch", entries: [], output: [], disk: [], slice: 0, atWallMs: 0 };
+  }
+
+  entry(e: LogEntry): void {
+    this.batch.entries.push(e);
+    // disk data came from the main thread and is not needed here once applied: hand it back
+    if (e.kind === "disk-read" && e.data.byteOffset === 0 && e.data.byteLength === e.data.buffer.byteLength) this.transfer.add(e.data.buffer as ArrayBuffer);
+    this.any = true;
+  }
+
+  slice(slice: number, serial: Uint8Array | null, requests: MachineBatch["disk"][number]["requests"]): void {
+    if (serial) {
+      this.batch.output.push({ slice, data: serial });
+      this.any = true;
+    }
+    if (requests.length > 0) {
+      this.batch.disk.push({ slice, requests });
+      this.any = true;
+    }
+  }
+
+  get due(): boolean {
+    return this.any && performance.now() - this.lastFlushMs >= flushIntervalMs;
+  }
+
+  flush(slice: number): void {
+    this.lastFlushMs = performance.now();
+    if (!this.any) return;
+    const b = this.batch;
+    b.slice = slice;
+    b.atWallMs = performance.timeOrigin + this.lastFlushMs;
+    post(b, [...this.transfer]);
+    this.batch = this.empty();
+    this.transfer.clear();
+    this.any = false;
+  }
+}
+
+const outbox = new Outbox();
+
+/** Reads every message waiting, synchronously. */
+function drain(handle: (m: ToMachine) => void): void {
+  for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) handle(m.message as ToMachine);
+}
+
+async function buildSession(): Promise<MachineSession> {
+  const loaded = loadMachine(init.image, init.load);
+  const options = { loaded, ...(init.diskBytes !== undefined ? { diskBytes: init.diskBytes } : {}), clock: init.clock };
+  if (!init.checkpoint) return MachineSession.open(options);
+  const c = await decodeCheckpoint(init.checkpoint.bytes);
+  if (c.driver.slice !== init.checkpoint.slice) throw new LockstepError(ErrorCode.checkpointCorrupt, `the checkpoint is at slice ${c.driver.slice}, the primary said ${init.checkpoint.slice}`);
+  return sessionFromCheckpoint(options, c);
+}
+
+/** Records as a live primary until told to stop. */
+function record(session: MachineSession, wallEpochMs: number | undefined): void {
+  const driver = session.driver;
+  const recorder = new Recorder(driver, { digestEverySlices: init.digestEverySlices, sink: (e) => outbox.entry(e) });
+  const wallStartMs = performance.now();
+  let guestStartMs = driver.clock.peekMs();
+  // at power-on guest time follows the host calendar: the time spent building the machine is caught up
+  if (wallEpochMs !== undefined) guestStartMs = Math.max(guestStartMs, Date.now() - wallEpochMs);
+  const wallGuestMs = () => guestStartMs + (performance.now() - wallStartMs);
+  let stopping = false;
+  let checkpointWanted = false;
+  let progressSlice = driver.slice;
+  let progressAtMs = performance.now();
+  const progress = () => {
+    if (driver.slice === progressSlice || !counters.progress) return;
+    recorder.progress();
+    progressSlice = driver.slice;
+    progressAtMs = performance.now();
+  };
+  const handle = (m: ToMachine) => {
+    switch (m.type) {
+      case "input":
+        if (!recorder.queueSerial(m.data, m.source)) post({ type: "input-refused", source: m.source });
+        break;
+      case "disk-read":
+        recorder.queueDiskRead(m.id, m.data);
+        break;
+      case "disk-write":
+        recorder.queueDiskWrite(m.id);
+        break;
+      case "checkpoint":
+        checkpointWanted = true;
+        break;
+      case "stop":
+        stopping = true;
+        break;
+      case "entries":
+      case "go-live":
+        break; // not a backup any more
+    }
+  };
+  for (;;) {
+    const bell = counters.doorbell;
+    drain(handle);
+    if (stopping) break;
+    if (checkpointWanted) {
+      const t0 = performance.now();
+      const checkpoint = recorder.checkpoint(); // undefined while disk I/O is in flight: a later boundary
+      if (checkpoint) {
+        checkpointWanted = false;
+        outbox.flush(driver.slice); // the checkpoint's control entry goes first
+        const m = checkpoint.machine;
+        const transfer = [m.memory, m.devices].filter((a) => a.byteOffset === 0 && a.byteLength === a.buffer.byteLength).map((a) => a.buffer as ArrayBuffer);
+        post({ type: "checkpoint", checkpoint, pauseMs: performance.now() - t0 }, transfer);
+      }
+    }
+    if (!counters.gate) {
+      progress();
+      outbox.flush(driver.slice);
+      counters.sleep(bell, 50);
+      continue;
+    }
+    const decision = recorder.boundary(init.paced ? wallGuestMs() : undefined);
+    if (decision.action === "wait") {
+      progress();
+      outbox.flush(driver.slice);
+      counters.sleep(bell, Math.min(decision.waitMs, 1000));
+      continue;
+    }
+    const result = driver.runSlice();
+    counters.publish(driver.slice, driver.icount, driver.clock.peekMs());
+    outbox.slice(driver.slice, result.serial, result.diskRequests);
+    const urgent = result.serial !== null || result.diskRequests.length > 0;
+    // output waits for the backup's ack of the log through this slice: say at once that it is complete
+    if (urgent || performance.now() - progressAtMs >= progressIntervalMs) progress();
+    if (urgent || outbox.due) outbox.flush(driver.slice);
+  }
+  recorder.powerOff();
+  outbox.flush(driver.slice);
+  post({ type: "stopped" });
+}
+
+/** Follows the log the main thread passes on, as far as it is complete; records after a takeover. */
+function follow(session: MachineSession): void {
+  const driver = session.driver;
+  const queue: LogEntry[] = [];
+  let next = 0;
+  let complete = driver.slice;
+  let stopping = false;
+  let goLive = false;
+  const replayer = new Replayer(driver, () => (next < queue.length ? queue[next++] : undefined), {
+    onSlice: (r, slice) => outbox.slice(slice, r.serial, []),
+  });
+  const handle = (m: ToMachine) => {
+    switch (m.type) {
+      case "entries":
+        for (const e of m.entries) {
+          queue.push(e);
+          if (e.kind === "progress" && e.slice > complete) complete = e.slice;
+        }
+        break;
+      case "go-live":
+        goLive = true;
+        break;
+      case "stop":
+        stopping = true;
+        break;
+      default:
+        break; // primary-only messages sent before the takeover finished: nothing to do
+    }
+  };
+  let reported = driver.slice;
+  for (;;) {
+    const bell = counters.doorbell;
+    drain(handle);
+    if (stopping) {
+      post({ type: "stopped" });
+      return;
+    }
+    if (goLive) {
+      // takeover: everything received is executed (VMware FT: the backup replays its whole log)
+      const last = queue.at(-1)?.slice ?? driver.slice;
+      if (replayer.follow(last, Number.MAX_SAFE_INTEGER) === "power-off") throw new Error("the primary powered the guest off");
+      counters.publish(driver.slice, driver.icount, driver.clock.peekMs());
+      outbox.flush(driver.slice);
+      post({ type: "took-over", slice: driver.slice, pending: session.machine.disk?.pending() ?? [] });
+      return record(session, undefined);
+    }
+    let r: "power-off" | "caught-up" | undefined;
+    const t0 = performance.now();
+    do r = replayer.follow(complete, 1);
+    while (r === undefined && performance.now() - t0 < followBatchMs);
+    counters.publish(driver.slice, driver.icount, driver.clock.peekMs());
+    counters.digestsVerified = replayer.digestsVerified;
+    if (next > consumedEntriesMax) {
+      queue.splice(0, next);
+      next = 0;
+    }
+    if (r === "power-off") throw new Error("the primary powered the guest off");
+    outbox.flush(driver.slice);
+    if (r === "caught-up") {
+      if (driver.slice !== reported) {
+        reported = driver.slice;
+        post({ type: "executed", slice: reported });
+      }
+      counters.sleep(bell, 50);
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  const session = await buildSession();
+  counters.publish(session.driver.slice, session.driver.icount, session.driver.clock.peekMs());
+  post({ type: "ready", slice: session.driver.slice });
+  if (init.role === "primary") record(session, init.wallEpochMs);
+  else follow(session);
+  session.close();
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    const reason = e instanceof LockstepError ? e.toLine() : e instanceof Error ? e.message : String(e);
+    post({ type: "failed", reason, ...(e instanceof LockstepError ? { code: e.code } : {}) });
+  },
+);
