@@ -1,0 +1,536 @@
+/**
+ * NodeCore: everything one lockstep node decides, sans IO (etcd-io/raft's Step/Ready). The runtime
+ * feeds it events — peer messages, what the machine thread reported, console sessions, arbiter
+ * answers, the time — and carries out the effects it returns. The seeded simulation drives this
+ * same class with a scripted machine, so every decision below runs under its faults.
+ *
+ * It owns the node's role and epoch (through a PrimaryCore or a BackupCore), the console stream,
+ * the console sessions and their exactly-once input, the output rule's release of console bytes,
+ * input acks and disk writes, the machine's gate (flow and lag control, a failing disk), when the
+ * machine logs progress, which entries a following machine gets, checkpoint requests and the join
+ * of a backup from a checkpoint, and the steps of a takeover.
+ *
+ * Invariants:
+ *   - Output (console bytes, input acks, disk writes) of slice k is released only up to the
+ *     PrimaryCore's releasable slice: with a backup, what it acknowledged as complete.
+ *   - Console input (client, seq) goes to the machine at most once per primary; what reached the
+ *     guest is known from the log (applied entries), so a resend is never applied twice.
+ *   - A following machine receives the log in order, each entry once.
+ */
+import type { DiskRequest } from "../../emulator/bounce-disk.js";
+import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
+import type { LogHeader } from "../../hypervisor/log-file.js";
+import type { MachineBatch } from "../../hypervisor/machine-thread/machine-protocol.js";
+import type { ConsoleServerMessage } from "../wire/console-messages.js";
+import type { PeerMessage } from "../wire/peer-messages.js";
+import { BackupCore } from "./backup-core.js";
+import { ConsoleStream } from "./console-stream.js";
+import { LatencySamples } from "./latency-samples.js";
+import { defaultPrimaryConfig, PrimaryCore, type CoreEffect, type PrimaryConfig } from "./primary-core.js";
+
+export interface NodeConfig {
+  nodeId: string;
+  heartbeatIntervalMs: number;
+  failureTimeoutMs: number;
+  /** Backup: join from a checkpoint of the running primary instead of replaying from power-on. */
+  join?: boolean;
+  /** Overrides of the primary's bounds (the simulation uses small ones). */
+  primary?: Partial<Omit<PrimaryConfig, "nodeId" | "heartbeatIntervalMs" | "failureTimeoutMs">>;
+  /** Console bytes kept for clients that resume (default 1 MiB). */
+  consoleRetainBytes?: number;
+}
+
+/** Console input bytes sent to the machine and not yet applied, at most (past it the client resends). */
+export const inputInFlightBytesMax = 64 * 1024;
+/** Console output per message at most. */
+const consoleChunkBytes = 64 * 1024;
+
+export type NodeEffect =
+  | Exclude<CoreEffect, { type: "checkpoint-wanted" }>
+  /** Backup: build the machine from the primary's header (power-on) or from a received checkpoint. */
+  | { type: "start-machine"; header: LogHeader; checkpoint?: { bytes: Uint8Array; slice: number } }
+  | { type: "machine-input"; data: Uint8Array; source: { client: string; seq: number } }
+  | { type: "machine-entries"; entries: LogEntry[] }
+  | { type: "machine-checkpoint" }
+  /** gate: the guest may run; progress: log progress promptly (a backup follows). */
+  | { type: "machine-gate"; open: boolean; progress: boolean }
+  /** Backup won the epoch: make the node ready to go live (open the disk), then call `readyToGoLive`. */
+  | { type: "prepare-takeover"; epoch: number }
+  | { type: "machine-go-live" }
+  /** Now the primary of `epoch`: set up the disk path and re-issue `reissue`. */
+  | { type: "became-primary"; epoch: number; reissue: DiskRequest[] }
+  | { type: "disk-submit"; requests: DiskRequest[]; slice: number }
+  | { type: "disk-release"; slice: number }
+  /** Compress and send the checkpoint just taken (the log goes on with entry `first`). */
+  | { type: "send-checkpoint"; first: number; console: number; inputs: Array<[string, number]> }
+  /** Accept (replace the current peer with) or refuse a connection that said hello. */
+  | { type: "peer-accept" }
+  | { type: "peer-refuse"; reason: string }
+  | { type: "console-send"; session: number; message: ConsoleServerMessage }
+  | { type: "console-close"; session: number; code: number; reason: string };
+
+interface ConsoleSession {
+  clientId: string | undefined;
+  offset: number;
+}
+
+interface IncomingCheckpoint {
+  first: number;
+  slice: number;
+  console: number;
+  inputs: Array<[string, number]>;
+  parts: Array<Uint8Array | undefined>;
+}
+
+export class NodeCore {
+  role: "primary" | "backup" | "halted" = "backup";
+  haltReason: string | undefined;
+  primary: PrimaryCore | undefined;
+  backup: BackupCore | undefined;
+  readonly stream: ConsoleStream;
+  /** Output rule delay: output produced -> released (ms), while protected. */
+  readonly outputDelay = new LatencySamples();
+  /** Backup lag: a slice run by the primary -> the backup reported it executed (ms). */
+  readonly backupLag = new LatencySamples();
+  private header: LogHeader | undefined;
+  private sessions = new Map<number, ConsoleSession>();
+  /** Highest input seq per client sent to the machine (not yet seen applied). */
+  private queuedInput = new Map<string, number>();
+  private inputInFlightBytes = 0;
+  /** The machine is built (backup) or running (primary). */
+  private machineReady = false;
+  private machineStarting = false;
+  private machineSlice = 0;
+  /** Backup: entries of BackupCore.entries already passed to the machine. */
+  private entriesPassed = 0;
+  private incoming: IncomingCheckpoint | undefined;
+  private takingOver: number | undefined;
+  private diskStalled = false;
+  private gate = { open: false, progress: false };
+  private outputPending: Array<{ end: number; atMs: number; protected: boolean }> = [];
+  private sliceTimes: Array<{ slice: number; atMs: number }> = [];
+
+  constructor(private readonly config: NodeConfig) {
+    this.stream = new ConsoleStream(config.consoleRetainBytes);
+  }
+
+  get epoch(): number {
+    return this.primary?.epoch ?? this.backup?.epoch ?? 0;
+  }
+
+  get live(): boolean {
+    return this.role === "primary";
+  }
+
+  private primaryConfig(): PrimaryConfig {
+    const c = this.config;
+    return { ...defaultPrimaryConfig, ...c.primary, nodeId: c.nodeId, heartbeatIntervalMs: c.heartbeatIntervalMs, failureTimeoutMs: c.failureTimeoutMs };
+  }
+
+  // ---------------------------------------------------------------- starting
+
+  /** A primary at power-on: epoch won, machine built and sitting at its first boundary. */
+  startPrimary(epoch: number, header: LogHeader, slice: number): NodeEffect[] {
+    this.header = header;
+    this.machineReady = true;
+    this.machineSlice = slice;
+    return this.becomePrimary(epoch, [], true, []);
+  }
+
+  /** A backup: wait for a primary. */
+  startBackup(): NodeEffect[] {
+    const c = this.config;
+    this.backup = new BackupCore({ nodeId: c.nodeId, heartbeatIntervalMs: c.heartbeatIntervalMs, failureTimeoutMs: c.failureTimeoutMs, logEntriesMax: this.primaryConfig().logEntriesMax, ...(c.join ? { join: true } : {}) });
+    this.role = "backup";
+    return [];
+  }
+
+  private becomePrimary(epoch: number, history: LogEntry[], logFromPowerOn: boolean, reissue: DiskRequest[]): NodeEffect[] {
+    const core = new PrimaryCore(this.primaryConfig(), epoch, this.header!, history, logFromPowerOn);
+    core.noteSlice(this.machineSlice);
+    this.primary = core;
+    this.backup = undefined;
+    this.role = "primary";
+    this.queuedInput.clear();
+    this.inputInFlightBytes = 0;
+    const effects: NodeEffect[] = [{ type: "became-primary", epoch, reissue }];
+    effects.push(...this.release(Number.NaN), ...this.gateEffects());
+    return effects;
+  }
+
+  // ---------------------------------------------------------------- the machine
+
+  /** What the machine thread reported: entries, output and disk requests of the slices it ran. */
+  machineBatch(b: MachineBatch, nowMs: number): NodeEffect[] {
+    if (this.role === "halted") return [];
+    this.machineSlice = Math.max(this.machineSlice, b.slice);
+    if (this.role === "backup") {
+      for (const o of b.output) this.stream.append(o.slice, o.data);
+      return [];
+    }
+    const core = this.primary!;
+    for (const e of b.entries) {
+      core.append(e);
+      if (e.kind === "serial" && e.source) {
+        this.stream.inputApplied(e.slice, e.source.client, e.source.seq);
+        this.inputInFlightBytes = Math.max(0, this.inputInFlightBytes - e.data.length);
+      }
+    }
+    core.noteSlice(b.slice);
+    if (core.state === "protected") {
+      this.sliceTimes.push({ slice: b.slice, atMs: b.atWallMs });
+      if (this.sliceTimes.length > 100_000) this.sliceTimes.splice(0, 50_000);
+    }
+    for (const o of b.output) {
+      this.stream.append(o.slice, o.data);
+      this.outputPending.push({ end: this.stream.end, atMs: b.atWallMs, protected: core.state === "protected" });
+    }
+    const effects: NodeEffect[] = b.disk.map((d) => ({ type: "disk-submit" as const, requests: d.requests, slice: d.slice }));
+    // the log (with the progress entry the machine wrote after output) goes out at once: the output rule
+    effects.push(...this.core(core.flush()), ...this.release(nowMs), ...this.gateEffects());
+    return effects;
+  }
+
+  /** Backup: the machine executed the log through `slice` and waits for more. */
+  machineExecuted(slice: number): NodeEffect[] {
+    this.machineSlice = Math.max(this.machineSlice, slice);
+    if (this.role !== "backup" || !this.backup) return [];
+    return this.core(this.backup.executedThrough(slice));
+  }
+
+  /** The machine could not queue an input: the client resends it. */
+  inputRefused(source: { client: string; seq: number }): void {
+    if ((this.queuedInput.get(source.client) ?? 0) >= source.seq) this.queuedInput.set(source.client, source.seq - 1);
+  }
+
+  /** Backup: the machine is built (from power-on or the checkpoint) and follows from here. */
+  machineStarted(slice: number): NodeEffect[] {
+    this.machineStarting = false;
+    if (this.role !== "backup" || !this.backup) return [];
+    this.machineReady = true;
+    this.machineSlice = slice;
+    const c = this.incoming;
+    if (this.config.join && c) {
+      this.incoming = undefined;
+      this.backup.checkpointReceived(c.first, c.slice);
+      this.stream.startAt(c.console, c.inputs);
+      this.entriesPassed = 0;
+    }
+    const joined = this.backup.checkpointed;
+    const msg = joined ? "checkpoint received: following the log from there" : "backup machine ready: following the log";
+    const effects: NodeEffect[] = [{ type: "log", level: "info", msg, fields: { slice, epoch: this.backup.epoch, ...(joined ? { first: this.backup.base } : {}) } }];
+    effects.push(...this.passEntries());
+    if (this.takingOver !== undefined) effects.push({ type: "prepare-takeover", epoch: this.takingOver });
+    return effects;
+  }
+
+  /** The machine could not be built (a refused checkpoint, a mismatched image). */
+  machineFailed(reason: string): NodeEffect[] {
+    return this.halt(reason);
+  }
+
+  /** The disk backend failed (reason) or works again (undefined): the guest waits while it fails. */
+  diskStall(reason: string | undefined): NodeEffect[] {
+    this.diskStalled = reason !== undefined;
+    return this.gateEffects();
+  }
+
+  private gateEffects(): NodeEffect[] {
+    const core = this.primary;
+    const gate = this.role === "primary" && core ? { open: core.mayRun(this.machineSlice) && !this.diskStalled, progress: core.state === "protected" || core.state === "joining" } : { open: false, progress: false };
+    if (gate.open === this.gate.open && gate.progress === this.gate.progress) return [];
+    this.gate = gate;
+    return [{ type: "machine-gate", ...gate }];
+  }
+
+  /** Backup: new entries go to the machine in order, each once. */
+  private passEntries(): NodeEffect[] {
+    const b = this.backup;
+    if (!b || !this.machineReady || this.role !== "backup" || this.entriesPassed >= b.entries.length) return [];
+    const fresh = b.entries.slice(this.entriesPassed);
+    this.entriesPassed = b.entries.length;
+    for (const e of fresh) if (e.kind === "serial" && e.source) this.stream.inputApplied(e.slice, e.source.client, e.source.seq);
+    return [{ type: "machine-entries", entries: fresh }];
+  }
+
+  // ---------------------------------------------------------------- output rule
+
+  /** Releases what the output rule allows: console bytes, input acks, disk writes. */
+  private release(nowMs: number): NodeEffect[] {
+    const core = this.primary;
+    if (!core || this.role !== "primary") return [];
+    const releasable = core.releasableSlice();
+    const effects: NodeEffect[] = [{ type: "disk-release", slice: releasable }];
+    const due = this.stream.release(releasable);
+    while (this.outputPending.length > 0 && this.outputPending[0]!.end <= this.stream.released) {
+      const o = this.outputPending.shift()!;
+      if (o.protected && !Number.isNaN(nowMs)) this.outputDelay.add(nowMs - o.atMs);
+    }
+    for (const [session, c] of this.sessions) {
+      if (c.clientId === undefined) continue;
+      effects.push(...this.pushOutput(session, c));
+      for (const a of due) if (a.client === c.clientId) effects.push({ type: "console-send", session, message: { type: "inack", seq: a.seq } });
+    }
+    return effects;
+  }
+
+  private pushOutput(session: number, c: ConsoleSession): NodeEffect[] {
+    const effects: NodeEffect[] = [];
+    for (;;) {
+      const chunk = this.stream.read(c.offset, consoleChunkBytes);
+      if (!chunk || chunk.data.length === 0) return effects;
+      effects.push({ type: "console-send", session, message: { type: "output", offset: chunk.offset, data: chunk.data } });
+      c.offset += chunk.data.length;
+    }
+  }
+
+  // ---------------------------------------------------------------- console sessions
+
+  consoleOpened(session: number): NodeEffect[] {
+    const live = this.role === "primary";
+    const effects: NodeEffect[] = [{ type: "console-send", session, message: { type: "status", role: this.role, epoch: this.epoch, live } }];
+    if (!live) effects.push({ type: "console-close", session, code: 4001, reason: "not live" });
+    else this.sessions.set(session, { clientId: undefined, offset: 0 });
+    return effects;
+  }
+
+  consoleClosed(session: number): void {
+    this.sessions.delete(session);
+  }
+
+  consoleAttach(session: number, clientId: string, offset: number): NodeEffect[] {
+    const c = this.sessions.get(session);
+    if (!c || this.role !== "primary") return [];
+    if (offset < this.stream.retainedFrom || offset > this.stream.end) {
+      this.sessions.delete(session);
+      return [
+        { type: "log", level: "warn", msg: "console attach at an offset this node cannot serve", fields: { clientId, offset } },
+        { type: "console-close", session, code: 4002, reason: `offset ${offset} not available (have ${this.stream.retainedFrom}..${this.stream.end})` },
+      ];
+    }
+    c.clientId = clientId;
+    c.offset = offset;
+    const effects: NodeEffect[] = [];
+    const acked = this.stream.ackedInput.get(clientId);
+    if (acked) effects.push({ type: "console-send", session, message: { type: "inack", seq: acked } });
+    effects.push(...this.pushOutput(session, c));
+    return effects;
+  }
+
+  /** Console input: each (client, seq) reaches the guest exactly once, in order. */
+  consoleInput(session: number, seq: number, data: Uint8Array): NodeEffect[] {
+    const c = this.sessions.get(session);
+    if (!c || c.clientId === undefined || this.role !== "primary") return [];
+    const id = c.clientId;
+    const known = Math.max(this.stream.appliedInput.get(id) ?? 0, this.queuedInput.get(id) ?? 0);
+    if (seq <= known) {
+      // applied already (or on its way): only say so again
+      const acked = this.stream.ackedInput.get(id) ?? 0;
+      return seq <= acked ? [{ type: "console-send", session, message: { type: "inack", seq: acked } }] : [];
+    }
+    if (seq !== known + 1) return []; // a gap: the client resends in order
+    if (this.inputInFlightBytes + data.length > inputInFlightBytesMax) return []; // the client resends
+    this.inputInFlightBytes += data.length;
+    this.queuedInput.set(id, seq);
+    return [{ type: "machine-input", data, source: { client: id, seq } }];
+  }
+
+  // ---------------------------------------------------------------- peer
+
+  /** The backup's connection to the primary is up. */
+  peerConnected(nowMs: number): NodeEffect[] {
+    return this.backup && this.role === "backup" ? this.core(this.backup.connected(nowMs)) : [];
+  }
+
+  /** Primary: the backup's connection closed (acks received stand). */
+  peerDisconnected(): void {
+    this.primary?.peerDisconnected();
+  }
+
+  /**
+   * A message from the peer. `candidate`: it came on a connection that is not (yet) the peer's; only
+   * a hello can make it the peer (a stray connection cannot cut off the backup).
+   */
+  peerMessage(msg: PeerMessage, nowMs: number, candidate = false): NodeEffect[] {
+    if (this.role === "halted") return [];
+    if (this.primary && this.role === "primary") {
+      const core = this.primary;
+      const effects: NodeEffect[] = [];
+      if (candidate) {
+        if (msg.type !== "hello") return [{ type: "log", level: "warn", msg: "peer frame before hello ignored", fields: { type: msg.type } }];
+        const stepped = this.core(core.step(msg, nowMs));
+        if (core.backupId !== msg.nodeId) return [...stepped, { type: "peer-refuse", reason: "hello rejected" }];
+        effects.push({ type: "peer-accept" }, ...stepped);
+      } else {
+        effects.push(...this.core(core.step(msg, nowMs)));
+        if (msg.type === "ack") this.sampleLag(msg.executed, nowMs);
+      }
+      effects.push(...this.release(nowMs), ...this.gateEffects());
+      return effects;
+    }
+    const b = this.backup!;
+    b.setExecuted(this.machineSlice);
+    const effects = this.core(b.step(msg, nowMs));
+    if (msg.type === "checkpoint" && msg.epoch === b.epoch) effects.push(...this.checkpointPart(msg));
+    else if (msg.type === "log") effects.push(...this.passEntries());
+    return effects;
+  }
+
+  private sampleLag(executed: number, nowMs: number): void {
+    let sample: number | undefined;
+    while (this.sliceTimes.length > 0 && this.sliceTimes[0]!.slice <= executed) sample = nowMs - this.sliceTimes.shift()!.atMs;
+    if (sample !== undefined) this.backupLag.add(sample);
+  }
+
+  /** Backup, joining: collects the checkpoint's parts; when whole, the machine is built from it. */
+  private checkpointPart(msg: Extract<PeerMessage, { type: "checkpoint" }>): NodeEffect[] {
+    if (!this.config.join || this.backup!.checkpointed || this.machineStarting || this.machineReady) return [];
+    if (!this.header) return this.halt("checkpoint refused: it arrived before the log header");
+    let c = this.incoming;
+    if (!c || c.first !== msg.first || c.slice !== msg.slice || c.parts.length !== msg.parts) {
+      // the first part, or a new checkpoint started: take that one
+      c = this.incoming = { first: msg.first, slice: msg.slice, console: msg.console, inputs: msg.inputs, parts: new Array<Uint8Array | undefined>(msg.parts).fill(undefined) };
+    }
+    c.parts[msg.part] = msg.data;
+    if (c.parts.some((p) => !p)) return [];
+    const total = c.parts.reduce((n, p) => n + p!.length, 0);
+    const bytes = new Uint8Array(total);
+    let at = 0;
+    for (const p of c.parts) {
+      bytes.set(p!, at);
+      at += p!.length;
+    }
+    c.parts = [];
+    this.machineStarting = true;
+    return [
+      { type: "log", level: "info", msg: "checkpoint arrived: building the machine from it", fields: { slice: c.slice, bytes: total, first: c.first } },
+      { type: "start-machine", header: this.header, checkpoint: { bytes, slice: c.slice } },
+    ];
+  }
+
+  // ---------------------------------------------------------------- checkpoints (primary)
+
+  /** The machine took the checkpoint a joining backup wanted (its control entry is in the log). */
+  checkpointTaken(): NodeEffect[] {
+    const core = this.primary;
+    if (!core || this.role !== "primary" || !core.checkpointWanted) return [];
+    const first = core.logLength;
+    core.checkpointTaken(first);
+    // joining: output leaves at once, so the whole stream is released here and the offset is final
+    const effects = this.release(Number.NaN);
+    effects.push({ type: "send-checkpoint", first, console: this.stream.end, inputs: [...this.stream.appliedInput.entries()] });
+    return effects;
+  }
+
+  checkpointSent(): NodeEffect[] {
+    return this.primary && this.role === "primary" ? this.core(this.primary.checkpointSent()) : [];
+  }
+
+  checkpointFailed(): NodeEffect[] {
+    return this.primary && this.role === "primary" ? this.core(this.primary.checkpointFailed()) : [];
+  }
+
+  // ---------------------------------------------------------------- time, arbiter, takeover
+
+  tick(nowMs: number, machineSlice: number): NodeEffect[] {
+    this.machineSlice = Math.max(this.machineSlice, machineSlice);
+    if (this.primary && this.role === "primary") {
+      return [...this.core(this.primary.tick(nowMs)), ...this.release(nowMs), ...this.gateEffects()];
+    }
+    if (this.backup && this.role === "backup") {
+      this.backup.setExecuted(this.machineSlice);
+      return this.core(this.backup.tick(nowMs));
+    }
+    return [];
+  }
+
+  arbiterAnswer(epoch: number, won: boolean | undefined): NodeEffect[] {
+    if (this.primary && this.role === "primary") return [...this.core(this.primary.arbiterAnswer(epoch, won)), ...this.gateEffects()];
+    if (this.backup && this.role === "backup") return this.core(this.backup.arbiterAnswer(epoch, won));
+    return [];
+  }
+
+  /** Takeover, step 2: the node is ready (disk open); the machine replays everything and goes live. */
+  readyToGoLive(): NodeEffect[] {
+    if (this.role !== "backup" || this.takingOver === undefined || !this.machineReady) return [];
+    return [...this.passEntries(), { type: "machine-gate", open: false, progress: false }, { type: "machine-go-live" }];
+  }
+
+  /** Takeover, step 3: the machine replayed everything received and waits at the gate. */
+  machineTookOver(slice: number, pending: DiskRequest[]): NodeEffect[] {
+    const b = this.backup;
+    if (this.role !== "backup" || !b || this.takingOver === undefined) return [];
+    const epoch = this.takingOver;
+    this.takingOver = undefined;
+    this.machineSlice = slice;
+    this.gate = { open: false, progress: false };
+    const effects = this.becomePrimary(epoch, b.entries.slice(), !b.checkpointed, pending);
+    effects.push({ type: "log", level: "warn", msg: "took over: now the primary", fields: { epoch, slice, entries: b.entries.length } });
+    return effects;
+  }
+
+  halt(reason: string): NodeEffect[] {
+    if (this.role === "halted") return [];
+    this.role = "halted";
+    this.haltReason = reason;
+    const effects: NodeEffect[] = [];
+    for (const session of this.sessions.keys()) {
+      effects.push({ type: "console-send", session, message: { type: "status", role: "halted", epoch: this.epoch, live: false } });
+      effects.push({ type: "console-close", session, code: 4001, reason: "halted" });
+    }
+    this.sessions.clear();
+    effects.push({ type: "halt", reason });
+    return effects;
+  }
+
+  /** Translates the role cores' effects: some are this core's to act on. */
+  private core(effects: CoreEffect[] | ReturnType<BackupCore["step"]>): NodeEffect[] {
+    const out: NodeEffect[] = [];
+    for (const e of effects) {
+      switch (e.type) {
+        case "checkpoint-wanted":
+          out.push({ type: "log", level: "info", msg: "a backup joins from a checkpoint: taking one at the next boundary without disk I/O in flight" }, { type: "machine-checkpoint" });
+          break;
+        case "header":
+          this.header = e.header;
+          // a joining backup builds its machine from the checkpoint instead
+          if (!this.config.join && !this.machineStarting && !this.machineReady) {
+            this.machineStarting = true;
+            out.push({ type: "start-machine", header: e.header });
+          }
+          break;
+        case "go-live":
+          this.takingOver = e.epoch;
+          // a machine still being built is made ready first (machineStarted asks again)
+          if (this.machineReady) out.push({ type: "prepare-takeover", epoch: e.epoch });
+          else if (!this.machineStarting) out.push(...this.halt("won the epoch before the machine was ready"));
+          break;
+        case "halt":
+          out.push(...this.halt(e.reason));
+          break;
+        default:
+          out.push(e);
+      }
+    }
+    return out;
+  }
+
+  status(): Record<string, unknown> {
+    return {
+      role: this.role,
+      epoch: this.epoch,
+      state: this.primary?.state ?? this.backup?.state ?? this.role,
+      protected: this.primary?.state === "protected",
+      backup: this.primary?.backupId ?? null,
+      lagSlices: this.primary ? (this.primary.lagSlices(this.machineSlice) ?? null) : null,
+      logEntries: this.primary?.logLength ?? this.backup?.entries.length ?? 0,
+      logComplete: this.backup?.complete ?? null,
+      consoleClients: this.sessions.size,
+      outputBytes: this.stream.end,
+      releasedBytes: this.stream.released,
+      haltReason: this.haltReason ?? null,
+      outputDelayMs: this.outputDelay.summary(),
+      backupLagMs: this.backupLag.summary(),
+    };
+  }
+}
