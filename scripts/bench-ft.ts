@@ -66,7 +66,7 @@ async function until(check: () => Promise<boolean> | boolean, timeoutMs: number,
 const loop = "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; echo lo''op-done\r";
 
 /** Runs the linux loop on a primary, with or without a backup; returns seconds and the primary's status. */
-async function linuxLoop(withBackup: boolean): Promise<{ seconds: number; status: Record<string, any>; idleBytesPerS: number; busyBytesPerS: number }> {
+export async function linuxLoop(withBackup: boolean): Promise<{ seconds: number; status: Record<string, any>; idleBytesPerS: number; busyBytesPerS: number }> {
   const dir = mkdtempSync(join(tmpdir(), "lockstep-bench-ft-"));
   const procs: Proc[] = [];
   const client = (a: Proc, b?: Proc) => new ConsoleClient({ urls: [`ws://127.0.0.1:${a.port}`, ...(b ? [`ws://127.0.0.1:${b.port}`] : [])], token });

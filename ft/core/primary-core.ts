@@ -96,6 +96,8 @@ export class PrimaryCore {
   private claimingEpoch = 0;
   /** The highest slice whose output this primary has allowed out (unprotected: all it ran). */
   private releasedThrough = 0;
+  /** The slice through which output had left when the backup caught up (it must cover it to take over). */
+  protectedFrom = 0;
   private currentSlice = 0;
   private lastTickMs: number | undefined;
 
@@ -113,6 +115,11 @@ export class PrimaryCore {
 
   get protectedBy(): string | undefined {
     return this.state === "protected" ? this.peer?.nodeId : undefined;
+  }
+
+  /** The backup this primary talks to (whatever the state), if any. */
+  get peerId(): string | undefined {
+    return this.peer?.nodeId;
   }
 
   /** The backup attached (protecting or joining), if any. */
@@ -248,7 +255,7 @@ export class PrimaryCore {
         if (this.state === "joining" && p.executed >= this.currentSlice - this.config.lagSlicesMax / 2) {
           // caught up: from here on output waits for its ack, and the backup may take over once
           // its log covers what already left
-          this.releasableSlice();
+          this.protectedFrom = this.releasableSlice();
           this.state = "protected";
           effects.push({ type: "log", level: "info", msg: "backup caught up: protected", fields: { backup: p.nodeId, epoch: this.epoch, releasedThrough: this.releasedThrough } });
           effects.push(this.headerMessage());

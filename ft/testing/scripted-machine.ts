@@ -40,6 +40,22 @@ export class ScriptedMachine {
     return null;
   }
 
+  /** The whole machine as bytes (the simulation's checkpoint). */
+  save(): Uint8Array {
+    return new TextEncoder().encode(JSON.stringify({ slice: this.slice, icount: this.icount, hash: this.hash, counter: this.counter, appliedInputs: this.appliedInputs }));
+  }
+
+  static restore(bytes: Uint8Array): ScriptedMachine {
+    const s = JSON.parse(new TextDecoder().decode(bytes)) as { slice: number; icount: number; hash: number; counter: number; appliedInputs: Array<{ client: string; seq: number }> };
+    const m = new ScriptedMachine();
+    m.slice = s.slice;
+    m.icount = s.icount;
+    m.hash = s.hash;
+    m.counter = s.counter;
+    m.appliedInputs.push(...s.appliedInputs);
+    return m;
+  }
+
   digest(): string {
     return this.hash.toString(16).padStart(8, "0") + this.icount.toString(16).padStart(8, "0");
   }

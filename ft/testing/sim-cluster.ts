@@ -1,18 +1,20 @@
 /**
  * SimCluster: a whole primary/backup pair, its arbiter, the network between them and a console
- * client, in one process, driven tick by tick from a seed (TigerBeetle's VOPR in miniature). The
- * nodes run the real PrimaryCore, BackupCore and ConsoleStream over the real wire codec with a
- * ScriptedMachine for a guest. Faults come from the seed: message drop, delay (and so reorder),
- * duplication, partitions, node kills and restarts, an unreachable arbiter. Invariants are checked
- * after every tick and the first violation throws with the seed and tick.
+ * client, in one process, driven tick by tick from a seed (TigerBeetle's VOPR in miniature). Each
+ * node is the production NodeCore — the same code LockstepNode runs — with a ScriptedMachineThread
+ * for its machine thread, talking over the real wire codec. Faults come from the seed: message drop,
+ * delay (and so reorder), duplication, partitions, node kills and restarts (some restarts join from
+ * a checkpoint), node pauses (a stalled process: it hears and does nothing, the peer goes on), an
+ * unreachable arbiter. Invariants are checked after every tick; the first violation throws with the
+ * seed and tick.
  */
-import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
-import { BackupCore, type BackupEffect } from "../core/backup-core.js";
-import { ConsoleStream } from "../core/console-stream.js";
-import { PrimaryCore, type CoreEffect } from "../core/primary-core.js";
+import type { MachineBatch } from "../../hypervisor/machine-thread/machine-protocol.js";
+import { NodeCore, type NodeEffect } from "../core/node-core.js";
+import { decodeConsoleServerMessage, encodeConsoleMessage } from "../wire/console-messages.js";
 import { decodePeerMessage, encodePeerMessage } from "../wire/peer-messages.js";
 import { ScriptedMachine } from "./scripted-machine.js";
+import { ScriptedMachineThread, type ScriptedEvents } from "./scripted-machine-thread.js";
 import { SeededRandom } from "./seeded-random.js";
 
 export interface SimOptions {
@@ -23,6 +25,10 @@ export interface SimOptions {
   delayMaxTicks: number;
   /** Chance per tick that a node is killed (then restarted as a fresh backup later). */
   killRate: number;
+  /** Chance per tick that a node pauses (for up to 400 ticks). */
+  pauseRate: number;
+  /** Chance that a restarted node joins from a checkpoint rather than from power-on. */
+  joinRate: number;
   /** Chance per tick that a partition starts (lasting up to partitionMaxTicks). */
   partitionRate: number;
   partitionMaxTicks: number;
@@ -39,6 +45,8 @@ export function simOptionsFromSeed(seed: number, ticks = 3000): SimOptions {
     duplicateRate: r.chance(0.3) ? r.next() * 0.05 : 0,
     delayMaxTicks: r.int(1, 20),
     killRate: r.chance(0.7) ? r.next() * 0.002 : 0,
+    pauseRate: r.chance(0.4) ? r.next() * 0.001 : 0,
+    joinRate: r.chance(0.5) ? 0.6 : 0,
     partitionRate: r.chance(0.4) ? r.next() * 0.002 : 0,
     partitionMaxTicks: r.int(50, 1500),
     arbiterOutageRate: r.chance(0.3) ? r.next() * 0.001 : 0,
@@ -47,6 +55,8 @@ export function simOptionsFromSeed(seed: number, ticks = 3000): SimOptions {
 
 const heartbeatIntervalMs = 20;
 const failureTimeoutMs = 150;
+/** Checkpoints travel in parts this small here, so that reassembly is exercised. */
+const simCheckpointPartBytes = 64;
 
 const header: LogHeader = {
   format: 2,
@@ -62,22 +72,36 @@ const header: LogHeader = {
 
 class SimNode {
   alive = true;
-  machine = new ScriptedMachine();
-  stream = new ConsoleStream(1 << 30);
-  primary: PrimaryCore | undefined;
-  backup: BackupCore | undefined;
-  pendingInput: Array<{ client: string; seq: number; data: Uint8Array }> = [];
+  pausedUntil = -1;
+  machine: ScriptedMachineThread | undefined;
   /** The digest after each slice this node ran as primary. */
   digests = new Map<number, string>();
-  /** Backup: next received entry to apply; the primary whose log it follows. */
-  applied = 0;
-  followingDigests: Map<number, string> | undefined;
-  constructor(readonly name: string, readonly nodeId: string) {}
+  /** The slice through which output had left when this primary became protected. */
+  releasedAtProtection = 0;
+  wasProtected = false;
+  /** The checkpoint the machine took last, until the core says where it goes. */
+  checkpoint: Uint8Array | undefined;
+  /** Inputs of this node's machine already checked for a second application. */
+  appliedSeen = 0;
+  readonly core: NodeCore;
+  constructor(
+    readonly name: string,
+    readonly nodeId: string,
+    join: boolean,
+  ) {
+    this.core = new NodeCore({
+      nodeId,
+      heartbeatIntervalMs,
+      failureTimeoutMs,
+      ...(join ? { join: true } : {}),
+      primary: { unackedEntriesMax: 400, lagSlicesMax: 50, logEntriesMax: 1_000_000 },
+      consoleRetainBytes: 1 << 30,
+    });
+  }
 }
 
 interface InFlight {
   at: number;
-  from: string;
   to: string;
   bytes: Uint8Array;
 }
@@ -93,34 +117,50 @@ export class SimCluster {
   private claims: Array<{ at: number; node: SimNode; epoch: number }> = [];
   private restarts: Array<{ at: number; name: string }> = [];
   private incarnation = 0;
-  // the console client
-  private clientOffset = 0;
-  private clientReceived: number[] = [];
-  private clientSeq = 0;
-  private clientUnacked: Array<{ seq: number; data: Uint8Array }> = [];
-  private clientAcked = 0;
-  private clientNode: SimNode | undefined;
-  readonly stats = { failovers: 0, kills: 0, partitions: 0, halts: 0, messages: 0, dropped: 0, lost: 0 };
+  /** The console client: one session on whichever node is live. */
+  private client = { node: undefined as SimNode | undefined, session: 0, offset: 0, received: [] as number[], seq: 0, unacked: [] as Array<{ seq: number; data: Uint8Array }>, acked: 0 };
+  readonly stats = { failovers: 0, kills: 0, pauses: 0, joins: 0, checkpointsRestored: 0, partitions: 0, halts: 0, messages: 0, dropped: 0, lost: 0 };
   /** The VM is gone: its only live copy died while no backup could take over (unprotected). */
   lost = false;
 
   constructor(readonly options: SimOptions) {
     this.r = new SeededRandom(options.seed);
-    const a = new SimNode("A", "A#0");
-    a.primary = new PrimaryCore(this.primaryConfig(a), 1, header);
+    const a = new SimNode("A", "A#0", false);
     this.arbiterEpoch = 1;
-    const b = this.freshBackup("B");
-    this.nodes = [a, b];
+    this.nodes = [a];
+    a.machine = new ScriptedMachineThread(new ScriptedMachine(), "primary", this.events(a));
+    this.apply(a, a.core.startPrimary(1, header, 0));
+    this.nodes.push(this.freshBackup("B", false));
   }
 
-  private primaryConfig(n: SimNode) {
-    return { nodeId: n.nodeId, heartbeatIntervalMs, failureTimeoutMs, unackedEntriesMax: 400, lagSlicesMax: 50, logEntriesMax: 1_000_000 };
-  }
-
-  private freshBackup(name: string): SimNode {
-    const n = new SimNode(name, `${name}#${++this.incarnation}`);
-    n.backup = new BackupCore({ nodeId: n.nodeId, heartbeatIntervalMs, failureTimeoutMs, logEntriesMax: 1_000_000 });
+  private freshBackup(name: string, join: boolean): SimNode {
+    const n = new SimNode(name, `${name}#${++this.incarnation}`, join);
+    if (join) this.stats.joins++;
+    this.apply(n, n.core.startBackup());
     return n;
+  }
+
+  /** What a node's machine reports goes to its core (a machine restored from a checkpoint too). */
+  private events(n: SimNode): ScriptedEvents {
+    return {
+      batch: (b: MachineBatch) => this.apply(n, n.core.machineBatch(b, this.tick)),
+      executed: (slice) => this.apply(n, n.core.machineExecuted(slice)),
+      checkpoint: (bytes) => {
+        n.checkpoint = bytes;
+        this.apply(n, n.core.checkpointTaken());
+        n.checkpoint = undefined;
+      },
+      tookOver: (slice) => {
+        this.stats.failovers++;
+        n.digests = new Map();
+        this.apply(n, n.core.machineTookOver(slice, []));
+      },
+      failed: (reason) => this.fail(`machine of ${n.nodeId} failed: ${reason}`),
+      afterSlice: (slice, digest) => {
+        if (n.core.role === "primary") n.digests.set(slice, digest);
+        else this.checkBackupDigest(n, slice, digest);
+      },
+    };
   }
 
   private fail(what: string): never {
@@ -135,6 +175,7 @@ export class SimCluster {
     // heal and let the survivors settle, then check the end state
     this.partitionUntil = -1;
     this.arbiterDownUntil = -1;
+    for (const n of this.nodes) n.pausedUntil = -1;
     for (let i = 0; i < 2000; i++, this.tick++) {
       this.step(true);
       if (this.lost) return;
@@ -143,36 +184,41 @@ export class SimCluster {
   }
 
   private step(calm = false): void {
-    const o = this.options;
-    if (!calm) this.injectFaults(o);
+    if (!calm) this.injectFaults(this.options);
     for (const rs of this.restarts.filter((x) => x.at <= this.tick)) {
       const i = this.nodes.findIndex((n) => n.name === rs.name);
-      this.nodes[i] = this.freshBackup(rs.name);
+      this.nodes[i] = this.freshBackup(rs.name, this.r.chance(this.options.joinRate));
     }
     this.restarts = this.restarts.filter((x) => x.at > this.tick);
     this.deliver();
     this.answerClaims();
-    for (const n of this.nodes) if (n.alive) this.tickNode(n);
-    this.client(calm);
+    for (const n of this.nodes) if (this.running(n)) this.tickNode(n);
+    this.console(calm);
     this.checkInvariants();
     this.checkLost();
   }
 
+  private running(n: SimNode): boolean {
+    return n.alive && this.tick > n.pausedUntil;
+  }
+
   private injectFaults(o: SimOptions): void {
-    // One failure at a time (what FT promises to survive): kill only while the pair is protected
-    // by a backup whose log covers all output that left.
+    // One failure at a time (what FT promises to survive): kill or pause only while the pair is
+    // protected by a backup whose log covers all output that left.
     // (A following backup alone is not protection: its primary may already be dead and undetected.)
     const protectedNow =
-      this.nodes.every((n) => n.alive) &&
-      this.nodes.some((n) => n.primary?.state === "protected") &&
-      this.nodes.some((n) => n.backup?.state === "following" && n.backup.complete >= n.backup.eligibleAt);
-    if (protectedNow && this.r.chance(o.killRate)) {
+      this.nodes.every((n) => this.running(n)) &&
+      this.nodes.some((n) => n.core.primary?.state === "protected") &&
+      this.nodes.some((n) => n.core.backup?.state === "following" && n.core.backup.complete >= n.core.backup.eligibleAt && n.machine !== undefined);
+    if (protectedNow && this.restarts.length === 0 && this.r.chance(o.killRate)) {
       const victim = this.nodes[this.r.int(0, 1)]!;
-      if (victim.alive && this.restarts.length === 0) {
-        victim.alive = false;
-        this.stats.kills++;
-        this.restarts.push({ at: this.tick + this.r.int(100, 600), name: victim.name });
-      }
+      victim.alive = false;
+      this.stats.kills++;
+      this.restarts.push({ at: this.tick + this.r.int(100, 600), name: victim.name });
+    } else if (protectedNow && this.r.chance(o.pauseRate)) {
+      const victim = this.nodes[this.r.int(0, 1)]!;
+      victim.pausedUntil = this.tick + this.r.int(20, 400);
+      this.stats.pauses++;
     }
     if (this.tick > this.partitionUntil && this.r.chance(o.partitionRate)) {
       this.partitionUntil = this.tick + this.r.int(10, o.partitionMaxTicks);
@@ -189,18 +235,25 @@ export class SimCluster {
       return;
     }
     const copies = this.r.chance(this.options.duplicateRate) ? 2 : 1;
-    for (let i = 0; i < copies; i++) this.network.push({ at: this.tick + this.r.int(1, this.options.delayMaxTicks), from: from.nodeId, to: to.name, bytes });
+    for (let i = 0; i < copies; i++) this.network.push({ at: this.tick + this.r.int(1, this.options.delayMaxTicks), to: to.name, bytes });
   }
 
   private deliver(): void {
-    const due = this.network.filter((m) => m.at <= this.tick);
-    this.network = this.network.filter((m) => m.at > this.tick);
+    const due: InFlight[] = [];
+    const later: InFlight[] = [];
+    for (const m of this.network) {
+      const to = this.nodes.find((n) => n.name === m.to);
+      // a paused node reads nothing: its messages wait in its socket buffer
+      if (m.at <= this.tick && !(to && to.alive && this.tick <= to.pausedUntil)) due.push(m);
+      else later.push(m);
+    }
+    this.network = later;
     for (const m of due) {
       const to = this.nodes.find((n) => n.name === m.to);
       if (!to || !to.alive || this.tick <= this.partitionUntil) continue;
       const msg = decodePeerMessage(m.bytes); // through the real codec
-      if (to.primary) this.apply(to, to.primary.step(msg, this.tick));
-      else if (to.backup) this.apply(to, to.backup.step(msg, this.tick));
+      // a hello to a primary comes on a new connection: the core accepts or refuses it
+      this.apply(to, to.core.peerMessage(msg, this.tick, to.core.role === "primary" && msg.type === "hello"));
     }
   }
 
@@ -215,12 +268,12 @@ export class SimCluster {
         this.arbiterEpoch = c.epoch;
         won = true;
       } else won = false;
-      if (c.node.primary) this.apply(c.node, c.node.primary.arbiterAnswer(c.epoch, won));
-      else if (c.node.backup) this.apply(c.node, c.node.backup.arbiterAnswer(c.epoch, won));
+      this.apply(c.node, c.node.core.arbiterAnswer(c.epoch, won));
     }
   }
 
-  private apply(n: SimNode, effects: Array<CoreEffect | BackupEffect>): void {
+  /** Carries out a node's effects, the way LockstepNode does with real I/O. */
+  private apply(n: SimNode, effects: NodeEffect[]): void {
     for (const e of effects) {
       switch (e.type) {
         case "send":
@@ -234,136 +287,154 @@ export class SimCluster {
           n.alive = false;
           if (!this.restarts.some((x) => x.name === n.name)) this.restarts.push({ at: this.tick + this.r.int(50, 300), name: n.name });
           break;
-        case "go-live":
-          this.takeOver(n, e.epoch);
+        case "start-machine":
+          n.machine = e.checkpoint ? ScriptedMachineThread.fromCheckpoint(e.checkpoint.bytes, this.events(n)) : new ScriptedMachineThread(new ScriptedMachine(), "backup", this.events(n));
+          if (e.checkpoint) this.stats.checkpointsRestored++;
+          this.apply(n, n.core.machineStarted(n.machine.slice));
           break;
-        case "header":
+        case "machine-input":
+          n.machine?.input(e.data, e.source);
+          break;
+        case "machine-entries":
+          n.machine?.entries(e.entries);
+          break;
+        case "machine-checkpoint":
+          n.machine?.requestCheckpoint();
+          break;
+        case "machine-gate":
+          if (n.machine) {
+            n.machine.gate = e.open;
+            n.machine.progress = e.progress;
+          }
+          break;
+        case "prepare-takeover":
+          this.apply(n, n.core.readyToGoLive());
+          break;
+        case "machine-go-live":
+          n.machine?.requestGoLive();
+          break;
+        case "send-checkpoint": {
+          const bytes = n.checkpoint!;
+          const parts = Math.max(1, Math.ceil(bytes.length / simCheckpointPartBytes));
+          for (let part = 0; part < parts; part++) {
+            const data = bytes.subarray(part * simCheckpointPartBytes, (part + 1) * simCheckpointPartBytes);
+            this.send(n, encodePeerMessage({ type: "checkpoint", epoch: n.core.epoch, first: e.first, slice: n.machine!.slice, part, parts, data, console: e.console, inputs: e.inputs }));
+          }
+          this.apply(n, n.core.checkpointSent());
+          break;
+        }
+        case "disk-release":
+          this.checkRelease(n, e.slice);
+          break;
+        case "console-send":
+          if (this.client.node === n && this.client.session === e.session) this.onConsoleMessage(encodeConsoleMessage(e.message));
+          break;
+        case "console-close":
+          if (this.client.node === n && this.client.session === e.session) this.client.node = undefined;
+          break;
+        case "became-primary":
+        case "disk-submit":
+        case "peer-accept":
+        case "peer-refuse":
         case "log":
           break;
       }
     }
   }
 
-  /** The backup won the epoch: replay everything received, then become an unprotected primary. */
-  private takeOver(n: SimNode, epoch: number): void {
-    const b = n.backup!;
-    const last = b.entries.at(-1);
-    for (let guard = 0; last && (n.machine.slice < last.slice || n.applied < b.entries.length); guard++) {
-      if (guard > 10_000_000) this.fail(`takeover of ${n.nodeId} does not converge`);
-      this.backupStep(n, b.entries.length);
-    }
-    n.primary = new PrimaryCore(this.primaryConfig(n), epoch, header, b.entries);
-    n.primary.noteSlice(n.machine.slice);
-    n.backup = undefined;
-    n.digests = new Map();
-    this.stats.failovers++;
-  }
-
   private tickNode(n: SimNode): void {
-    if (n.primary) {
-      const p = n.primary;
-      this.apply(n, p.tick(this.tick));
-      if (p.state === "halted") return;
-      if (!p.mayRun(n.machine.slice)) return;
-      const m = n.machine;
-      const at = { slice: m.slice, icount: m.icount };
-      for (const input of n.pendingInput) {
-        if (input.seq <= (n.stream.appliedInput.get(input.client) ?? 0)) continue; // applied already: exactly once
-        const entry: LogEntry = { kind: "serial", ...at, data: input.data, source: { client: input.client, seq: input.seq } };
-        m.apply(entry);
-        p.append(entry);
-        n.stream.inputApplied(m.slice, input.client, input.seq);
-      }
-      n.pendingInput = [];
-      const out = m.runSlice();
-      p.noteSlice(m.slice);
-      n.digests.set(m.slice, m.digest());
-      if (out) n.stream.append(m.slice, out);
-      p.append({ kind: "progress", slice: m.slice, icount: m.icount });
-      this.apply(n, p.flush());
-      this.release(n);
-    } else if (n.backup) {
-      const b = n.backup;
-      if (b.state === "waiting" && this.tick % 50 === 0) this.apply(n, b.connected(this.tick));
-      this.apply(n, b.tick(this.tick));
-      if (b.state !== "following") return;
-      for (let i = 0; i < 5 && n.machine.slice < b.complete; i++) this.backupStep(n, Number.POSITIVE_INFINITY);
-      b.setExecuted(n.machine.slice);
-    }
-  }
-
-  /** Applies the entries at the backup's current boundary, then runs one slice if the log allows. */
-  private backupStep(n: SimNode, entryLimit: number): void {
-    const b = n.backup!;
     const m = n.machine;
-    while (n.applied < Math.min(entryLimit, b.entries.length) && b.entries[n.applied]!.slice === m.slice) {
-      const e = b.entries[n.applied++]!;
-      if (e.icount !== m.icount) this.fail(`backup ${n.nodeId} diverged: entry icount ${e.icount}, machine ${m.icount} at slice ${m.slice}`);
-      m.apply(e);
-      if (e.kind === "serial" && e.source) n.stream.inputApplied(m.slice, e.source.client, e.source.seq);
-    }
-    const next = b.entries[n.applied];
-    if (!next && m.slice >= (b.entries.at(-1)?.slice ?? 0)) return;
-    const out = m.runSlice();
-    if (out) n.stream.append(m.slice, out);
-    const primary = this.nodes.find((x) => x.primary && x.primary.epoch === b.epoch && x.nodeId !== n.nodeId);
-    const theirs = primary?.digests.get(m.slice);
-    if (theirs !== undefined && m.slice <= b.complete && theirs !== m.digest()) {
-      this.fail(`backup ${n.nodeId} digest ${m.digest()} differs from primary ${primary!.nodeId}'s ${theirs} at acknowledged slice ${m.slice}`);
+    if (n.core.backup?.state === "waiting" && this.tick % 50 === 0) this.apply(n, n.core.peerConnected(this.tick));
+    this.apply(n, n.core.tick(this.tick, m?.slice ?? 0));
+    if (!m || !n.alive || n.core.role === "halted") return;
+    m.step(this.tick, m.role === "primary" ? 1 : 5);
+    this.checkAppliedOnce(n);
+  }
+
+  /** The backup's state after every slice its log covers equals the primary's after that slice. */
+  private checkBackupDigest(n: SimNode, slice: number, digest: string): void {
+    const b = n.core.backup;
+    if (!b) return;
+    const primary = this.nodes.find((x) => x.core.primary && x.core.epoch === b.epoch && x.nodeId !== n.nodeId);
+    const theirs = primary?.digests.get(slice);
+    if (theirs !== undefined && slice <= b.complete && theirs !== digest) {
+      this.fail(`backup ${n.nodeId} digest ${digest} differs from primary ${primary!.nodeId}'s ${theirs} at acknowledged slice ${slice}`);
     }
   }
 
-  private release(n: SimNode): void {
-    const due = n.stream.release(n.primary!.releasableSlice());
-    if (n === this.clientNode) for (const a of due) if (a.client === "client") this.onInack(a.seq);
+  /** Exactly once: no console input reaches a machine twice (checked as it happens, losses or not). */
+  private checkAppliedOnce(n: SimNode): void {
+    const applied = n.machine!.machine.appliedInputs;
+    for (; n.appliedSeen < applied.length; n.appliedSeen++) {
+      const a = applied[n.appliedSeen]!;
+      if (applied.findIndex((x) => x.client === a.client && x.seq === a.seq) !== n.appliedSeen) this.fail(`input ${a.seq} applied twice on ${n.nodeId}`);
+    }
   }
 
-  private onInack(seq: number): void {
-    this.clientAcked = Math.max(this.clientAcked, seq);
-    this.clientUnacked = this.clientUnacked.filter((u) => u.seq > seq);
+  /**
+   * The output rule, with no exemption: a protected primary releases output of a slice only when its
+   * backup's log is complete through it, or when it had left before the backup was protecting.
+   */
+  private checkRelease(n: SimNode, slice: number): void {
+    const p = n.core.primary;
+    if (!p) return;
+    if (p.state === "protected" && !n.wasProtected) n.releasedAtProtection = p.protectedFrom;
+    n.wasProtected = p.state === "protected" || p.state === "claiming";
+    if (!n.wasProtected) return;
+    const peer = this.nodes.find((x) => x.nodeId === p.peerId);
+    if (!peer?.alive || !peer.core.backup) return; // a dead backup: the primary finds out and claims
+    const bound = Math.max(peer.core.backup.complete, n.releasedAtProtection);
+    if (slice > bound) this.fail(`primary ${n.nodeId} released slice ${slice} but backup ${peer.nodeId} is complete through ${peer.core.backup.complete} (released ${n.releasedAtProtection} before protection)`);
+  }
+
+  private onConsoleMessage(bytes: Uint8Array): void {
+    const m = decodeConsoleServerMessage(bytes); // through the real codec
+    const c = this.client;
+    if (m.type === "output") {
+      if (m.offset !== c.offset) this.fail(`console output at offset ${m.offset}, the client expected ${c.offset}`);
+      for (const b of m.data) c.received.push(b);
+      c.offset += m.data.length;
+    } else if (m.type === "inack") {
+      c.acked = Math.max(c.acked, m.seq);
+      c.unacked = c.unacked.filter((u) => u.seq > m.seq);
+    }
   }
 
   /** The console client: follows a live primary, reads released output, types and resends input. */
-  private client(calm: boolean): void {
-    const live = this.nodes.filter((n) => n.alive && n.primary && n.primary.state !== "halted");
-    if (!this.clientNode || !live.includes(this.clientNode)) {
-      this.clientNode = live.length ? live[this.r.int(0, live.length - 1)] : undefined;
-      if (!this.clientNode) return;
+  private console(calm: boolean): void {
+    const c = this.client;
+    if (!c.node || !c.node.alive || c.node.core.role !== "primary") {
+      const live = this.nodes.filter((n) => this.running(n) && n.core.role === "primary" && n.core.primary!.state !== "halted");
+      c.node = live.length ? live[this.r.int(0, live.length - 1)] : undefined;
+      if (!c.node) return;
       // attach: the new server must agree with what we already have
-      const s = this.clientNode.stream;
+      const s = c.node.core.stream;
       const have = s.read(Math.max(s.retainedFrom, 0), Number.MAX_SAFE_INTEGER)!;
-      for (let i = 0; i < have.data.length && have.offset + i < this.clientOffset; i++) {
-        if (have.data[i] !== this.clientReceived[have.offset + i]) this.fail(`console output contradicts at offset ${have.offset + i} after moving to ${this.clientNode.nodeId}`);
+      for (let i = 0; i < have.data.length && have.offset + i < c.offset; i++) {
+        if (have.data[i] !== c.received[have.offset + i]) this.fail(`console output contradicts at offset ${have.offset + i} after moving to ${c.node.nodeId}`);
       }
-      for (const u of this.clientUnacked) this.clientNode.pendingInput.push({ client: "client", seq: u.seq, data: u.data });
+      const n = c.node;
+      c.session = this.tick + 1;
+      this.apply(n, n.core.consoleOpened(c.session));
+      this.apply(n, n.core.consoleAttach(c.session, "client", c.offset));
+      for (const u of c.unacked) this.apply(n, n.core.consoleInput(c.session, u.seq, u.data));
     }
-    const n = this.clientNode;
-    const chunk = n.stream.read(this.clientOffset);
-    if (!chunk) this.fail(`console offset ${this.clientOffset} no longer retained by ${n.nodeId}`);
-    for (const b of chunk.data) this.clientReceived.push(b);
-    this.clientOffset += chunk.data.length;
-    if (!calm && this.r.chance(0.02) && this.clientUnacked.length < 20) {
-      const u = { seq: ++this.clientSeq, data: new TextEncoder().encode(`in${this.clientSeq}`) };
-      this.clientUnacked.push(u);
-      n.pendingInput.push({ client: "client", seq: u.seq, data: u.data });
+    const n = c.node;
+    if (!n || !this.running(n)) return;
+    if (!calm && this.r.chance(0.02) && c.unacked.length < 20) {
+      const u = { seq: ++c.seq, data: new TextEncoder().encode(`in${c.seq}`) };
+      c.unacked.push(u);
+      this.apply(n, n.core.consoleInput(c.session, u.seq, u.data));
+    } else if (c.unacked.length > 0 && this.r.chance(0.01)) {
+      // resend what is not acknowledged (a client does after a timeout): must not be applied twice
+      for (const u of c.unacked) this.apply(n, n.core.consoleInput(c.session, u.seq, u.data));
     }
   }
 
   private checkInvariants(): void {
-    const live = this.nodes.filter((n) => n.alive && (n.primary?.state === "unprotected" || n.primary?.state === "joining"));
-    if (live.length > 1) this.fail(`two live primaries: ${live.map((n) => `${n.nodeId} epoch ${n.primary!.epoch}`).join(", ")}`);
-    for (const n of live) if (n.primary!.epoch !== this.arbiterEpoch) this.fail(`live primary ${n.nodeId} has epoch ${n.primary!.epoch} but the arbiter is at ${this.arbiterEpoch}`);
-    // output rule: a protected primary released nothing beyond what its backup's log covers
-    for (const n of this.nodes) {
-      const p = n.primary;
-      if (!n.alive || !p || (p.state !== "protected" && p.state !== "claiming")) continue;
-      const peerId = p.protectedBy ?? undefined;
-      const peer = this.nodes.find((x) => x.nodeId === peerId);
-      if (!peer?.backup || peer.backup.state === "waiting") continue;
-      // beyond what left while unprotected (eligibleAt), nothing leaves that the backup's log lacks
-      const bound = Math.max(peer.backup.complete, peer.backup.eligibleAt);
-      if (p.releasableSlice() > bound) this.fail(`primary ${n.nodeId} may release slice ${p.releasableSlice()} but backup ${peer.nodeId} is complete through ${peer.backup.complete}`);
-    }
+    const live = this.nodes.filter((n) => n.alive && (n.core.primary?.state === "unprotected" || n.core.primary?.state === "joining"));
+    if (live.length > 1) this.fail(`two live primaries: ${live.map((n) => `${n.nodeId} epoch ${n.core.epoch}`).join(", ")}`);
+    for (const n of live) if (n.core.epoch !== this.arbiterEpoch) this.fail(`live primary ${n.nodeId} has epoch ${n.core.epoch} but the arbiter is at ${this.arbiterEpoch}`);
   }
 
   /**
@@ -373,8 +444,8 @@ export class SimCluster {
    * while a caught-up backup exists (then it is a bug, caught as "two"/"zero" live primaries).
    */
   private checkLost(): void {
-    const primaries = this.nodes.some((n) => n.alive && n.primary && n.primary.state !== "halted");
-    const heirs = this.nodes.some((n) => n.alive && n.backup && (n.backup.state === "following" || n.backup.state === "claiming") && n.backup.complete >= n.backup.eligibleAt);
+    const primaries = this.nodes.some((n) => n.alive && n.core.primary && n.core.primary.state !== "halted");
+    const heirs = this.nodes.some((n) => n.alive && n.core.backup && (n.core.backup.state === "following" || n.core.backup.state === "claiming" || n.core.backup.state === "live") && n.core.backup.complete >= n.core.backup.eligibleAt);
     const pendingTakeover = this.claims.length > 0;
     if (!primaries && !heirs && !pendingTakeover) {
       this.lost = true;
@@ -383,16 +454,12 @@ export class SimCluster {
   }
 
   private checkEnd(): void {
-    const live = this.nodes.filter((n) => n.alive && n.primary && n.primary.state !== "halted");
+    const live = this.nodes.filter((n) => n.alive && n.core.role === "primary" && n.core.primary!.state !== "halted");
     if (live.length !== 1) this.fail(`after healing, ${live.length} live primaries`);
     const n = live[0]!;
-    const all = n.stream.read(0, Number.MAX_SAFE_INTEGER)!;
-    for (let i = 0; i < this.clientOffset; i++) if (all.data[i] !== this.clientReceived[i]) this.fail(`console byte ${i} differs from the live primary's stream`);
-    const seen = new Set<number>();
-    for (const a of n.machine.appliedInputs) {
-      if (seen.has(a.seq)) this.fail(`input ${a.seq} applied twice`);
-      seen.add(a.seq);
-    }
-    for (let s = 1; s <= this.clientAcked; s++) if (!seen.has(s)) this.fail(`acknowledged input ${s} was lost`);
+    const all = n.core.stream.read(n.core.stream.retainedFrom, Number.MAX_SAFE_INTEGER)!;
+    for (let i = Math.max(all.offset, 0); i < this.client.offset; i++) if (all.data[i - all.offset] !== this.client.received[i]) this.fail(`console byte ${i} differs from the live primary's stream`);
+    const seen = new Set(n.machine!.machine.appliedInputs.map((a) => a.seq));
+    for (let s = 1; s <= this.client.acked; s++) if (!seen.has(s)) this.fail(`acknowledged input ${s} was lost`);
   }
 }

@@ -1,6 +1,7 @@
-// The whole pair in one process from a seed, with faults (drop, delay/reorder, duplicate, partition,
-// kills and restarts, arbiter outages), invariants checked after every tick: never two live
-// primaries, no output released before its ack, the backup's digest equals the primary's at every
+// The whole pair in one process from a seed — the production NodeCore on each node, a scripted
+// machine thread behind it — with faults (drop, delay/reorder, duplicate, partition, kills and
+// restarts, restarts that join from a checkpoint, node pauses, arbiter outages), invariants checked
+// after every tick: never two live primaries, no output released before its ack, the backup's digest equals the primary's at every
 // acknowledged slice, the console stream has no gap, repeat or contradiction, and acknowledged input
 // is applied exactly once. Seeds come in two files (this one and simulation-more.test.ts) so that
 // they run on both cores; SIM_SEEDS sets how many per file (default 1000); SIM_SEED runs one.
@@ -13,7 +14,7 @@ const seeds = single !== undefined ? [single] : Array.from({ length: Number(proc
 
 describe("simulated lockstep pair", () => {
   it(`holds every invariant for ${seeds.length} seeds`, () => {
-    const totals = { failovers: 0, kills: 0, partitions: 0, halts: 0, messages: 0, dropped: 0, lost: 0 };
+    const totals = { failovers: 0, kills: 0, pauses: 0, joins: 0, checkpointsRestored: 0, partitions: 0, halts: 0, messages: 0, dropped: 0, lost: 0 };
     for (const seed of seeds) {
       const sim = new SimCluster(simOptionsFromSeed(seed));
       try {
@@ -31,6 +32,9 @@ describe("simulated lockstep pair", () => {
       expect(totals.failovers).toBeGreaterThan(10);
       expect(totals.kills).toBeGreaterThan(10);
       expect(totals.partitions).toBeGreaterThan(10);
+      expect(totals.pauses).toBeGreaterThan(10);
+      expect(totals.joins).toBeGreaterThan(10);
+      expect(totals.checkpointsRestored).toBeGreaterThan(10);
       expect(totals.dropped).toBeGreaterThan(100);
       // with one failure at a time, no VM is ever lost
       expect(totals.lost).toBe(0);
