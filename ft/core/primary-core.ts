@@ -201,6 +201,16 @@ export class PrimaryCore {
           effects.push({ type: "log", level: "warn", msg: "hello from a second backup rejected while the first is alive", fields: { current: this.peer.nodeId, other: message.nodeId } });
           break;
         }
+        if (this.state === "protected" && this.peer && this.peer.nodeId !== message.nodeId) {
+          // The protecting backup fell silent and another asks to join. The silent one may be alive
+          // behind a partition and about to claim the next epoch: this side must win that epoch
+          // before it goes on with a new backup (VMware FT §2.3), never slide over to it.
+          this.state = "claiming";
+          this.claimingEpoch = this.epoch + 1;
+          effects.push({ type: "log", level: "warn", msg: "a new backup asks to join while the protecting one is silent: claiming the next epoch first", fields: { silent: this.peer.nodeId, other: message.nodeId } });
+          effects.push({ type: "claim-epoch", epoch: this.claimingEpoch });
+          break;
+        }
         if (this.state === "claiming") {
           effects.push({ type: "log", level: "warn", msg: "hello while claiming the next epoch rejected", fields: { nodeId: message.nodeId } });
           break;

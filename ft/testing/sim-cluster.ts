@@ -79,6 +79,8 @@ class SimNode {
   /** The slice through which output had left when this primary became protected. */
   releasedAtProtection = 0;
   wasProtected = false;
+  /** The highest slice whose output this node released. */
+  releasedMax = -1;
   /** The checkpoint the machine took last, until the core says where it goes. */
   checkpoint: Uint8Array | undefined;
   /** Inputs of this node's machine already checked for a second application. */
@@ -377,7 +379,8 @@ export class SimCluster {
    */
   private checkRelease(n: SimNode, slice: number): void {
     const p = n.core.primary;
-    if (!p) return;
+    if (!p || slice <= n.releasedMax) return; // nothing new leaves
+    n.releasedMax = slice;
     if (p.state === "protected" && !n.wasProtected) n.releasedAtProtection = p.protectedFrom;
     n.wasProtected = p.state === "protected" || p.state === "claiming";
     if (!n.wasProtected) return;
