@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { packageRoot } from "../emulator/package-root.js";
 import { ConsoleClient } from "../ft/runtime/console-client.js";
+import { until } from "../ft/runtime/until.js";
 
 const cli = join(packageRoot(), "dist", "ft", "cli", "main.js");
 const token = "benchmark-token-0123";
@@ -55,14 +56,6 @@ async function status(port: number): Promise<Record<string, any>> {
   return (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as Record<string, any>;
 }
 
-async function until(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`bench: timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 const loop = "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; echo lo''op-done\r";
 
 /** Runs the linux loop on a primary, with or without a backup; returns seconds and the primary's status. */
@@ -88,7 +81,7 @@ async function linuxLoop(withBackup: boolean): Promise<{ seconds: number; status
     const idleBytesPerS = (s1.peerBytesSent - s0.peerBytesSent) / 5;
     const t0 = performance.now();
     c.send(Buffer.from(loop));
-    await until(() => out.includes("loop-done\r\n"), 300_000, "the loop");
+    await until(() => out.includes("loop-done\r\n"), 300_000, "the loop", 5);
     const seconds = (performance.now() - t0) / 1000;
     const s2 = await status(a.port);
     c.close();
@@ -121,7 +114,7 @@ export async function diskThroughput(withBackup: boolean): Promise<{ writeMBps: 
     const timed = async (cmd: string, marker: string) => {
       const t0 = performance.now();
       c.send(Buffer.from(cmd));
-      await until(() => out.includes(marker), 300_000, marker);
+      await until(() => out.includes(marker), 300_000, marker, 5);
       return (performance.now() - t0) / 1000;
     };
     const writeS = await timed(writeCmd, "w-done\r\n");

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { packageRoot } from "../emulator/package-root.js";
 import { ConsoleClient } from "../ft/runtime/console-client.js";
+import { until } from "../ft/runtime/until.js";
 
 const minutes = Number(process.env.SOAK_MINUTES ?? 10);
 const cli = join(packageRoot(), "dist", "ft", "cli", "main.js");
@@ -44,11 +45,11 @@ try {
   let out = "";
   client.on("output", (d: Uint8Array) => (out += Buffer.from(d).toString("latin1")));
   client.start();
-  while (!/lockstep:\/root# /.test(out)) await sleep(50);
+  await until(() => /lockstep:\/root# /.test(out), 300_000, "the prompt");
   client.send(Buffer.from("(while true; do i=0; while [ $i -lt 20 ]; do seq 1 3000 > /mnt/s$i; sync; i=$((i+1)); done; done) & (while true; do :; done) &\r"));
   await sleep(3000);
   const b = await start("backup", "B", ["--connect", `ws://127.0.0.1:${a}`, "--join"]);
-  while ((await status(a)).protected !== true) await sleep(100);
+  await until(async () => (await status(a)).protected === true, 600_000, "the joined backup to protect the primary", 100);
   const joinedAt = await status(a);
   process.stderr.write(`joined at slice ${joinedAt.slice}; following for ${minutes} min of guest time\n`);
   const endGuestMs = joinedAt.guestMs + minutes * 60_000;
