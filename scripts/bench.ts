@@ -9,7 +9,8 @@
  *  4. Fault tolerance: FT vs non-FT throughput, output-rule delay, backup lag, channel bandwidth,
  *     failover time over BENCH_KILLS kills (scripts/bench-ft.ts).
  *
- * Environment: BENCH_RUNS (default 3), BENCH_KILLS (default 20).
+ * Environment: BENCH_RUNS (default 3), BENCH_KILLS (default 20), BENCH_PIN=1 (each FT node on a core of
+ * its own, see scripts/bench-ft.ts).
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, statSync } from "node:fs";

@@ -5,15 +5,16 @@
 import { renameSync } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
+import type { NodeProcess } from "../../ft/runtime/node-process.js";
 import { until } from "../../ft/runtime/until.js";
 import { packr } from "../../ft/wire/envelope.js";
 import { encodePeerMessage } from "../../ft/wire/peer-messages.js";
-import { CuttableProxy, TestCluster, token, type TestNode } from "../support/cluster.js";
+import { CuttableProxy, TestCluster, token } from "../support/cluster.js";
 
 let cluster: TestCluster;
 afterEach(() => cluster?.stop());
 
-async function protectedPair(viaProxy = false): Promise<{ a: TestNode; b: TestNode; proxy?: CuttableProxy }> {
+async function protectedPair(viaProxy = false): Promise<{ a: NodeProcess; b: NodeProcess; proxy?: CuttableProxy }> {
   cluster = new TestCluster();
   const a = await cluster.start("A", "primary", ["--image", "tiny"]);
   let proxy: CuttableProxy | undefined;

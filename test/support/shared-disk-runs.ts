@@ -11,8 +11,9 @@ import { join } from "node:path";
 import { afterAll, expect } from "vitest";
 import { makeBlankDisk } from "../../emulator/blank-disk.js";
 import { ConsoleClient } from "../../ft/runtime/console-client.js";
+import type { NodeProcess } from "../../ft/runtime/node-process.js";
 import { until } from "../../ft/runtime/until.js";
-import { TestCluster, token, type TestNode } from "../support/cluster.js";
+import { TestCluster, token } from "./cluster.js";
 
 export const killsPerRun = 2;
 const clusters: TestCluster[] = [];
@@ -41,8 +42,8 @@ export async function writeRecordsThroughKills(backend: "file" | "nbd", kills: n
   const diskPath = join(cluster.dir, "shared.img");
   writeFileSync(diskPath, makeBlankDisk({ sizeMiB: 16, format: "ext2" }));
   const diskArg = backend === "nbd" ? await startNbdkit(cluster.dir, diskPath) : diskPath;
-  let primary: TestNode = await cluster.start("P0", "primary", ["--image", "linux", "--disk", diskArg]);
-  let backup: TestNode = await cluster.start("B0", "backup", ["--connect", primary.url]);
+  let primary: NodeProcess = await cluster.start("P0", "primary", ["--image", "linux", "--disk", diskArg]);
+  let backup: NodeProcess = await cluster.start("B0", "backup", ["--connect", primary.url]);
   const client = new ConsoleClient({ urls: [primary.url, backup.url], token });
   let out = "";
   client.on("output", (d: Uint8Array) => (out += Buffer.from(d).toString("latin1")));
@@ -71,7 +72,7 @@ export async function writeRecordsThroughKills(backend: "file" | "nbd", kills: n
     await waitOut(/umount-status-0/, 30_000);
   } finally {
     client.close();
-    for (const n of cluster.nodes) if (n.exitCode === undefined) n.kill("SIGKILL");
+    for (const n of cluster.nodes) n.kill("SIGKILL");
     for (const s of servers.splice(0)) s.kill("SIGKILL");
   }
   // the console saw every record reported once, in order
