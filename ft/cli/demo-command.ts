@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import { closeSync, mkdtempSync, openSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConsoleClient } from "../runtime/console-client.js";
+import { ConsoleClient, type ConsoleContradiction } from "../runtime/console-client.js";
 import { NodeProcess, type NodeEvent, type NodeRole } from "../runtime/node-process.js";
 import { escapeByte } from "./terminal-console.js";
 
@@ -66,6 +66,7 @@ export async function demoCommand(options: { image: string }): Promise<void> {
     }
     process.stdout.write(b);
   });
+  client.on("contradiction", (c: ConsoleContradiction) => say(`OUTPUT CONTRADICTION: ${c.url} resent different bytes at offset ${c.offset} than were shown`));
   client.on("attached", (url: string, epoch: number) => {
     if (killedAt !== undefined) say(`console reattached to ${url} (epoch ${epoch}) ${Math.round(performance.now() - killedAt)} ms after the kill`);
   });
