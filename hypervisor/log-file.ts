@@ -12,11 +12,11 @@
  */
 import { closeSync, fstatSync, openSync, readSync, writeSync } from "node:fs";
 import { crc32 } from "node:zlib";
-import { Packr } from "msgpackr";
 import { ErrorCode, LockstepError } from "../emulator/lockstep-error.js";
 import type { DiskSpec, MachineConfig } from "../emulator/machine-config.js";
 import { decodeEntry, encodeEntry, logFormatVersion, type LogEntry } from "./event-log/log-entry.js";
 import type { ClockParams } from "./virtual-clock.js";
+import { packr } from "./msgpack.js";
 
 const magic = Buffer.from("LOCKSTEP", "ascii");
 const prefixBytes = 8 + 4 + 4 + 4;
@@ -25,8 +25,8 @@ const frameHeadBytes = 8;
 export const headerBytesMax = 16 * 2 ** 20;
 export const frameBytesMax = 4 * 2 ** 20;
 
-/** Plain msgpack: no record/structure extension, so every frame decodes on its own. */
-export const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: "number" });
+// re-exported for hypervisor/checkpoint.ts, which packs checkpoints with the same configuration
+export { packr };
 
 export interface DiskInfo {
   bytes: number;

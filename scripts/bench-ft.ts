@@ -4,97 +4,59 @@
  *  - output-rule delay and backup lag distributions (from the primary's /status);
  *  - logging-channel bandwidth, idle and busy;
  *  - failover time, SIGKILL of the primary -> first console byte from the new primary, over N kills.
+ *
+ * BENCH_PIN=1 pins each node to a core of its own (taskset): A and C, which never run at the same
+ * time, to CPU 0, B to CPU 1, so that a primary and its backup do not compete for one core.
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
-import { packageRoot } from "../emulator/package-root.js";
 import { ConsoleClient } from "../ft/runtime/console-client.js";
+import { NodeProcess, type NodeRole } from "../ft/runtime/node-process.js";
+import { until } from "../ft/runtime/until.js";
 
-const cli = join(packageRoot(), "dist", "ft", "cli", "main.js");
 const token = "benchmark-token-0123";
+const pinned = process.env.BENCH_PIN === "1";
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
+function startNode(dir: string, role: NodeRole, name: "A" | "B" | "C", args: string[]): Promise<NodeProcess> {
+  const cpus = pinned ? (name === "B" ? "1" : "0") : undefined;
+  return NodeProcess.start({ role, name, sharedDir: dir, token, args, logLevel: "warn", stderr: "ignore", ...(cpus !== undefined ? { cpus } : {}) });
 }
 
-interface Proc {
-  child: ChildProcess;
-  port: number;
-  live: Promise<void>;
-}
-
-async function startNode(dir: string, role: "primary" | "backup", name: string, extra: string[]): Promise<Proc> {
-  const port = await freePort();
-  const child = spawn(process.execPath, [cli, role, "--listen", `127.0.0.1:${port}`, "--shared-dir", dir, "--token", token, "--node-id", name, ...extra], {
-    stdio: ["ignore", "pipe", "ignore"],
-    env: { ...process.env, LOCKSTEP_LOG_LEVEL: "warn" },
-  });
-  let resolveListening!: () => void;
-  let resolveLive!: () => void;
-  const listening = new Promise<void>((r) => (resolveListening = r));
-  const live = new Promise<void>((r) => (resolveLive = r));
-  createInterface({ input: child.stdout! }).on("line", (line) => {
-    if (line.includes('"listening"')) resolveListening();
-    if (line.includes('"live"')) resolveLive();
-  });
-  await listening;
-  return { child, port, live };
-}
-
-async function status(port: number): Promise<Record<string, any>> {
-  return (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as Record<string, any>;
-}
-
-async function until(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`bench: timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+const status = (node: NodeProcess) => node.status<Record<string, any>>(10_000);
 
 const loop = "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; echo lo''op-done\r";
 
 /** Runs the linux loop on a primary, with or without a backup; returns seconds and the primary's status. */
 export async function linuxLoop(withBackup: boolean): Promise<{ seconds: number; status: Record<string, any>; idleBytesPerS: number; busyBytesPerS: number }> {
   const dir = mkdtempSync(join(tmpdir(), "lockstep-bench-ft-"));
-  const procs: Proc[] = [];
-  const client = (a: Proc, b?: Proc) => new ConsoleClient({ urls: [`ws://127.0.0.1:${a.port}`, ...(b ? [`ws://127.0.0.1:${b.port}`] : [])], token });
+  const procs: NodeProcess[] = [];
+  const client = (a: NodeProcess, b?: NodeProcess) => new ConsoleClient({ urls: [a.url, ...(b ? [b.url] : [])], token });
   try {
     const a = await startNode(dir, "primary", "A", ["--image", "linux"]);
     procs.push(a);
-    const b = withBackup ? await startNode(dir, "backup", "B", ["--connect", `ws://127.0.0.1:${a.port}`]) : undefined;
+    const b = withBackup ? await startNode(dir, "backup", "B", ["--connect", a.url]) : undefined;
     if (b) procs.push(b);
     const c = client(a, b);
     let out = "";
     c.on("output", (d: Uint8Array) => (out += Buffer.from(d).toString("latin1")));
     c.start();
     await until(() => /lockstep:\/root# /.test(out), 120_000, "the prompt");
-    if (b) await until(async () => (await status(a.port)).protected === true, 60_000, "protection");
+    if (b) await until(async () => (await status(a)).protected === true, 60_000, "protection");
     // idle: 5 s at the prompt
-    const s0 = await status(a.port);
+    const s0 = await status(a);
     await new Promise((r) => setTimeout(r, 5000));
-    const s1 = await status(a.port);
+    const s1 = await status(a);
     const idleBytesPerS = (s1.peerBytesSent - s0.peerBytesSent) / 5;
     const t0 = performance.now();
     c.send(Buffer.from(loop));
-    await until(() => out.includes("loop-done\r\n"), 300_000, "the loop");
+    await until(() => out.includes("loop-done\r\n"), 300_000, "the loop", 5);
     const seconds = (performance.now() - t0) / 1000;
-    const s2 = await status(a.port);
+    const s2 = await status(a);
     c.close();
     return { seconds, status: s2, idleBytesPerS, busyBytesPerS: (s2.peerBytesSent - s1.peerBytesSent) / seconds };
   } finally {
-    for (const p of procs) p.child.kill("SIGKILL");
+    for (const p of procs) p.kill("SIGKILL");
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -106,33 +68,33 @@ const readCmd = "umount /mnt && mount -t ext2 /dev/sda /mnt && cat /mnt/big > /d
 /** Guest disk write and read throughput (MB/s) on the shared disk, with or without a backup; log bytes sent per MB read. */
 export async function diskThroughput(withBackup: boolean): Promise<{ writeMBps: number; readMBps: number; logBytesPerMBRead: number }> {
   const dir = mkdtempSync(join(tmpdir(), "lockstep-bench-disk-"));
-  const procs: Proc[] = [];
+  const procs: NodeProcess[] = [];
   try {
     const a = await startNode(dir, "primary", "A", ["--image", "linux"]);
     procs.push(a);
-    const b = withBackup ? await startNode(dir, "backup", "B", ["--connect", `ws://127.0.0.1:${a.port}`]) : undefined;
+    const b = withBackup ? await startNode(dir, "backup", "B", ["--connect", a.url]) : undefined;
     if (b) procs.push(b);
-    const c = new ConsoleClient({ urls: [`ws://127.0.0.1:${a.port}`], token });
+    const c = new ConsoleClient({ urls: [a.url], token });
     let out = "";
     c.on("output", (d: Uint8Array) => (out += Buffer.from(d).toString("latin1")));
     c.start();
     await until(() => /lockstep:\/root# /.test(out), 120_000, "the prompt");
-    if (b) await until(async () => (await status(a.port)).protected === true, 60_000, "protection");
+    if (b) await until(async () => (await status(a)).protected === true, 60_000, "protection");
     const timed = async (cmd: string, marker: string) => {
       const t0 = performance.now();
       c.send(Buffer.from(cmd));
-      await until(() => out.includes(marker), 300_000, marker);
+      await until(() => out.includes(marker), 300_000, marker, 5);
       return (performance.now() - t0) / 1000;
     };
     const writeS = await timed(writeCmd, "w-done\r\n");
-    const s0 = await status(a.port);
+    const s0 = await status(a);
     const readS = await timed(readCmd, "r-done\r\n");
-    const s1 = await status(a.port);
+    const s1 = await status(a);
     c.close();
     const mb = (diskMiB * 2 ** 20) / 1e6;
     return { writeMBps: mb / writeS, readMBps: mb / readS, logBytesPerMBRead: (s1.peerBytesSent - s0.peerBytesSent) / mb };
   } finally {
-    for (const p of procs) p.child.kill("SIGKILL");
+    for (const p of procs) p.kill("SIGKILL");
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -140,31 +102,31 @@ export async function diskThroughput(withBackup: boolean): Promise<{ writeMBps: 
 /** Re-protection: a linux primary takes over, a new backup joins it from a checkpoint (--join). */
 export async function joinCost(): Promise<{ pauseMs: number; protectMs: number; rawBytes: number; bytes: number }> {
   const dir = mkdtempSync(join(tmpdir(), "lockstep-bench-join-"));
-  const procs: Proc[] = [];
+  const procs: NodeProcess[] = [];
   try {
     const a = await startNode(dir, "primary", "A", ["--image", "linux"]);
     procs.push(a);
-    const b = await startNode(dir, "backup", "B", ["--connect", `ws://127.0.0.1:${a.port}`]);
+    const b = await startNode(dir, "backup", "B", ["--connect", a.url]);
     procs.push(b);
-    const c = new ConsoleClient({ urls: [`ws://127.0.0.1:${a.port}`], token });
+    const c = new ConsoleClient({ urls: [a.url], token });
     let out = "";
     c.on("output", (d: Uint8Array) => (out += Buffer.from(d).toString("latin1")));
     c.start();
     await until(() => /lockstep:\/root# /.test(out), 120_000, "the prompt");
     c.send(Buffer.from("i=0; while true; do i=$((i+1)); done &\r")); // a busy guest
     c.close();
-    await until(async () => (await status(a.port)).protected === true, 60_000, "protection");
-    a.child.kill("SIGKILL");
-    await b.live;
+    await until(async () => (await status(a)).protected === true, 60_000, "protection");
+    a.kill("SIGKILL");
+    await b.waitEvent("live", 30_000);
     const t0 = performance.now();
-    const n = await startNode(dir, "backup", "C", ["--connect", `ws://127.0.0.1:${b.port}`, "--join"]);
+    const n = await startNode(dir, "backup", "C", ["--connect", b.url, "--join"]);
     procs.push(n);
-    await until(async () => (await status(b.port)).protected === true, 60_000, "re-protection");
+    await until(async () => (await status(b)).protected === true, 60_000, "re-protection");
     const protectMs = performance.now() - t0;
-    const j = (await status(b.port)).lastJoin as { pauseMs: number; rawBytes: number; bytes: number };
+    const j = (await status(b)).lastJoin as { pauseMs: number; rawBytes: number; bytes: number };
     return { pauseMs: j.pauseMs, protectMs, rawBytes: j.rawBytes, bytes: j.bytes };
   } finally {
-    for (const p of procs) p.child.kill("SIGKILL");
+    for (const p of procs) p.kill("SIGKILL");
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -172,18 +134,18 @@ export async function joinCost(): Promise<{ pauseMs: number; protectMs: number; 
 /** One SIGKILL of a protected tiny primary: ms until the first console byte from the new primary. */
 async function oneFailover(): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), "lockstep-bench-fo-"));
-  const procs: Proc[] = [];
+  const procs: NodeProcess[] = [];
   try {
     const a = await startNode(dir, "primary", "A", ["--image", "tiny"]);
     procs.push(a);
-    const b = await startNode(dir, "backup", "B", ["--connect", `ws://127.0.0.1:${a.port}`]);
+    const b = await startNode(dir, "backup", "B", ["--connect", a.url]);
     procs.push(b);
-    await until(async () => (await status(a.port)).protected === true, 30_000, "protection");
-    const c = new ConsoleClient({ urls: [`ws://127.0.0.1:${a.port}`, `ws://127.0.0.1:${b.port}`], token });
+    await until(async () => (await status(a)).protected === true, 30_000, "protection");
+    const c = new ConsoleClient({ urls: [a.url, b.url], token });
     let killedAt: number | undefined;
     let firstByteMs: number | undefined;
     c.on("output", () => {
-      if (killedAt !== undefined && firstByteMs === undefined && c.connectedTo?.endsWith(String(b.port))) firstByteMs = performance.now() - killedAt;
+      if (killedAt !== undefined && firstByteMs === undefined && c.connectedTo === b.url) firstByteMs = performance.now() - killedAt;
     });
     c.start();
     await until(() => c.connectedTo !== undefined, 10_000, "the console");
@@ -191,13 +153,13 @@ async function oneFailover(): Promise<number> {
     const pinger = setInterval(() => c.send(Buffer.from("ping\r")), 20);
     await new Promise((r) => setTimeout(r, 200 + Math.random() * 300));
     killedAt = performance.now();
-    a.child.kill("SIGKILL");
+    a.kill("SIGKILL");
     await until(() => firstByteMs !== undefined, 10_000, "output from the new primary");
     clearInterval(pinger);
     c.close();
     return firstByteMs!;
   } finally {
-    for (const p of procs) p.child.kill("SIGKILL");
+    for (const p of procs) p.kill("SIGKILL");
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -9,7 +9,8 @@
  *  4. Fault tolerance: FT vs non-FT throughput, output-rule delay, backup lag, channel bandwidth,
  *     failover time over BENCH_KILLS kills (scripts/bench-ft.ts).
  *
- * Environment: BENCH_RUNS (default 3), BENCH_KILLS (default 20).
+ * Environment: BENCH_RUNS (default 3), BENCH_KILLS (default 20), BENCH_PIN=1 (each FT node on a core of
+ * its own, see scripts/bench-ft.ts).
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
@@ -18,6 +19,7 @@ import { join } from "node:path";
 import { makeBlankDisk } from "../emulator/blank-disk.js";
 import { loadMachine } from "../emulator/machine-config.js";
 import { packageRoot } from "../emulator/package-root.js";
+import { until } from "../ft/runtime/until.js";
 import { MemoryDiskPort } from "../hypervisor/disk/disk-port.js";
 import { LiveLoop } from "../hypervisor/live-loop.js";
 import { encodeFrame } from "../hypervisor/log-file.js";
@@ -88,10 +90,8 @@ async function bandwidth(): Promise<string[]> {
   // the CLI's flush cadence: a progress entry every 100 ms
   const flush = setInterval(() => recorder.progress(), 100);
   const running = loop.run();
-  const until = async (re: RegExp) => {
-    while (!re.test(out)) await new Promise((r) => setTimeout(r, 10));
-  };
-  await until(/lockstep:\/root# /);
+  const printed = (re: RegExp) => until(() => re.test(out), 300_000, `${re} on the console`, 10);
+  await printed(/lockstep:\/root# /);
   const phase = async (name: string, start: () => void, done: () => Promise<void>) => {
     const b0 = bytes;
     const g0 = session.clock.peekMs();
@@ -109,7 +109,7 @@ async function bandwidth(): Promise<string[]> {
       recorder.queueSerial(new TextEncoder().encode("i=0; while [ $i -lt 40000 ]; do i=$((i+1)); done; echo bu''sy-done\r"));
       loop.wake();
     },
-    () => until(/busy-done\r\n/),
+    () => printed(/busy-done\r\n/),
   );
   clearInterval(flush);
   loop.stop();

@@ -3,6 +3,12 @@
  * it reached and the input not yet acknowledged; on every (re)connection it attaches at that offset
  * and resends that input, so output is neither lost nor repeated across a failover and acknowledged
  * input is applied exactly once (the server drops sequence numbers it already applied).
+ *
+ * It also checks the output rule from the outside: on a re-attach it asks for output from a little
+ * before the offset it reached, and the bytes resent must equal the bytes it received. A node that
+ * released output its backup never logged would, after a takeover, resend different bytes at the
+ * same offsets; the client reports that as a "contradiction" (it cannot take back what it already
+ * passed on) and passes on only the bytes after its offset.
  */
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
@@ -18,11 +24,32 @@ export interface ConsoleClientOptions {
   retryMs?: number;
   /** Input not yet acknowledged, at most (backpressure: `send` returns false beyond it). */
   unackedBytesMax?: number;
+  /** How much output before its offset the client asks for again on a re-attach, to compare (default 4096; 0: no check). */
+  overlapBytes?: number;
 }
+
+/** Output a node resent after a re-attach that differs from what the client had received. */
+export interface ConsoleContradiction {
+  /** Stream offset of the first differing byte. */
+  offset: number;
+  /** The node that resent it. */
+  url: string;
+  /** From `offset` on: the bytes received before, and the bytes resent (at most 64 of each). */
+  had: Uint8Array;
+  resent: Uint8Array;
+}
+
+const contradictionContextBytes = 64;
 
 export class ConsoleClient extends EventEmitter {
   readonly clientId: string;
   offset = 0;
+  /** Output bytes compared with a node's resend after re-attaches, in total. */
+  overlapCheckedBytes = 0;
+  /** The newest output bytes received (up to `overlapBytes`), ending at `offset`. */
+  private tail = new Uint8Array(0);
+  /** Per node: the oldest offset it said it still holds, when it refused an earlier one. */
+  private servedFrom = new Map<string, number>();
   private seq = 0;
   private unacked: Array<{ seq: number; data: Uint8Array }> = [];
   private unackedBytes = 0;
@@ -73,6 +100,45 @@ export class ConsoleClient extends EventEmitter {
     if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(encodeConsoleMessage(m));
   }
 
+  /** Where to attach on `url`: up to `overlapBytes` before the offset reached, as far as the node holds. */
+  private attachOffset(url: string): number {
+    return Math.min(this.offset, Math.max(this.offset - this.tail.length, this.servedFrom.get(url) ?? 0));
+  }
+
+  private keepTail(fresh: Uint8Array): void {
+    const max = this.options.overlapBytes ?? 4096;
+    if (fresh.length >= max) {
+      this.tail = fresh.slice(fresh.length - max);
+      return;
+    }
+    const keep = Math.min(this.tail.length, max - fresh.length);
+    const next = new Uint8Array(keep + fresh.length);
+    next.set(this.tail.subarray(this.tail.length - keep));
+    next.set(fresh, keep);
+    this.tail = next;
+  }
+
+  /** Compares resent bytes (from stream offset `at`) with those received; true on a contradiction. */
+  private compare(at: number, resent: Uint8Array, url: string): boolean {
+    const tailStart = this.offset - this.tail.length;
+    // bytes older than the tail cannot be checked (the attach never asks for them)
+    const from = Math.max(at, tailStart);
+    for (let i = from - at; i < resent.length; i++) {
+      const j = at + i - tailStart;
+      this.overlapCheckedBytes++;
+      if (resent[i] === this.tail[j]) continue;
+      const c: ConsoleContradiction = {
+        offset: at + i,
+        url,
+        had: this.tail.slice(j, j + contradictionContextBytes),
+        resent: resent.slice(i, i + contradictionContextBytes),
+      };
+      this.emit("contradiction", c);
+      return true;
+    }
+    return false;
+  }
+
   private connect(): void {
     if (this.closed) return;
     const base = this.options.urls[this.urlIndex % this.options.urls.length]!;
@@ -81,6 +147,8 @@ export class ConsoleClient extends EventEmitter {
     url.searchParams.set("token", this.options.token);
     const ws = new WebSocket(url);
     this.ws = ws;
+    let attachedAt: number | undefined;
+    let contradicted = false;
     ws.binaryType = "nodebuffer";
     ws.on("message", (data: Buffer) => {
       let m;
@@ -95,7 +163,8 @@ export class ConsoleClient extends EventEmitter {
         case "status":
           if (m.live && !this.live) {
             this.live = base;
-            this.write({ type: "attach", clientId: this.clientId, offset: this.offset });
+            attachedAt = this.attachOffset(base);
+            this.write({ type: "attach", clientId: this.clientId, offset: attachedAt });
             for (const u of this.unacked) this.write({ type: "input", seq: u.seq, data: u.data });
             this.emit("attached", base, m.epoch);
           }
@@ -106,10 +175,12 @@ export class ConsoleClient extends EventEmitter {
             ws.terminate();
             return;
           }
-          const skip = this.offset - m.offset;
-          if (skip >= m.data.length) return;
-          const fresh = m.data.subarray(skip);
+          const known = Math.min(this.offset - m.offset, m.data.length);
+          if (known > 0 && !contradicted) contradicted = this.compare(m.offset, m.data.subarray(0, known), base);
+          if (known === m.data.length) return;
+          const fresh = m.data.subarray(known);
           this.offset += fresh.length;
+          this.keepTail(fresh);
           this.emit("output", fresh);
           break;
         }
@@ -119,8 +190,14 @@ export class ConsoleClient extends EventEmitter {
       }
     });
     ws.on("error", () => {});
-    ws.on("close", () => {
+    ws.on("close", (code: number, reason: Buffer) => {
       if (this.ws !== ws) return;
+      // 4002: the node no longer holds the offset asked for (a backup that joined from a checkpoint
+      // holds output only from there on); it says what it has: ask from there next time
+      if (code === 4002 && attachedAt !== undefined && attachedAt < this.offset) {
+        const have = /have (\d+)\.\./.exec(reason.toString());
+        this.servedFrom.set(base, have ? Number(have[1]) : this.offset);
+      }
       const was = this.live;
       this.live = undefined;
       if (was) this.emit("detached", was);

@@ -4,13 +4,13 @@
  * must not depend on earlier frames), bounded in size, and validated field by field. A frame that
  * fails is rejected with a stable code and never reaches protocol logic.
  */
-import { Packr } from "msgpackr";
+import { packr } from "../../hypervisor/msgpack.js";
 
 export const wireVersion = 1;
 /** Frames larger than this are rejected before decoding. */
 export const wireFrameBytesMax = 8 * 2 ** 20;
 
-export const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: "number" });
+export { packr }; // the repository-wide configuration, re-exported for the frame encoders and tests
 
 export const WireErrorCode = {
   tooLarge: "LOCKSTEP_ERR_WIRE_TOO_LARGE",

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { makeBlankDisk } from "../../emulator/blank-disk.js";
 import { ConsoleClient } from "../../ft/runtime/console-client.js";
+import { until } from "../../ft/runtime/until.js";
 import { runCli } from "../support/cli.js";
 import { TestCluster, token } from "../support/cluster.js";
 
@@ -18,13 +19,6 @@ afterAll(async () => {
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until(check: () => boolean, timeoutMs: number, what: () => string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what()}`);
-    await sleep(20);
-  }
-}
 
 async function nbdkit(socket: string, file: string, extra: string[] = []): Promise<ChildProcess> {
   rmSync(socket, { force: true });

@@ -3,6 +3,7 @@
 // new primary: the second takeover works and the console counter stream is still contiguous.
 import { afterAll, describe, expect, it } from "vitest";
 import { ConsoleClient } from "../../ft/runtime/console-client.js";
+import { until as poll } from "../../ft/runtime/until.js";
 import { TestCluster, token } from "../support/cluster.js";
 
 const cluster = new TestCluster();
@@ -16,13 +17,8 @@ describe("re-protection from a checkpoint", () => {
     let out = "";
     client.on("output", (d: Uint8Array) => (out += Buffer.from(d).toString("latin1")));
     client.start();
-    const until = async (check: () => boolean | Promise<boolean>, timeoutMs: number, what: string | (() => string)) => {
-      const deadline = Date.now() + timeoutMs;
-      while (!(await check())) {
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === "string" ? what : what()}; output tail ${JSON.stringify(out.slice(-300))}`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    };
+    const until = (check: () => boolean | Promise<boolean>, timeoutMs: number, what: string | (() => string)) =>
+      poll(check, timeoutMs, () => `${typeof what === "string" ? what : what()}; output tail ${JSON.stringify(out.slice(-300))}`);
     const counters = () => [...out.matchAll(/^c(\d+)\r$/gm)].map((m) => Number(m[1]));
     try {
       await until(() => /lockstep:\/root# /.test(out), 90_000, "the prompt");

@@ -3,6 +3,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { loadMachine } from "../../emulator/machine-config.js";
 import { makeBlankDisk } from "../../emulator/blank-disk.js";
+import { until } from "../../ft/runtime/until.js";
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import { MemoryDiskPort } from "../../hypervisor/disk/disk-port.js";
 import { LiveLoop } from "../../hypervisor/live-loop.js";
@@ -37,13 +38,8 @@ async function liveGuest(image: string, epochMs: number, seed = 1, followHostCal
   });
   const running = loop.run();
   const waitFor = async (re: RegExp, from: number, timeoutMs: number) => {
-    const deadline = performance.now() + timeoutMs;
-    for (;;) {
-      const m = output.slice(from).match(re);
-      if (m) return m;
-      if (performance.now() > deadline) throw new Error(`timed out waiting for ${re}: ${output.slice(-300)}`);
-      await new Promise((r) => setTimeout(r, 5));
-    }
+    await until(() => re.test(output.slice(from)), timeoutMs, () => `${re}: ${output.slice(-300)}`, 5);
+    return output.slice(from).match(re)!; // the first match after `from`, the one `until` saw
   };
   /** Host time at which the output first contained `text` (after `from`). */
   const arrivalOf = (text: string, from: number) => arrivals.find((a) => a.text.indexOf(text, from) >= 0)!.at;

@@ -5,22 +5,16 @@
 import { renameSync } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
+import type { NodeProcess } from "../../ft/runtime/node-process.js";
+import { until } from "../../ft/runtime/until.js";
 import { packr } from "../../ft/wire/envelope.js";
 import { encodePeerMessage } from "../../ft/wire/peer-messages.js";
-import { CuttableProxy, TestCluster, token, type TestNode } from "../support/cluster.js";
+import { CuttableProxy, TestCluster, token } from "../support/cluster.js";
 
 let cluster: TestCluster;
 afterEach(() => cluster?.stop());
 
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function protectedPair(viaProxy = false): Promise<{ a: TestNode; b: TestNode; proxy?: CuttableProxy }> {
+async function protectedPair(viaProxy = false): Promise<{ a: NodeProcess; b: NodeProcess; proxy?: CuttableProxy }> {
   cluster = new TestCluster();
   const a = await cluster.start("A", "primary", ["--image", "tiny"]);
   let proxy: CuttableProxy | undefined;
@@ -30,7 +24,7 @@ async function protectedPair(viaProxy = false): Promise<{ a: TestNode; b: TestNo
     target = `ws://127.0.0.1:${await proxy.listen()}`;
   }
   const b = await cluster.start("B", "backup", ["--connect", target]);
-  await until("the pair to be protected", async () => (await a.status()).protected === true);
+  await until(async () => (await a.status()).protected === true, 15_000, "the pair to be protected");
   return { a, b, ...(proxy ? { proxy } : {}) };
 }
 
@@ -38,10 +32,14 @@ describe("pair faults with real processes", () => {
   it("killing the backup: the primary goes on, reported unprotected", async () => {
     const { a, b } = await protectedPair();
     b.kill("SIGKILL");
-    await until("the primary to report unprotected", async () => {
-      const s = await a.status();
-      return s.role === "primary" && s.protected === false && s.epoch === 2;
-    });
+    await until(
+      async () => {
+        const s = await a.status();
+        return s.role === "primary" && s.protected === false && s.epoch === 2;
+      },
+      15_000,
+      "the primary to report unprotected",
+    );
     const s1 = (await a.status()).slice as number;
     await new Promise((r) => setTimeout(r, 300));
     expect((await a.status()).slice as number).toBeGreaterThan(s1);
@@ -50,7 +48,7 @@ describe("pair faults with real processes", () => {
   it("cutting the channel while both reach the arbiter: exactly one goes on", async () => {
     const { a, b, proxy } = await protectedPair(true);
     proxy!.cut();
-    await until("one side to halt", async () => a.exitCode !== undefined || b.exitCode !== undefined, 10_000);
+    await until(() => a.exitCode !== undefined || b.exitCode !== undefined, 10_000, "one side to halt");
     await new Promise((r) => setTimeout(r, 1000));
     const alive = [a, b].filter((n) => n.exitCode === undefined);
     expect(alive).toHaveLength(1);

@@ -11,7 +11,9 @@ import { join } from "node:path";
 import { afterAll, expect } from "vitest";
 import { makeBlankDisk } from "../../emulator/blank-disk.js";
 import { ConsoleClient } from "../../ft/runtime/console-client.js";
-import { TestCluster, token, type TestNode } from "../support/cluster.js";
+import type { NodeProcess } from "../../ft/runtime/node-process.js";
+import { until } from "../../ft/runtime/until.js";
+import { TestCluster, token } from "./cluster.js";
 
 export const killsPerRun = 2;
 const clusters: TestCluster[] = [];
@@ -22,14 +24,6 @@ afterAll(async () => {
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(check: () => Promise<boolean> | boolean, timeoutMs: number, what: () => string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what()}`);
-    await sleep(20);
-  }
-}
 
 /** Starts nbdkit serving `file` on a unix socket; resolves with the NBD URL once it accepts connections. */
 async function startNbdkit(dir: string, file: string): Promise<string> {
@@ -48,8 +42,8 @@ export async function writeRecordsThroughKills(backend: "file" | "nbd", kills: n
   const diskPath = join(cluster.dir, "shared.img");
   writeFileSync(diskPath, makeBlankDisk({ sizeMiB: 16, format: "ext2" }));
   const diskArg = backend === "nbd" ? await startNbdkit(cluster.dir, diskPath) : diskPath;
-  let primary: TestNode = await cluster.start("P0", "primary", ["--image", "linux", "--disk", diskArg]);
-  let backup: TestNode = await cluster.start("B0", "backup", ["--connect", primary.url]);
+  let primary: NodeProcess = await cluster.start("P0", "primary", ["--image", "linux", "--disk", diskArg]);
+  let backup: NodeProcess = await cluster.start("B0", "backup", ["--connect", primary.url]);
   const client = new ConsoleClient({ urls: [primary.url, backup.url], token });
   let out = "";
   client.on("output", (d: Uint8Array) => (out += Buffer.from(d).toString("latin1")));
@@ -60,7 +54,7 @@ export async function writeRecordsThroughKills(backend: "file" | "nbd", kills: n
     await waitOut(/lockstep:\/root# /, 90_000);
     client.send(Buffer.from("(i=0; while [ ! -e /tmp/stop ]; do i=$((i+1)); echo rec$i >> /mnt/records; sync; echo durable$i; usleep 50000; done; echo writer''-stopped) &\r"));
     for (let k = 0; k < kills; k++) {
-      await until(async () => (await primary.status().catch(() => ({}) as Record<string, unknown>)).protected === true, 60_000, () => `round ${k}: ${backup.name} to protect ${primary.name}; ${backup.name}: ${backup.stderr.slice(-1500)}\n${primary.name}: ${primary.stderr.slice(-1500)}`);
+      await until(async () => (await primary.status()).protected === true, 60_000, () => `round ${k}: ${backup.name} to protect ${primary.name}; ${backup.name}: ${backup.stderr.slice(-1500)}\n${primary.name}: ${primary.stderr.slice(-1500)}`);
       const target = (durable().at(-1) ?? 0) + 2 + Math.floor(Math.random() * 10);
       await until(() => (durable().at(-1) ?? 0) >= target, 60_000, () => `round ${k}: record ${target}; tail ${JSON.stringify(out.slice(-200))}`);
       await sleep(Math.random() * 60); // anywhere in a record's write, sync or report
@@ -78,7 +72,7 @@ export async function writeRecordsThroughKills(backend: "file" | "nbd", kills: n
     await waitOut(/umount-status-0/, 30_000);
   } finally {
     client.close();
-    for (const n of cluster.nodes) if (n.exitCode === undefined) n.kill("SIGKILL");
+    for (const n of cluster.nodes) n.kill("SIGKILL");
     for (const s of servers.splice(0)) s.kill("SIGKILL");
   }
   // the console saw every record reported once, in order

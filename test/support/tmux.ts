@@ -1,5 +1,6 @@
 /** Drives a program on a real pseudo-terminal through tmux (send-keys, capture-pane). */
 import { execFileSync } from "node:child_process";
+import { until } from "../../ft/runtime/until.js";
 
 export class TmuxSession {
   readonly name = `lockstep-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
@@ -32,14 +33,11 @@ export class TmuxSession {
     return m ? Number(m[1]) : undefined;
   }
 
+  /** Resolves with the screen once `predicate` holds for it. */
   async waitFor(predicate: (screen: string) => boolean, timeoutMs: number, what: string): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const s = this.screen();
-      if (predicate(s)) return s;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; screen:\n${s}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    let screen = "";
+    await until(() => predicate((screen = this.screen())), timeoutMs, () => `${what}; screen:\n${screen}`, 100);
+    return screen;
   }
 
   kill(): void {
