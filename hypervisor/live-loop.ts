@@ -7,6 +7,7 @@
 import type { Recorder } from "./recorder.js";
 import type { SliceResult } from "../emulator/v86-machine.js";
 import type { DiskPort } from "./disk/disk-port.js";
+import { WallPacer } from "./wall-pacer.js";
 
 export interface LiveLoopOptions {
   /** Follow wall time (live); false runs as fast as possible and skips idle time. */
@@ -35,8 +36,6 @@ export class LiveLoop {
   private stopping = false;
   private wakeWait: (() => void) | undefined;
   private readonly nowMs: () => number;
-  private wallStartMs = 0;
-  private guestStartMs = 0;
 
   constructor(
     private readonly recorder: Recorder,
@@ -45,10 +44,6 @@ export class LiveLoop {
     this.nowMs = options.nowMs ?? (() => performance.now());
   }
 
-  /** Guest ms the wall clock corresponds to now. */
-  wallGuestMs(): number {
-    return this.guestStartMs + (this.nowMs() - this.wallStartMs);
-  }
 
   /** Ends a wait early: input was queued. */
   wake(): void {
@@ -65,12 +60,11 @@ export class LiveLoop {
 
   async run(): Promise<void> {
     const batchWallMs = this.options.batchWallMs ?? 10;
-    this.wallStartMs = this.nowMs();
-    this.guestStartMs = this.recorder.driver.clock.peekMs();
-    if (this.options.wallEpochMs !== undefined) {
-      const unixNowMs = this.options.unixNowMs ?? (() => Date.now());
-      this.guestStartMs = Math.max(this.guestStartMs, unixNowMs() - this.options.wallEpochMs);
-    }
+    const pacer = new WallPacer(this.recorder.driver.clock.peekMs(), {
+      nowMs: this.nowMs,
+      ...(this.options.wallEpochMs !== undefined ? { wallEpochMs: this.options.wallEpochMs } : {}),
+      ...(this.options.unixNowMs ? { unixNowMs: this.options.unixNowMs } : {}),
+    });
     const driver = this.recorder.driver;
     while (!this.stopping) {
       const batchStart = this.nowMs();
@@ -79,7 +73,7 @@ export class LiveLoop {
           await this.sleep(5);
           break;
         }
-        const decision = this.recorder.boundary(this.options.paced ? this.wallGuestMs() : undefined);
+        const decision = this.recorder.boundary(this.options.paced ? pacer.guestMs() : undefined);
         if (decision.action === "wait") {
           await this.sleep(decision.waitMs);
           break;

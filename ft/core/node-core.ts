@@ -5,7 +5,7 @@
  * same class with a scripted machine, so every decision below runs under its faults.
  *
  * It owns the node's role and epoch (through a PrimaryCore or a BackupCore), the console stream,
- * the console sessions and their exactly-once input, the output rule's release of console bytes,
+ * the console sessions (ConsoleSessions: exactly-once input), the output rule's release of console bytes,
  * input acks and disk writes, the machine's gate (flow and lag control, a failing disk), when the
  * machine logs progress, which entries a following machine gets, checkpoint requests and the join
  * of a backup from a checkpoint, and the steps of a takeover.
@@ -16,14 +16,18 @@
  *   - Console input (client, seq) goes to the machine at most once per primary; what reached the
  *     guest is known from the log (applied entries), so a resend is never applied twice.
  *   - A following machine receives the log in order, each entry once.
+ *
+ * Over 400 lines on purpose: role changes, release, the gate and takeover read each other's state at
+ * every event, and one class keeps that state in one place (the protocol rules themselves live in
+ * PrimaryCore, BackupCore, ConsoleStream and ConsoleSessions).
  */
 import type { DiskRequest } from "../../emulator/bounce-disk.js";
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
 import type { MachineBatch } from "../../hypervisor/machine-thread/machine-protocol.js";
-import type { ConsoleServerMessage } from "../wire/console-messages.js";
 import type { PeerMessage } from "../wire/peer-messages.js";
 import { BackupCore } from "./backup-core.js";
+import { ConsoleSessions, type ConsoleEffect } from "./console-sessions.js";
 import { ConsoleStream } from "./console-stream.js";
 import { LatencySamples } from "./latency-samples.js";
 import { defaultPrimaryConfig, PrimaryCore, type CoreEffect, type PrimaryConfig } from "./primary-core.js";
@@ -40,16 +44,11 @@ export interface NodeConfig {
   consoleRetainBytes?: number;
 }
 
-/** Console input bytes sent to the machine and not yet applied, at most (past it the client resends). */
-export const inputInFlightBytesMax = 64 * 1024;
-/** Console output per message at most. */
-const consoleChunkBytes = 64 * 1024;
 
 export type NodeEffect =
   | Exclude<CoreEffect, { type: "checkpoint-wanted" }>
   /** Backup: build the machine from the primary's header (power-on) or from a received checkpoint. */
   | { type: "start-machine"; header: LogHeader; checkpoint?: { bytes: Uint8Array; slice: number } }
-  | { type: "machine-input"; data: Uint8Array; source: { client: string; seq: number } }
   | { type: "machine-entries"; entries: LogEntry[] }
   | { type: "machine-checkpoint" }
   /** gate: the guest may run; progress: log progress promptly (a backup follows). */
@@ -66,13 +65,7 @@ export type NodeEffect =
   /** Accept (replace the current peer with) or refuse a connection that said hello. */
   | { type: "peer-accept" }
   | { type: "peer-refuse"; reason: string }
-  | { type: "console-send"; session: number; message: ConsoleServerMessage }
-  | { type: "console-close"; session: number; code: number; reason: string };
-
-interface ConsoleSession {
-  clientId: string | undefined;
-  offset: number;
-}
+  | ConsoleEffect;
 
 interface IncomingCheckpoint {
   first: number;
@@ -93,10 +86,7 @@ export class NodeCore {
   /** Backup lag: a slice run by the primary -> the backup reported it executed (ms). */
   readonly backupLag = new LatencySamples();
   private header: LogHeader | undefined;
-  private sessions = new Map<number, ConsoleSession>();
-  /** Highest input seq per client sent to the machine (not yet seen applied). */
-  private queuedInput = new Map<string, number>();
-  private inputInFlightBytes = 0;
+  private readonly consoles: ConsoleSessions;
   /** The machine is built (backup) or running (primary). */
   private machineReady = false;
   private machineStarting = false;
@@ -112,14 +102,11 @@ export class NodeCore {
 
   constructor(private readonly config: NodeConfig) {
     this.stream = new ConsoleStream(config.consoleRetainBytes);
+    this.consoles = new ConsoleSessions(this.stream);
   }
 
   get epoch(): number {
     return this.primary?.epoch ?? this.backup?.epoch ?? 0;
-  }
-
-  get live(): boolean {
-    return this.role === "primary";
   }
 
   private primaryConfig(): PrimaryConfig {
@@ -151,10 +138,9 @@ export class NodeCore {
     this.primary = core;
     this.backup = undefined;
     this.role = "primary";
-    this.queuedInput.clear();
-    this.inputInFlightBytes = 0;
+    this.consoles.resetInput();
     const effects: NodeEffect[] = [{ type: "became-primary", epoch, reissue }];
-    effects.push(...this.release(Number.NaN), ...this.gateEffects());
+    effects.push(...this.release(), ...this.gateEffects());
     return effects;
   }
 
@@ -173,7 +159,7 @@ export class NodeCore {
       core.append(e);
       if (e.kind === "serial" && e.source) {
         this.stream.inputApplied(e.slice, e.source.client, e.source.seq);
-        this.inputInFlightBytes = Math.max(0, this.inputInFlightBytes - e.data.length);
+        this.consoles.inputApplied(e.data.length);
       }
     }
     core.noteSlice(b.slice);
@@ -200,7 +186,7 @@ export class NodeCore {
 
   /** The machine could not queue an input: the client resends it. */
   inputRefused(source: { client: string; seq: number }): void {
-    if ((this.queuedInput.get(source.client) ?? 0) >= source.seq) this.queuedInput.set(source.client, source.seq - 1);
+    this.consoles.inputRefused(source);
   }
 
   /** Backup: the machine is built (from power-on or the checkpoint) and follows from here. */
@@ -222,11 +208,6 @@ export class NodeCore {
     effects.push(...this.passEntries());
     if (this.takingOver !== undefined) effects.push({ type: "prepare-takeover", epoch: this.takingOver });
     return effects;
-  }
-
-  /** The machine could not be built (a refused checkpoint, a mismatched image). */
-  machineFailed(reason: string): NodeEffect[] {
-    return this.halt(reason);
   }
 
   /** The disk backend failed (reason) or works again (undefined): the guest waits while it fails. */
@@ -255,8 +236,11 @@ export class NodeCore {
 
   // ---------------------------------------------------------------- output rule
 
-  /** Releases what the output rule allows: console bytes, input acks, disk writes. */
-  private release(nowMs: number): NodeEffect[] {
+  /**
+   * Releases what the output rule allows: console bytes, input acks, disk writes. `nowMs` (when the
+   * release follows an ack or a batch) times the output-rule delay of what leaves.
+   */
+  private release(nowMs?: number): NodeEffect[] {
     const core = this.primary;
     if (!core || this.role !== "primary") return [];
     const releasable = core.releasableSlice();
@@ -264,75 +248,28 @@ export class NodeCore {
     const due = this.stream.release(releasable);
     while (this.outputPending.length > 0 && this.outputPending[0]!.end <= this.stream.released) {
       const o = this.outputPending.shift()!;
-      if (o.protected && !Number.isNaN(nowMs)) this.outputDelay.add(nowMs - o.atMs);
+      if (o.protected && nowMs !== undefined) this.outputDelay.add(nowMs - o.atMs);
     }
-    for (const [session, c] of this.sessions) {
-      if (c.clientId === undefined) continue;
-      effects.push(...this.pushOutput(session, c));
-      for (const a of due) if (a.client === c.clientId) effects.push({ type: "console-send", session, message: { type: "inack", seq: a.seq } });
-    }
+    effects.push(...this.consoles.released(due));
     return effects;
-  }
-
-  private pushOutput(session: number, c: ConsoleSession): NodeEffect[] {
-    const effects: NodeEffect[] = [];
-    for (;;) {
-      const chunk = this.stream.read(c.offset, consoleChunkBytes);
-      if (!chunk || chunk.data.length === 0) return effects;
-      effects.push({ type: "console-send", session, message: { type: "output", offset: chunk.offset, data: chunk.data } });
-      c.offset += chunk.data.length;
-    }
   }
 
   // ---------------------------------------------------------------- console sessions
 
   consoleOpened(session: number): NodeEffect[] {
-    const live = this.role === "primary";
-    const effects: NodeEffect[] = [{ type: "console-send", session, message: { type: "status", role: this.role, epoch: this.epoch, live } }];
-    if (!live) effects.push({ type: "console-close", session, code: 4001, reason: "not live" });
-    else this.sessions.set(session, { clientId: undefined, offset: 0 });
-    return effects;
+    return this.consoles.open(session, { role: this.role, epoch: this.epoch });
   }
 
   consoleClosed(session: number): void {
-    this.sessions.delete(session);
+    this.consoles.close(session);
   }
 
   consoleAttach(session: number, clientId: string, offset: number): NodeEffect[] {
-    const c = this.sessions.get(session);
-    if (!c || this.role !== "primary") return [];
-    if (offset < this.stream.retainedFrom || offset > this.stream.end) {
-      this.sessions.delete(session);
-      return [
-        { type: "log", level: "warn", msg: "console attach at an offset this node cannot serve", fields: { clientId, offset } },
-        { type: "console-close", session, code: 4002, reason: `offset ${offset} not available (have ${this.stream.retainedFrom}..${this.stream.end})` },
-      ];
-    }
-    c.clientId = clientId;
-    c.offset = offset;
-    const effects: NodeEffect[] = [];
-    const acked = this.stream.ackedInput.get(clientId);
-    if (acked) effects.push({ type: "console-send", session, message: { type: "inack", seq: acked } });
-    effects.push(...this.pushOutput(session, c));
-    return effects;
+    return this.role === "primary" ? this.consoles.attach(session, clientId, offset) : [];
   }
 
-  /** Console input: each (client, seq) reaches the guest exactly once, in order. */
   consoleInput(session: number, seq: number, data: Uint8Array): NodeEffect[] {
-    const c = this.sessions.get(session);
-    if (!c || c.clientId === undefined || this.role !== "primary") return [];
-    const id = c.clientId;
-    const known = Math.max(this.stream.appliedInput.get(id) ?? 0, this.queuedInput.get(id) ?? 0);
-    if (seq <= known) {
-      // applied already (or on its way): only say so again
-      const acked = this.stream.ackedInput.get(id) ?? 0;
-      return seq <= acked ? [{ type: "console-send", session, message: { type: "inack", seq: acked } }] : [];
-    }
-    if (seq !== known + 1) return []; // a gap: the client resends in order
-    if (this.inputInFlightBytes + data.length > inputInFlightBytesMax) return []; // the client resends
-    this.inputInFlightBytes += data.length;
-    this.queuedInput.set(id, seq);
-    return [{ type: "machine-input", data, source: { client: id, seq } }];
+    return this.role === "primary" ? this.consoles.input(session, seq, data) : [];
   }
 
   // ---------------------------------------------------------------- peer
@@ -417,7 +354,7 @@ export class NodeCore {
     const first = core.logLength;
     core.checkpointTaken(first);
     // joining: output leaves at once, so the whole stream is released here and the offset is final
-    const effects = this.release(Number.NaN);
+    const effects = this.release();
     effects.push({ type: "send-checkpoint", first, console: this.stream.end, inputs: [...this.stream.appliedInput.entries()] });
     return effects;
   }
@@ -473,12 +410,7 @@ export class NodeCore {
     if (this.role === "halted") return [];
     this.role = "halted";
     this.haltReason = reason;
-    const effects: NodeEffect[] = [];
-    for (const session of this.sessions.keys()) {
-      effects.push({ type: "console-send", session, message: { type: "status", role: "halted", epoch: this.epoch, live: false } });
-      effects.push({ type: "console-close", session, code: 4001, reason: "halted" });
-    }
-    this.sessions.clear();
+    const effects: NodeEffect[] = this.consoles.closeAll(this.epoch);
     effects.push({ type: "halt", reason });
     return effects;
   }
@@ -525,7 +457,7 @@ export class NodeCore {
       lagSlices: this.primary ? (this.primary.lagSlices(this.machineSlice) ?? null) : null,
       logEntries: this.primary?.logLength ?? this.backup?.entries.length ?? 0,
       logComplete: this.backup?.complete ?? null,
-      consoleClients: this.sessions.size,
+      consoleClients: this.consoles.size,
       outputBytes: this.stream.end,
       releasedBytes: this.stream.released,
       haltReason: this.haltReason ?? null,

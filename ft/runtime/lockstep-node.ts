@@ -13,6 +13,9 @@
  *
  * Because the machine has its own thread, this thread is idle between events, so log frames, acks
  * and heartbeats are served at once, never after a batch of slices.
+ *
+ * Over 400 lines: one exhaustive switch over NodeEffect and the sockets it writes to; split next
+ * into a peer link and a console server once the network issue adds a third kind of link.
  */
 import { randomInt } from "node:crypto";
 import { existsSync } from "node:fs";
@@ -222,7 +225,8 @@ export class LockstepNode extends EventEmitter {
       this.effects(this.core.machineStarted(machine.slice));
     } catch (e) {
       const why = e instanceof LockstepError ? e.toLine() : (e as Error).message;
-      this.effects(this.core.machineFailed(checkpoint ? `checkpoint refused: ${why}` : why));
+      // the machine could not be built (a refused checkpoint, a mismatched image)
+      this.effects(this.core.halt(checkpoint ? `checkpoint refused: ${why}` : why));
     }
   }
 
@@ -382,11 +386,6 @@ export class LockstepNode extends EventEmitter {
       if (won === undefined) setTimeout(answer, 100);
       else answer();
     });
-  }
-
-  /** Halts the node (the core decided, or the process is told to). */
-  halt(reason: string): void {
-    this.effects(this.core.halt(reason));
   }
 
   private halted(reason: string): void {

@@ -66,10 +66,6 @@ export class ScriptedMachineThread {
     this.goLive = true;
   }
 
-  stop(): void {
-    this.stopped = true;
-  }
-
   /** One turn of the machine thread: up to `slicesMax` slices. */
   step(nowMs: number, slicesMax: number): void {
     if (this.stopped) return;

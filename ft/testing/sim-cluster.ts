@@ -6,7 +6,8 @@
  * delay (and so reorder), duplication, partitions, node kills and restarts (some restarts join from
  * a checkpoint), node pauses (a stalled process: it hears and does nothing, the peer goes on), an
  * unreachable arbiter. Invariants are checked after every tick; the first violation throws with the
- * seed and tick.
+ * seed and tick. (Over 400 lines: the simulated world — network, arbiter, console client — and its
+ * invariants are one seeded state machine, read top to bottom.)
  */
 import type { LogHeader } from "../../hypervisor/log-file.js";
 import type { MachineBatch } from "../../hypervisor/machine-thread/machine-protocol.js";

@@ -44,7 +44,7 @@ export class MachineThread {
   private stopped: Promise<void>;
   private done = false;
 
-  private constructor(init: MachineInit, private events: MachineEvents, ready: (slice: number) => void, fail: (e: Error) => void) {
+  private constructor(init: MachineInit, private readonly events: MachineEvents, ready: (slice: number) => void, fail: (e: Error) => void) {
     const channel = new MessageChannel();
     this.port = channel.port1;
     this.worker = new Worker(workerScript(), {
@@ -100,11 +100,6 @@ export class MachineThread {
     });
   }
 
-  /** Who receives what the machine reports from now on (a backup that took over becomes a primary). */
-  setEvents(events: MachineEvents): void {
-    this.events = events;
-  }
-
   private dispatch(m: Exclude<FromMachine, { type: "ready" | "stopped" | "failed" }>): void {
     const e = this.events;
     switch (m.type) {
@@ -138,10 +133,6 @@ export class MachineThread {
 
   get icount(): number {
     return this.counters.icount;
-  }
-
-  get running(): boolean {
-    return !this.done;
   }
 
   /** Flow and lag control: false stops the guest at the next boundary. */

@@ -9,6 +9,10 @@
  * What it sends back is batched: at once when a slice produced output or disk requests (the output
  * rule waits on them), before it sleeps, and otherwise every `flushIntervalMs`.
  *
+ * Host time is read here only outside the guest's path: the WallPacer's reading becomes logged clock
+ * entries (through the Recorder), and the batching and progress intervals decide only when entries
+ * travel, never what the guest sees.
+ *
  * A primary with a backup (the shared `progress` flag) logs a progress entry after every slice with
  * output (so the output rule can be satisfied at once), before sleeping, and at least every
  * `progressIntervalMs` while busy (so the backup, which may only execute through the last progress
@@ -22,6 +26,7 @@ import type { LogEntry } from "../event-log/log-entry.js";
 import { MachineSession } from "../machine-session.js";
 import { Recorder } from "../recorder.js";
 import { Replayer } from "../replayer.js";
+import { WallPacer } from "../wall-pacer.js";
 import type { FromMachine, MachineBatch, MachineInit, ToMachine } from "./machine-protocol.js";
 import { SharedCounters } from "./shared-counters.js";
 
@@ -107,11 +112,7 @@ async function buildSession(): Promise<MachineSession> {
 function record(session: MachineSession, wallEpochMs: number | undefined): void {
   const driver = session.driver;
   const recorder = new Recorder(driver, { digestEverySlices: init.digestEverySlices, sink: (e) => outbox.entry(e) });
-  const wallStartMs = performance.now();
-  let guestStartMs = driver.clock.peekMs();
-  // at power-on guest time follows the host calendar: the time spent building the machine is caught up
-  if (wallEpochMs !== undefined) guestStartMs = Math.max(guestStartMs, Date.now() - wallEpochMs);
-  const wallGuestMs = () => guestStartMs + (performance.now() - wallStartMs);
+  const pacer = new WallPacer(driver.clock.peekMs(), wallEpochMs !== undefined ? { wallEpochMs } : {});
   let stopping = false;
   let checkpointWanted = false;
   let progressSlice = driver.slice;
@@ -165,7 +166,7 @@ function record(session: MachineSession, wallEpochMs: number | undefined): void 
       counters.sleep(bell, 50);
       continue;
     }
-    const decision = recorder.boundary(init.paced ? wallGuestMs() : undefined);
+    const decision = recorder.boundary(init.paced ? pacer.guestMs() : undefined);
     if (decision.action === "wait") {
       progress();
       outbox.flush(driver.slice);
