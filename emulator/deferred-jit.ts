@@ -5,7 +5,7 @@
  * compiled synchronously when v86 asks for it, queued, and published only after the slice returns,
  * so compiled code appears at a slice boundary that is a pure function of the machine's history.
  * Publishing inside `codegen_finalize` is not possible: `codegen_finalize_finished` there panics on
- * the JIT state lock (v86-notes.md, "Deferred-sync JIT").
+ * the JIT state lock.
  */
 
 /** The parts of v86's CPU object this module touches. */

@@ -2,7 +2,7 @@
  * State digest: a fast non-cryptographic hash (xxh64, from the xxhash-wasm package) of guest RAM
  * and of the CPU state kept in wasm memory, cheap enough to compare often. Two byte ranges of the
  * CPU state are skipped because they are caches or are written as a side effect of reading the TSC,
- * not architectural state (v86-notes.md, "Verified lockstep").
+ * not architectural state.
  */
 import xxhash from "xxhash-wasm";
 

@@ -38,7 +38,7 @@ interface V86Cpu extends JitCpu {
 }
 
 /**
- * A whole machine at a slice boundary (v86-notes.md, "Snapshots"): v86's own device state, all of
+ * A whole machine at a slice boundary: v86's own device state, all of
  * wasm memory (CPU state, RAM, the JIT's and the allocator's structures, hidden statics), and the JS
  * state save_state misses. Taken right after the JIT cache was cleared at that boundary (a logged
  * checkpoint entry), so the original, the restored machine and any replayer of the log all go on

@@ -5,7 +5,7 @@
  * the same machine. It never reads a clock itself: the caller passes the wall clock's reading
  * (expressed as guest milliseconds) into `boundary()`, which makes it testable without real time.
  *
- * Pacing (design.md): while the guest halts, the caller waits until wall time reaches the next
+ * Pacing: while the guest halts, the caller waits until wall time reaches the next
  * virtual deadline; input arriving earlier ends the wait with a logged clock advance. While busy,
  * guest time that falls behind wall time jumps forward (logged); a persistent difference in speed
  * changes the rate (logged). Guest time never moves backwards.

@@ -1,6 +1,6 @@
 /**
  * The virtual clock: guest time as a pure function of the 64-bit instruction count and the clock
- * adjustments the log carries (design.md, "Deterministic execution"):
+ * adjustments the log carries:
  *
  *     t(icount) = baseMs + (icount - baseIcount) * msPerInstruction
  *
@@ -8,7 +8,7 @@
  * value) and when a logged adjustment says so; `msPerInstruction` changes only through logged
  * adjustments, which rebase the formula so that time stays continuous. Every read is strictly greater
  * than the one before: v86's TSC code extrapolates with hidden statics when it sees the same value
- * twice (v86-notes.md). Timer interrupts, RDTSC and PIT/RTC reads all derive from this clock, so none
+ * twice. Timer interrupts, RDTSC and PIT/RTC reads all derive from this clock, so none
  * of them is ever logged. The clock never reads the host's time; pacing to wall time is the
  * recorder's business, expressed through `advance` and `setRate`.
  */

@@ -3,7 +3,7 @@
  * clock or touches a socket: the runtime feeds it log entries, peer messages (`step`), arbiter
  * answers and the time (`tick`), and carries out the effects it returns.
  *
- * Rules (VMware FT §2.2–2.3, design.md):
+ * Rules (VMware FT §2.2–2.3):
  *   - Output rule: output produced in slice k may leave only once the backup has acknowledged the
  *     log complete through boundary k (`releasableSlice`). Unprotected, everything may leave.
  *   - Flow control: at most `unackedEntriesMax` entries may be unacknowledged; past that the guest

@@ -1,5 +1,5 @@
 /**
- * The logging channel between a primary and its backup (design.md, "Live lockstep"). Every message
+ * The logging channel between a primary and its backup (README, "How it stays available"). Every message
  * carries the sender's epoch: a side ignores messages of another epoch, so a primary of an old epoch
  * never gets acks and can never release output (VMware FT §2.3).
  *

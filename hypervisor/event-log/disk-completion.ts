@@ -1,5 +1,5 @@
 /**
- * Disk completions (design.md, "Shared virtual disk"). The guest's disk requests are issued
+ * Disk completions (README, "The shared disk"). The guest's disk requests are issued
  * deterministically (every machine fed the same log issues the same requests with the same ids);
  * only their completions come from outside, so only those are logged.
  *
