@@ -21,9 +21,8 @@ import { randomInt } from "node:crypto";
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { EventEmitter } from "node:events";
-import type { IncomingMessage } from "node:http";
 import type { Logger } from "pino";
-import { WebSocket } from "ws";
+import type { WebSocket } from "ws";
 import { makeBlankDisk } from "../../emulator/blank-disk.js";
 import type { DiskRequest } from "../../emulator/bounce-disk.js";
 import { writeDiskFile } from "../../emulator/disk-file.js";
@@ -40,11 +39,11 @@ import { defaultClockParams } from "../../hypervisor/machine-session.js";
 import type { Arbiter } from "../arbiter/arbiter.js";
 import { NodeCore, type NodeEffect } from "../core/node-core.js";
 import { NodeServer } from "../transport/node-server.js";
-import { WireError } from "../wire/envelope.js";
-import { decodeConsoleClientMessage, encodeConsoleMessage } from "../wire/console-messages.js";
-import { decodePeerMessage, encodePeerMessage } from "../wire/peer-messages.js";
+import type { PeerMessage } from "../wire/peer-messages.js";
 import { sendCheckpoint, type CheckpointSent } from "./checkpoint-sender.js";
+import { ConsoleServer } from "./console-server.js";
 import { nodeMetrics } from "./node-metrics.js";
+import { PeerLink } from "./peer-link.js";
 
 export interface NodeOptions {
   nodeId: string;
@@ -72,8 +71,6 @@ export interface NodeOptions {
   imageOverride?: string;
 }
 
-/** Console messages queued per client at most before it is dropped as too slow. */
-const consoleBufferedBytesMax = 8 * 2 ** 20;
 const tickIntervalMs = 5;
 const digestEverySlices = 1000;
 /** One clock for the core and the machine's batch times: host Unix ms, monotonic. */
@@ -85,11 +82,9 @@ export class LockstepNode extends EventEmitter {
   private readonly log: Logger;
   private machine: MachineThread | undefined;
   private header: LogHeader | undefined;
-  private peer: WebSocket | undefined;
-  private consoles = new Map<number, WebSocket>();
-  private nextSession = 1;
+  private readonly link: PeerLink;
+  private readonly consoles: ConsoleServer;
   private ticker: NodeJS.Timeout | undefined;
-  private reconnectTimer: NodeJS.Timeout | undefined;
   private diskBackend: DiskBackend | undefined;
   private diskPort: BackendDiskPort | undefined;
   private diskLocation: string | undefined;
@@ -100,22 +95,35 @@ export class LockstepNode extends EventEmitter {
   readonly joins: CheckpointSent[] = [];
   readonly startedAtMs = performance.now();
   private takeoverStartMs: number | undefined;
-  peerBytesSent = 0;
-  peerBytesReceived = 0;
 
   private constructor(readonly options: NodeOptions) {
     super();
     this.log = options.logger.child({ component: "node", nodeId: options.nodeId });
     this.core = new NodeCore({ nodeId: options.nodeId, heartbeatIntervalMs: options.heartbeatIntervalMs, failureTimeoutMs: options.failureTimeoutMs, ...(options.join ? { join: true } : {}) });
     const registry = nodeMetrics(this.core, () => this.machine);
+    this.link = new PeerLink(this.log, {
+      mayDial: () => {
+        const b = this.core.backup;
+        return this.core.role === "backup" && !!b && (b.state === "waiting" || b.state === "following");
+      },
+      connected: () => this.effects(this.core.peerConnected(nowMs())),
+      mayAccept: () => this.core.role === "primary",
+      message: (msg, from) => this.onPeerMessage(msg, from),
+      disconnected: () => this.core.peerDisconnected(),
+    });
+    this.consoles = new ConsoleServer(this.log, {
+      opened: (session) => this.effects(this.core.consoleOpened(session)),
+      closed: (session) => this.core.consoleClosed(session),
+      message: (session, msg) => this.effects(msg.type === "attach" ? this.core.consoleAttach(session, msg.clientId, msg.offset) : this.core.consoleInput(session, msg.seq, msg.data)),
+    });
     this.server = new NodeServer({
       host: options.host,
       port: options.port,
       token: options.token,
       status: () => this.status(),
       metrics: () => registry.metrics(),
-      onPeer: (ws, req) => this.acceptPeer(ws, req),
-      onConsole: (ws) => this.acceptConsole(ws),
+      onPeer: (ws, req) => this.link.accept(ws, req),
+      onConsole: (ws) => this.consoles.accept(ws),
       onRejected: (reason, remote) => this.log.warn({ remote }, `connection refused: ${reason}`),
     });
   }
@@ -126,6 +134,14 @@ export class LockstepNode extends EventEmitter {
 
   get port(): number {
     return this.server.port;
+  }
+
+  get peerBytesSent(): number {
+    return this.link.bytesSent;
+  }
+
+  get peerBytesReceived(): number {
+    return this.link.bytesReceived;
   }
 
   status(): Record<string, unknown> {
@@ -185,7 +201,7 @@ export class LockstepNode extends EventEmitter {
     const node = new LockstepNode(options);
     node.effects(node.core.startBackup());
     await node.server.listen();
-    node.connectToPrimary();
+    node.link.dial(options.connect!, options.token);
     node.ticker = setInterval(() => node.tick(), tickIntervalMs);
     node.log.info({ port: node.port, primary: options.connect }, "backup started");
     return node;
@@ -236,11 +252,11 @@ export class LockstepNode extends EventEmitter {
     for (const e of effects) {
       switch (e.type) {
         case "send":
-          this.sendPeer(this.peer, encodePeerMessage(e.message));
+          this.link.send(e.message);
           break;
         case "peer-accept":
         case "peer-refuse":
-          break; // handled where the hello arrived (onPeerFrame)
+          break; // handled where the hello arrived (onPeerMessage)
         case "claim-epoch":
           this.claim(e.epoch);
           break;
@@ -285,28 +301,14 @@ export class LockstepNode extends EventEmitter {
         case "send-checkpoint":
           this.sendCheckpoint(e);
           break;
-        case "console-send": {
-          const ws = this.consoles.get(e.session);
-          if (!ws || ws.readyState !== WebSocket.OPEN) break;
-          if (ws.bufferedAmount > consoleBufferedBytesMax) {
-            this.log.warn({ session: e.session }, "console client too slow: disconnected");
-            ws.terminate();
-            break;
-          }
-          ws.send(encodeConsoleMessage(e.message));
+        case "console-send":
+          this.consoles.send(e.session, e.message);
           break;
-        }
         case "console-close":
-          this.consoles.get(e.session)?.close(e.code, e.reason);
+          this.consoles.close(e.session, e.code, e.reason);
           break;
       }
     }
-  }
-
-  private sendPeer(ws: WebSocket | undefined, bytes: Uint8Array): void {
-    if (ws?.readyState !== WebSocket.OPEN) return;
-    this.peerBytesSent += bytes.byteLength;
-    ws.send(bytes);
   }
 
   private becamePrimary(epoch: number, reissue: DiskRequest[]): void {
@@ -338,11 +340,11 @@ export class LockstepNode extends EventEmitter {
 
   private sendCheckpoint(at: { first: number; console: number; inputs: Array<[string, number]> }): void {
     const taken = this.checkpoint;
-    const peer = this.peer;
+    const peer = this.link.connection;
     if (!taken || !peer) return void this.effects(this.core.checkpointFailed());
     const epoch = this.core.epoch;
     const slice = taken.checkpoint.driver.slice;
-    void sendCheckpoint(taken.checkpoint, { epoch, ...at }, peer, () => this.peer === peer && this.core.role === "primary", (n) => (this.peerBytesSent += n)).then((r) => {
+    void sendCheckpoint(taken.checkpoint, { epoch, ...at }, peer, () => this.link.isPeer(peer) && this.core.role === "primary", (n) => (this.link.bytesSent += n)).then((r) => {
       if ("failed" in r) {
         this.log.warn({}, r.failed);
         return this.effects(this.core.checkpointFailed());
@@ -356,9 +358,7 @@ export class LockstepNode extends EventEmitter {
   /** Takeover: the shared disk must be reachable to go live; until it is, the guest stays paused. */
   private async prepareTakeover(): Promise<void> {
     this.takeoverStartMs = performance.now();
-    this.peer?.terminate();
-    this.peer = undefined;
-    clearTimeout(this.reconnectTimer);
+    this.link.drop();
     const location = this.options.disk ?? this.header?.disk?.location;
     if (this.header?.disk) {
       if (!location) return this.effects(this.core.halt("the primary's log names no disk location: pass --disk"));
@@ -392,117 +392,39 @@ export class LockstepNode extends EventEmitter {
     void this.machine?.kill();
     // a halted node never touches the shared disk again: the new primary owns it
     this.diskPort?.scheduler.close();
-    this.peer?.terminate();
-    clearTimeout(this.reconnectTimer);
+    this.link.close();
     this.log.error({ reason }, "halted");
     this.emit("halted", reason);
   }
 
   async close(): Promise<void> {
     clearInterval(this.ticker);
-    clearTimeout(this.reconnectTimer);
+    this.link.stopDialing();
     await this.machine?.stop();
-    this.peer?.terminate();
+    this.link.close();
     await this.server.close();
     this.diskPort?.scheduler.close();
     await this.diskBackend?.close().catch(() => {});
   }
 
-  // ---------------------------------------------------------------- sockets
-
-  /** Backup: dials the primary, and again 100 ms after every close, while it follows. */
-  private connectToPrimary(): void {
-    const b = this.core.backup;
-    if (this.core.role !== "backup" || !b || (b.state !== "waiting" && b.state !== "following")) return;
-    const url = new URL("/peer", this.options.connect!);
-    url.searchParams.set("token", this.options.token);
-    const ws = new WebSocket(url, { maxPayload: 64 * 2 ** 20 });
-    ws.binaryType = "nodebuffer";
-    ws.on("open", () => {
-      this.peer = ws;
-      this.log.info({ primary: this.options.connect }, "connected to the primary");
-      this.effects(this.core.peerConnected(nowMs()));
-    });
-    ws.on("message", (data: Buffer) => this.onPeerFrame(data, ws));
-    ws.on("error", () => {});
-    ws.on("close", () => {
-      if (this.peer === ws) this.peer = undefined;
-      clearTimeout(this.reconnectTimer);
-      this.reconnectTimer = setTimeout(() => this.connectToPrimary(), 100);
-    });
-  }
+  // ---------------------------------------------------------------- peer
 
   /**
-   * Primary: a backup connection is only a candidate until the core accepts its hello; then it
-   * replaces the current peer. So a stray or hostile connection (even with the token) cannot cut
-   * off the backup.
+   * Primary: a message on a connection that is not the peer's is a candidate's; only a hello the core
+   * accepts makes it the peer (it replaces the current one), one it refuses is closed.
    */
-  private acceptPeer(ws: WebSocket, req: IncomingMessage): void {
-    if (this.core.role !== "primary") {
-      ws.close(4001, "not the primary");
-      return;
-    }
-    this.log.info({ remote: req.socket.remoteAddress }, "peer connection");
-    ws.on("message", (data: Buffer) => this.onPeerFrame(data, ws));
-    ws.on("error", () => {});
-    ws.on("close", () => {
-      if (this.peer === ws) {
-        this.peer = undefined;
-        this.core.peerDisconnected();
-      }
-    });
-  }
-
-  private onPeerFrame(data: Buffer, ws: WebSocket): void {
-    this.peerBytesReceived += data.byteLength;
-    let msg;
-    try {
-      msg = decodePeerMessage(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-    } catch (e) {
-      const code = e instanceof WireError ? e.code : "LOCKSTEP_ERR_WIRE_UNDECODABLE";
-      this.log.warn({ code, bytes: data.byteLength }, `peer frame rejected: ${(e as Error).message}`);
-      ws.close(1008, code);
-      return;
-    }
-    const candidate = this.core.role === "primary" && ws !== this.peer;
+  private onPeerMessage(msg: PeerMessage, from: WebSocket): void {
+    const candidate = this.core.role === "primary" && !this.link.isPeer(from);
     const effects = this.core.peerMessage(msg, nowMs(), candidate);
     if (candidate) {
       const refused = effects.find((e) => e.type === "peer-refuse");
       if (refused) {
         this.effects(effects); // the refusal's log line
-        ws.close(4003, refused.reason);
+        this.link.refuse(from, refused.reason);
         return;
       }
-      if (effects.some((e) => e.type === "peer-accept")) {
-        if (this.peer && this.peer !== ws) this.peer.terminate();
-        this.peer = ws;
-      }
+      if (effects.some((e) => e.type === "peer-accept")) this.link.adopt(from);
     }
     this.effects(effects);
-  }
-
-  private acceptConsole(ws: WebSocket): void {
-    const session = this.nextSession++;
-    this.consoles.set(session, ws);
-    ws.on("message", (data: Buffer) => this.onConsoleFrame(session, ws, data));
-    ws.on("error", () => {});
-    ws.on("close", () => {
-      this.consoles.delete(session);
-      this.core.consoleClosed(session);
-    });
-    this.effects(this.core.consoleOpened(session));
-  }
-
-  private onConsoleFrame(session: number, ws: WebSocket, data: Buffer): void {
-    let msg;
-    try {
-      msg = decodeConsoleClientMessage(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-    } catch (e) {
-      const code = e instanceof WireError ? e.code : "LOCKSTEP_ERR_WIRE_UNDECODABLE";
-      this.log.warn({ code }, `console frame rejected: ${(e as Error).message}`);
-      ws.close(1008, code);
-      return;
-    }
-    this.effects(msg.type === "attach" ? this.core.consoleAttach(session, msg.clientId, msg.offset) : this.core.consoleInput(session, msg.seq, msg.data));
   }
 }
