@@ -18,19 +18,13 @@
  * into a peer link and a console server once the network issue adds a third kind of link.
  */
 import { randomInt } from "node:crypto";
-import { existsSync } from "node:fs";
-import { resolve } from "node:path";
 import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
 import type { WebSocket } from "ws";
-import { makeBlankDisk } from "../../emulator/blank-disk.js";
 import type { DiskRequest } from "../../emulator/bounce-disk.js";
-import { writeDiskFile } from "../../emulator/disk-file.js";
 import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
 import { bundledImageNames, loadMachine } from "../../emulator/machine-config.js";
 import type { SessionCheckpoint } from "../../hypervisor/checkpoint.js";
-import { openDiskBackend, type DiskBackend } from "../../hypervisor/disk/disk-backend.js";
-import { BackendDiskPort } from "../../hypervisor/disk/disk-port.js";
 import { buildHeader, checkHeader } from "../../hypervisor/log-header.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
 import type { MachineInit } from "../../hypervisor/machine-thread/machine-protocol.js";
@@ -44,6 +38,7 @@ import { sendCheckpoint, type CheckpointSent } from "./checkpoint-sender.js";
 import { ConsoleServer } from "./console-server.js";
 import { nodeMetrics } from "./node-metrics.js";
 import { PeerLink } from "./peer-link.js";
+import { SharedDisk } from "./shared-disk.js";
 
 export interface NodeOptions {
   nodeId: string;
@@ -85,9 +80,7 @@ export class LockstepNode extends EventEmitter {
   private readonly link: PeerLink;
   private readonly consoles: ConsoleServer;
   private ticker: NodeJS.Timeout | undefined;
-  private diskBackend: DiskBackend | undefined;
-  private diskPort: BackendDiskPort | undefined;
-  private diskLocation: string | undefined;
+  private readonly disk: SharedDisk;
   /** The checkpoint the machine took last, until the core says where it goes. */
   private checkpoint: { checkpoint: SessionCheckpoint; pauseMs: number } | undefined;
   private checkpointWantedAtMs: number | undefined;
@@ -101,6 +94,7 @@ export class LockstepNode extends EventEmitter {
     this.log = options.logger.child({ component: "node", nodeId: options.nodeId });
     this.core = new NodeCore({ nodeId: options.nodeId, heartbeatIntervalMs: options.heartbeatIntervalMs, failureTimeoutMs: options.failureTimeoutMs, ...(options.join ? { join: true } : {}) });
     const registry = nodeMetrics(this.core, () => this.machine);
+    this.disk = new SharedDisk(this.log);
     this.link = new PeerLink(this.log, {
       mayDial: () => {
         const b = this.core.backup;
@@ -146,7 +140,6 @@ export class LockstepNode extends EventEmitter {
 
   status(): Record<string, unknown> {
     const m = this.machine;
-    const s = this.diskPort?.scheduler;
     return {
       nodeId: this.options.nodeId,
       ...this.core.status(),
@@ -156,7 +149,7 @@ export class LockstepNode extends EventEmitter {
       digestsVerified: this.core.role === "backup" ? (m?.counters.digestsVerified ?? 0) : null,
       joinsServed: this.joins.length,
       lastJoin: this.joins.at(-1) ?? null,
-      disk: s ? { location: this.diskBackend!.description, outstanding: s.outstanding, heldWrites: s.heldWrites, stalled: s.stalled ?? null, ...s.totals } : null,
+      disk: this.disk.status(),
       peerBytesSent: this.peerBytesSent,
       peerBytesReceived: this.peerBytesReceived,
       uptimeMs: Math.round(performance.now() - this.startedAtMs),
@@ -176,17 +169,8 @@ export class LockstepNode extends EventEmitter {
     const image = options.image ?? "linux";
     const load = options.memoryMiB !== undefined ? { memoryMiB: options.memoryMiB } : {};
     const loaded = loadMachine(image, load);
-    let location = options.disk;
-    if (!location && loaded.config.disk && options.sharedDir) {
-      location = resolve(options.sharedDir, `disk-${loaded.config.name}.img`);
-      if (!existsSync(location)) {
-        writeDiskFile(location, makeBlankDisk(loaded.config.disk));
-        node.log.info({ disk: location, sizeMiB: loaded.config.disk.sizeMiB }, "made a fresh shared disk");
-      }
-    } else if (location && !/^nbd/.test(location)) location = resolve(location);
-    if (location) node.diskBackend = await openDiskBackend(location);
+    const disk = await node.disk.openAtPowerOn(loaded.config, options.disk, options.sharedDir);
     const clock = defaultClockParams(Date.now(), randomInt(2 ** 31));
-    const disk = node.diskBackend ? { bytes: node.diskBackend.bytes, location } : undefined;
     node.header = buildHeader({ loaded, disk, clock, digestEverySlices, recordedAt: new Date() });
     // at power-on the guest's clock starts at the host's time
     const init: MachineInit = { role: "primary", image, load, ...(disk ? { diskBytes: disk.bytes } : {}), clock, wallEpochMs: clock.epochMs, digestEverySlices, paced: true };
@@ -293,10 +277,10 @@ export class LockstepNode extends EventEmitter {
           this.becamePrimary(e.epoch, e.reissue);
           break;
         case "disk-submit":
-          this.diskPort?.submit(e.requests, e.slice);
+          this.disk.submit(e.requests, e.slice);
           break;
         case "disk-release":
-          this.diskPort?.release(e.slice);
+          this.disk.release(e.slice);
           break;
         case "send-checkpoint":
           this.sendCheckpoint(e);
@@ -312,27 +296,7 @@ export class LockstepNode extends EventEmitter {
   }
 
   private becamePrimary(epoch: number, reissue: DiskRequest[]): void {
-    const machine = this.machine!;
-    if (this.diskBackend && !this.diskPort) {
-      this.diskPort = new BackendDiskPort(
-        this.diskBackend,
-        { queueDiskRead: (id, data) => machine.diskRead(id, data), queueDiskWrite: (id) => machine.diskWrite(id) },
-        {
-          holdWrites: true, // released by the output rule (disk-release effects)
-          wake: () => {}, // the machine thread wakes on every message
-          onStall: (reason) => {
-            if (reason) this.log.error({ reason, disk: this.diskBackend!.description }, "disk backend failing: the guest is paused until it works again");
-            else this.log.info({ disk: this.diskBackend!.description }, "disk backend works again: the guest goes on");
-            this.effects(this.core.diskStall(reason));
-          },
-        },
-      );
-    }
-    if (this.diskPort && reissue.length > 0) {
-      // takeover: every request the old primary may not have completed is issued again
-      this.log.warn({ requests: reissue.length, ids: reissue.map((r) => r.id) }, "re-issuing disk requests that were not completed");
-      this.diskPort.submit(reissue, machine.slice);
-    }
+    this.disk.attach(this.machine!, reissue, (reason) => this.effects(this.core.diskStall(reason)));
     this.ticker ??= setInterval(() => this.tick(), tickIntervalMs);
     if (this.takeoverStartMs !== undefined) this.log.warn({ epoch, replayMs: Math.round(performance.now() - this.takeoverStartMs) }, "live after the takeover");
     this.emit("live", epoch);
@@ -362,15 +326,7 @@ export class LockstepNode extends EventEmitter {
     const location = this.options.disk ?? this.header?.disk?.location;
     if (this.header?.disk) {
       if (!location) return this.effects(this.core.halt("the primary's log names no disk location: pass --disk"));
-      for (let attempt = 0; !this.diskBackend; attempt++) {
-        try {
-          this.diskBackend = await openDiskBackend(location);
-        } catch (e) {
-          if (attempt === 0) this.log.error({ disk: location, reason: (e as Error).message }, "the shared disk cannot be opened: retrying every second before going live");
-          await new Promise((r) => setTimeout(r, 1000));
-          if (this.core.role === "halted") return;
-        }
-      }
+      if (!(await this.disk.openAtTakeover(location, () => this.core.role === "halted"))) return;
     }
     this.effects(this.core.readyToGoLive());
   }
@@ -391,7 +347,7 @@ export class LockstepNode extends EventEmitter {
   private halted(reason: string): void {
     void this.machine?.kill();
     // a halted node never touches the shared disk again: the new primary owns it
-    this.diskPort?.scheduler.close();
+    this.disk.stop();
     this.link.close();
     this.log.error({ reason }, "halted");
     this.emit("halted", reason);
@@ -403,8 +359,7 @@ export class LockstepNode extends EventEmitter {
     await this.machine?.stop();
     this.link.close();
     await this.server.close();
-    this.diskPort?.scheduler.close();
-    await this.diskBackend?.close().catch(() => {});
+    await this.disk.close();
   }
 
   // ---------------------------------------------------------------- peer
