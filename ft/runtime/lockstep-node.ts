@@ -17,25 +17,21 @@
  * Over 400 lines: one exhaustive switch over NodeEffect and the sockets it writes to; split next
  * into a peer link and a console server once the network issue adds a third kind of link.
  */
-import { randomInt } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
 import type { WebSocket } from "ws";
 import type { DiskRequest } from "../../emulator/bounce-disk.js";
 import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
-import { bundledImageNames, loadMachine } from "../../emulator/machine-config.js";
 import type { SessionCheckpoint } from "../../hypervisor/checkpoint.js";
-import { buildHeader, checkHeader } from "../../hypervisor/log-header.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
-import type { MachineInit } from "../../hypervisor/machine-thread/machine-protocol.js";
 import { MachineThread, type MachineEvents } from "../../hypervisor/machine-thread/machine-thread.js";
-import { defaultClockParams } from "../../hypervisor/machine-session.js";
 import type { Arbiter } from "../arbiter/arbiter.js";
 import { NodeCore, type NodeEffect } from "../core/node-core.js";
 import { NodeServer } from "../transport/node-server.js";
 import type { PeerMessage } from "../wire/peer-messages.js";
 import { sendCheckpoint, type CheckpointSent } from "./checkpoint-sender.js";
 import { ConsoleServer } from "./console-server.js";
+import { backupMachine, primaryMachine } from "./machine-init.js";
 import { nodeMetrics } from "./node-metrics.js";
 import { PeerLink } from "./peer-link.js";
 import { SharedDisk } from "./shared-disk.js";
@@ -67,7 +63,6 @@ export interface NodeOptions {
 }
 
 const tickIntervalMs = 5;
-const digestEverySlices = 1000;
 /** One clock for the core and the machine's batch times: host Unix ms, monotonic. */
 const nowMs = () => performance.timeOrigin + performance.now();
 
@@ -166,18 +161,12 @@ export class LockstepNode extends EventEmitter {
     if (!(await options.arbiter.claim(epoch, options.nodeId))) {
       throw new LockstepError(ErrorCode.usage, `Epoch ${epoch} was claimed by another node`, "another primary is starting in the same shared directory");
     }
-    const image = options.image ?? "linux";
-    const load = options.memoryMiB !== undefined ? { memoryMiB: options.memoryMiB } : {};
-    const loaded = loadMachine(image, load);
-    const disk = await node.disk.openAtPowerOn(loaded.config, options.disk, options.sharedDir);
-    const clock = defaultClockParams(Date.now(), randomInt(2 ** 31));
-    node.header = buildHeader({ loaded, disk, clock, digestEverySlices, recordedAt: new Date() });
-    // at power-on the guest's clock starts at the host's time
-    const init: MachineInit = { role: "primary", image, load, ...(disk ? { diskBytes: disk.bytes } : {}), clock, wallEpochMs: clock.epochMs, digestEverySlices, paced: true };
+    const { header, init } = await primaryMachine(options.image ?? "linux", options.memoryMiB, (config) => node.disk.openAtPowerOn(config, options.disk, options.sharedDir));
+    node.header = header;
     node.machine = await MachineThread.start(init, node.machineEvents());
     await node.server.listen();
-    node.effects(node.core.startPrimary(epoch, node.header, node.machine.slice));
-    node.log.info({ epoch, port: node.port, image: loaded.config.name }, "primary started");
+    node.effects(node.core.startPrimary(epoch, header, node.machine.slice));
+    node.log.info({ epoch, port: node.port, image: header.machine.name }, "primary started");
     return node;
   }
 
@@ -211,15 +200,7 @@ export class LockstepNode extends EventEmitter {
   private async startMachine(header: LogHeader, checkpoint?: { bytes: Uint8Array; slice: number }): Promise<void> {
     this.header = header;
     try {
-      const image = this.options.imageOverride ?? header.machine.name;
-      if (!this.options.imageOverride && !bundledImageNames().includes(image)) {
-        throw new LockstepError(ErrorCode.imageUnknown, `The primary's machine "${image}" is not a bundled image`, "pass --image CONFIG.json");
-      }
-      const load = { memoryMiB: header.machine.memoryMiB };
-      checkHeader(header, loadMachine(image, load));
-      // the disk itself is not opened until takeover: the log carries every read's data
-      const init: MachineInit = { role: "backup", image, load, ...(header.disk ? { diskBytes: header.disk.bytes } : {}), clock: header.clock, digestEverySlices, paced: true, ...(checkpoint ? { checkpoint } : {}) };
-      const machine = await MachineThread.start(init, this.machineEvents());
+      const machine = await MachineThread.start(backupMachine(header, this.options.imageOverride, checkpoint), this.machineEvents());
       if (this.core.role === "halted") return void machine.kill();
       this.machine = machine;
       this.effects(this.core.machineStarted(machine.slice));
