@@ -1,21 +1,21 @@
 /**
  * LockstepNode: the imperative shell of one node. Every decision is the NodeCore's (roles, epochs,
- * the output rule, console sessions, checkpoints, takeover); this file only carries its effects out
- * and turns the world into its events:
+ * the output rule, console sessions, checkpoints, takeover); this file turns the world into the
+ * core's events and carries its effects out, each kind through its own part:
  *
- *   the machine      a MachineThread (v86 in its own worker thread, running slices back to back)
- *   the peer         one WebSocket: the backup dials the primary and redials; the primary accepts
+ *   the machine      a MachineThread (v86 in its own worker thread, running slices back to back),
+ *                    started from what machine-init builds
+ *   the peer         a PeerLink: the backup dials the primary and redials; the primary accepts
  *                    candidates and lets the core pick one by its hello
- *   consoles         WebSockets of console clients (numbered sessions for the core)
- *   the shared disk  a DiskScheduler behind a BackendDiskPort (primary only)
+ *   consoles         a ConsoleServer (numbered sessions for the core)
+ *   the shared disk  a SharedDisk (a DiskScheduler behind a BackendDiskPort, primary only)
+ *   checkpoints      sendCheckpoint, to a joining backup
+ *   HTTP             a NodeServer: /status, /metrics, and the WebSockets of the peer and consoles
  *   the arbiter      epoch claims
  *   time             a 5 ms ticker (heartbeats, failure detection)
  *
  * Because the machine has its own thread, this thread is idle between events, so log frames, acks
  * and heartbeats are served at once, never after a batch of slices.
- *
- * Over 400 lines: one exhaustive switch over NodeEffect and the sockets it writes to; split next
- * into a peer link and a console server once the network issue adds a third kind of link.
  */
 import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
