@@ -329,7 +329,8 @@ export class LockstepNode extends EventEmitter {
     void this.machine?.kill();
     // a halted node never touches the shared disk again: the new primary owns it
     this.disk.stop();
-    this.link.close();
+    this.link.terminate();
+    this.link.stopDialing();
     this.log.error({ reason }, "halted");
     this.emit("halted", reason);
   }
@@ -338,7 +339,7 @@ export class LockstepNode extends EventEmitter {
     clearInterval(this.ticker);
     this.link.stopDialing();
     await this.machine?.stop();
-    this.link.close();
+    this.link.terminate();
     await this.server.close();
     await this.disk.close();
   }

@@ -110,19 +110,19 @@ export class PeerLink {
 
   /** Takeover: the link to the old primary is cut at once. */
   drop(): void {
-    this.peer?.terminate();
+    this.terminate();
     this.peer = undefined;
     this.stopDialing();
   }
 
-  stopDialing(): void {
-    clearTimeout(this.reconnectTimer);
+  /** Cuts the peer's connection (it counts as the peer until its close is reported). */
+  terminate(): void {
+    this.peer?.terminate();
   }
 
-  /** Cuts the peer's connection and stops dialing. */
-  close(): void {
-    this.peer?.terminate();
-    this.stopDialing();
+  /** No redial is pending any more (a close after this schedules one again, which `mayDial` decides). */
+  stopDialing(): void {
+    clearTimeout(this.reconnectTimer);
   }
 
   private onFrame(data: Buffer, ws: WebSocket): void {
