@@ -352,7 +352,7 @@ export class LockstepNode extends EventEmitter {
    */
   private onPeerMessage(msg: PeerMessage, from: WebSocket): void {
     const candidate = this.core.role === "primary" && !this.link.isPeer(from);
-    const effects = this.core.peerMessage(msg, nowMs(), candidate);
+    const effects = this.core.peerMessage(msg, nowMs(), candidate, this.machine?.slice ?? 0);
     if (candidate) {
       const refused = effects.find((e) => e.type === "peer-refuse");
       if (refused) {
