@@ -337,7 +337,7 @@ export class LockstepNode extends EventEmitter {
 
   async close(): Promise<void> {
     clearInterval(this.ticker);
-    this.link.stopDialing();
+    this.link.close();
     await this.machine?.stop();
     this.link.terminate();
     await this.server.close();

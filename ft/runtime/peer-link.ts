@@ -32,6 +32,8 @@ export interface PeerLinkEvents {
 export class PeerLink {
   private peer: WebSocket | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
+  /** The node is shutting down: no dial from here on, whatever closes. */
+  private closed = false;
   bytesSent = 0;
   bytesReceived = 0;
 
@@ -47,7 +49,7 @@ export class PeerLink {
 
   /** Backup: dials the primary at `address` (ws://host:port), and again 100 ms after every close. */
   dial(address: string, token: string): void {
-    if (!this.events.mayDial()) return;
+    if (this.closed || !this.events.mayDial()) return;
     const url = new URL("/peer", address);
     url.searchParams.set("token", token);
     const ws = new WebSocket(url, { maxPayload: 64 * 2 ** 20 });
@@ -62,7 +64,7 @@ export class PeerLink {
     ws.on("close", () => {
       if (this.peer === ws) this.peer = undefined;
       clearTimeout(this.reconnectTimer);
-      this.reconnectTimer = setTimeout(() => this.dial(address, token), 100);
+      if (!this.closed) this.reconnectTimer = setTimeout(() => this.dial(address, token), 100);
     });
   }
 
@@ -123,6 +125,12 @@ export class PeerLink {
   /** No redial is pending any more (a close after this schedules one again, which `mayDial` decides). */
   stopDialing(): void {
     clearTimeout(this.reconnectTimer);
+  }
+
+  /** The node shuts down: no redial now or after any later close (the connection itself stays up until `terminate`). */
+  close(): void {
+    this.closed = true;
+    this.stopDialing();
   }
 
   private onFrame(data: Buffer, ws: WebSocket): void {
