@@ -51,6 +51,8 @@ export interface MachineInit {
   digestEverySlices: number;
   /** Follow wall time (live) or run flat out. */
   paced: boolean;
+  /** How much lower (nice, Linux) the machine thread runs than the main thread (default 5; 0: same). */
+  nice?: number;
   /** Let v86 compile hot code to wasm (default true; the guest's execution is the same either way). */
   jit?: boolean;
   /**

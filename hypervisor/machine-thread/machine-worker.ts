@@ -18,6 +18,7 @@
  * `progressIntervalMs` while busy (so the backup, which may only execute through the last progress
  * entry, keeps up).
  */
+import { getPriority, setPriority } from "node:os";
 import { receiveMessageOnPort, parentPort, workerData, type MessagePort } from "node:worker_threads";
 import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
 import { loadMachine } from "../../emulator/machine-config.js";
@@ -31,6 +32,8 @@ import type { FromMachine, MachineBatch, MachineInit, ToMachine } from "./machin
 import { SharedCounters } from "./shared-counters.js";
 import { replay } from "./replay-role.js";
 
+/** How much lower (nice) the machine thread runs than its main thread (Linux). */
+const machineThreadNice = 5;
 /** Host ms between batches sent to the main thread while nothing urgent happened. */
 const flushIntervalMs = 2;
 /** Host ms between progress entries while the guest is busy and a backup follows. */
@@ -95,6 +98,21 @@ export class Outbox {
 }
 
 const outbox = new Outbox();
+
+/**
+ * The machine thread takes every cycle the guest can use, but the node's main thread must answer at
+ * once: the output rule waits on its log frames and acks. On Linux a thread's nice value is its own,
+ * so this thread asks for a lower priority than its main thread and the scheduler lets the main
+ * thread in as soon as it wakes. Elsewhere (or if refused) nothing changes.
+ */
+function lowerPriority(): void {
+  if (process.platform !== "linux" || init.nice === 0) return;
+  try {
+    setPriority(0, Math.min(19, getPriority(0) + (init.nice ?? machineThreadNice)));
+  } catch {
+    // not permitted: run at the main thread's priority
+  }
+}
 
 /** Reads every message waiting, synchronously. */
 function drain(handle: (m: ToMachine) => void): void {
@@ -264,6 +282,7 @@ function follow(session: MachineSession): void {
 }
 
 async function main(): Promise<void> {
+  lowerPriority();
   const session = await buildSession();
   counters.publish(session.driver.slice, session.driver.icount, session.driver.clock.peekMs());
   post({ type: "ready", slice: session.driver.slice });
