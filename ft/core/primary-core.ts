@@ -9,11 +9,16 @@
  *   - Flow control: at most `unackedEntriesMax` entries may be unacknowledged; past that the guest
  *     pauses (`mayRun` false). Nothing is ever dropped.
  *   - Lag control: when the backup has executed more than `lagSlicesMax` slices less than the
- *     primary, the guest pauses until the backup is within half of that (hysteresis).
+ *     primary, or the oldest slice it has not executed ended more than `lagMsMax` ago, the guest
+ *     pauses until the backup is within half of both (hysteresis).
  *   - Failure detection: no heartbeat, log or ack traffic from the backup for `failureTimeoutMs`
  *     means the backup is suspected; the primary then asks the arbiter for the next epoch and only on
  *     winning continues alone (unprotected); losing means the backup went live: halt.
  *   - Every message carries the epoch; acks of another epoch are ignored.
+ *
+ * Over 400 lines on purpose: the output rule, flow and lag control and failure detection all read
+ * and move the same peer state (have, complete, executed, last heard) on every ack; split apart they
+ * would pass that state back and forth.
  */
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
