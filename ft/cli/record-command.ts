@@ -32,9 +32,8 @@ export interface RecordOptions {
   jit: boolean;
 }
 
-/** How often the log file is flushed (host ms), and the machine logs a progress marker. */
+/** How often the log file is flushed and the machine logs a progress marker (host ms). */
 const flushIntervalMs = 100;
-const progressEveryMs = 100;
 
 export async function recordCommand(options: RecordOptions): Promise<void> {
   const log = componentLogger("record");
@@ -61,7 +60,7 @@ export async function recordCommand(options: RecordOptions): Promise<void> {
     digestEverySlices: options.digestEvery,
     jit: options.jit,
     ...(disk ? { disk } : {}),
-    progressEveryMs: progressEveryMs,
+    progressEveryMs: flushIntervalMs,
     onEntries: (entries) => {
       for (const e of entries) writer.append(e);
       const slice = entries.at(-1)!.slice;
