@@ -42,6 +42,7 @@ export class BackupCore {
   private lastTickMs: number | undefined;
   private lastAck = { have: -1, complete: -1, executed: -1 };
   private claimingEpoch = 0;
+  private gapAskedMs = Number.NEGATIVE_INFINITY;
   /** Output through this slice already left the primary unprotected: taking over needs it. */
   eligibleAt = 0;
 
@@ -120,8 +121,12 @@ export class BackupCore {
         if (this.config.join && !this.checkpointed) break; // log before our checkpoint: not ours yet
         const have = this.have;
         if (message.first > have) {
-          // a gap (a frame was lost): ask again from what we have
-          effects.push(this.hello());
+          // a gap (a frame was lost or overtaken): ask again from what we have, once per heartbeat
+          // interval (every frame behind the gap would ask again, and each answer resends it all)
+          if (nowMs - this.gapAskedMs >= this.config.heartbeatIntervalMs) {
+            this.gapAskedMs = nowMs;
+            effects.push(this.hello());
+          }
           break;
         }
         for (let i = have - message.first; i < message.entries.length; i++) {
@@ -163,7 +168,8 @@ export class BackupCore {
     if (nowMs - this.lastHeartbeatMs >= this.config.heartbeatIntervalMs) {
       this.lastHeartbeatMs = nowMs;
       effects.push({ type: "send", message: { type: "heartbeat", epoch: this.epoch, nodeId: this.config.nodeId } });
-      effects.push(...this.ack(false));
+      // an ack lost on the way is not followed by another while nothing changes: repeat it
+      effects.push(...this.ack(true));
     }
     const silentMs = nowMs - this.lastHeardMs;
     if (silentMs > this.config.failureTimeoutMs) {

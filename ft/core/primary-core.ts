@@ -10,10 +10,17 @@
  *     pauses (`mayRun` false). Nothing is ever dropped.
  *   - Lag control: when the backup has executed more than `lagSlicesMax` slices less than the
  *     primary, the guest pauses until the backup is within half of that (hysteresis).
+ *   - Retransmission: entries sent and not acknowledged while the backup's acks stop moving for
+ *     `retransmitMs` are sent again from what it has. A frame may be lost or overtaken (a log frame
+ *     that arrives before the header is dropped); when that was the last frame before flow control
+ *     paused the guest, nothing else would ever make the backup ask again.
  *   - Failure detection: no heartbeat, log or ack traffic from the backup for `failureTimeoutMs`
  *     means the backup is suspected; the primary then asks the arbiter for the next epoch and only on
  *     winning continues alone (unprotected); losing means the backup went live: halt.
  *   - Every message carries the epoch; acks of another epoch are ignored.
+ *
+ * Over 400 lines on purpose: one state machine whose rules all read the peer's state at every event;
+ * split, each part would need all of it.
  */
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
@@ -49,6 +56,9 @@ export const stallMs = (failureTimeoutMs: number) => failureTimeoutMs / 4;
  */
 export const joiningTimeoutMs = (failureTimeoutMs: number) => failureTimeoutMs * 10;
 
+/** Unacknowledged entries are sent again once the backup's acks stood still this long. */
+export const retransmitMs = (failureTimeoutMs: number) => failureTimeoutMs / 2;
+
 /**
  * unprotected: no backup; output leaves at once.
  * joining:     a backup is catching up on the log (from power-on); output still leaves at once and
@@ -79,6 +89,8 @@ interface Peer {
   executed: number;
   /** Entries sent on this connection. */
   sent: number;
+  /** Since when entries sent have waited with no ack progress (undefined: none waiting). */
+  waitingSinceMs?: number;
   lastHeardMs: number;
   /** Joining from a checkpoint: wanted (not taken yet), or being sent (no log goes out before it). */
   checkpoint?: "wanted" | "sending";
@@ -258,6 +270,7 @@ export class PrimaryCore {
         }
         p.lastHeardMs = nowMs;
         if (message.have > this.log.length) break; // impossible from an honest backup: ignore
+        if (message.have > p.have) p.waitingSinceMs = undefined;
         p.have = Math.max(p.have, message.have);
         p.sent = Math.max(p.sent, p.have);
         p.complete = Math.max(p.complete, Math.min(message.complete, this.completeSlice));
@@ -344,7 +357,10 @@ export class PrimaryCore {
     const p = this.peer;
     // If this side itself stalled (a long slice, GC), the silence may be ours: messages may be
     // waiting unread. Restart the silence clock rather than accuse the peer.
-    if (p && this.lastTickMs !== undefined && nowMs - this.lastTickMs > stallMs(this.config.failureTimeoutMs)) p.lastHeardMs = nowMs;
+    if (p && this.lastTickMs !== undefined && nowMs - this.lastTickMs > stallMs(this.config.failureTimeoutMs)) {
+      p.lastHeardMs = nowMs;
+      if (p.waitingSinceMs !== undefined) p.waitingSinceMs = nowMs;
+    }
     this.lastTickMs = nowMs;
     if (this.state === "joining" && p && nowMs - p.lastHeardMs > joiningTimeoutMs(this.config.failureTimeoutMs)) {
       // a backup that never caught up cannot take over: no epoch to claim
@@ -364,10 +380,23 @@ export class PrimaryCore {
         effects.push({ type: "log", level: "warn", msg: "backup failure suspected: claiming the next epoch", fields: { backup: p.nodeId, silentMs: nowMs - p.lastHeardMs } });
         effects.push({ type: "claim-epoch", epoch: this.claimingEpoch });
       } else {
+        this.retransmitIfStuck(p, nowMs);
         effects.push(...this.flush());
       }
     }
     return effects;
+  }
+
+  /** Entries waited too long for an ack: the next flush sends them again from what the backup has. */
+  private retransmitIfStuck(p: Peer, nowMs: number): void {
+    if (p.checkpoint || p.sent <= p.have) {
+      p.waitingSinceMs = undefined;
+      return;
+    }
+    p.waitingSinceMs ??= nowMs;
+    if (nowMs - p.waitingSinceMs <= retransmitMs(this.config.failureTimeoutMs)) return;
+    p.sent = p.have;
+    p.waitingSinceMs = nowMs;
   }
 
   /** The arbiter's answer to a claim-epoch effect (undefined: unreachable, ask again). */

@@ -1,0 +1,55 @@
+// PrimaryCore under the faults the simulation found it could not live through: a log frame lost or
+// overtaken with nothing sent after it (the guest then waited for an ack forever).
+import { describe, expect, it } from "vitest";
+import { PrimaryCore, retransmitMs, type CoreEffect, type PrimaryConfig } from "../../ft/core/primary-core.js";
+import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
+import type { LogHeader } from "../../hypervisor/log-file.js";
+import type { PeerMessage } from "../../ft/wire/peer-messages.js";
+
+const header = { recordedAt: "test" } as unknown as LogHeader;
+const failureTimeoutMs = 150;
+const config: PrimaryConfig = { nodeId: "A", heartbeatIntervalMs: 20, failureTimeoutMs, unackedEntriesMax: 400, lagSlicesMax: 50, logEntriesMax: 1_000_000 };
+const progress = (slice: number): LogEntry => ({ kind: "progress", slice, icount: slice * 1000 });
+const sent = (effects: CoreEffect[], type: PeerMessage["type"]) => effects.flatMap((e) => (e.type === "send" && e.message.type === type ? [e.message] : []));
+
+/** A primary at slice 3 whose backup B acknowledged the log: protected. */
+function protectedPrimary(): PrimaryCore {
+  const p = new PrimaryCore(config, 1, header);
+  for (let s = 1; s <= 3; s++) p.append(progress(s));
+  p.noteSlice(3);
+  p.step({ type: "hello", epoch: 0, nodeId: "B", have: 0 }, 0);
+  p.step({ type: "ack", epoch: 1, have: 3, complete: 3, executed: 3 }, 1);
+  expect(p.state).toBe("protected");
+  return p;
+}
+
+describe("PrimaryCore retransmission", () => {
+  it("sends unacknowledged entries again once the backup's acks stood still", () => {
+    const p = new PrimaryCore(config, 1, header);
+    p.append(progress(1));
+    p.noteSlice(1);
+    // the whole log goes out with the hello's answer, and is lost (or arrives before the header)
+    expect(sent(p.step({ type: "hello", epoch: 0, nodeId: "B", have: 0 }, 0), "log")).toHaveLength(1);
+    const resent: Array<{ at: number; first: number }> = [];
+    for (let t = 10; t <= 100; t += 10) {
+      // the backup is alive and says it has nothing
+      p.step({ type: "ack", epoch: 1, have: 0, complete: 0, executed: 0 }, t);
+      for (const m of sent(p.tick(t), "log")) resent.push({ at: t, first: m.type === "log" ? m.first : -1 });
+    }
+    expect(resent.length).toBeGreaterThan(0);
+    expect(resent[0]!.first).toBe(0);
+    expect(resent[0]!.at).toBeGreaterThan(retransmitMs(failureTimeoutMs));
+  });
+
+  it("sends nothing again while the acks move", () => {
+    const p = protectedPrimary();
+    let have = 3;
+    for (let t = 10; t <= 200; t += 10) {
+      p.append(progress(3 + t / 10));
+      expect(sent(p.flush(), "log")).toHaveLength(1);
+      have++;
+      p.step({ type: "ack", epoch: 1, have, complete: 3 + t / 10, executed: 3 + t / 10 }, t);
+      expect(sent(p.tick(t), "log")).toHaveLength(0);
+    }
+  });
+});
