@@ -67,6 +67,12 @@ export type NodeEffect =
   | { type: "peer-refuse"; reason: string }
   | ConsoleEffect;
 
+/**
+ * A joining backup that got no part of a checkpoint for this long asks again. (A primary still
+ * taking or sending one ignores the question, so a slow checkpoint is never started over.)
+ */
+export const checkpointRetryMs = (failureTimeoutMs: number) => failureTimeoutMs * 2;
+
 interface IncomingCheckpoint {
   first: number;
   slice: number;
@@ -94,6 +100,8 @@ export class NodeCore {
   /** Backup: entries of BackupCore.entries already passed to the machine. */
   private entriesPassed = 0;
   private incoming: IncomingCheckpoint | undefined;
+  /** Joining: since when this backup has waited for (the next part of) its checkpoint. */
+  private checkpointWaitSinceMs: number | undefined;
   private takingOver: number | undefined;
   private diskStalled = false;
   private gate = { open: false, progress: false };
@@ -276,7 +284,9 @@ export class NodeCore {
 
   /** The backup's connection to the primary is up. */
   peerConnected(nowMs: number): NodeEffect[] {
-    return this.backup && this.role === "backup" ? this.core(this.backup.connected(nowMs)) : [];
+    if (!this.backup || this.role !== "backup") return [];
+    this.checkpointWaitSinceMs = nowMs;
+    return this.core(this.backup.connected(nowMs));
   }
 
   /** Primary: the backup's connection closed (acks received stand). */
@@ -308,7 +318,7 @@ export class NodeCore {
     const b = this.backup!;
     b.setExecuted(this.machineSlice);
     const effects = this.core(b.step(msg, nowMs));
-    if (msg.type === "checkpoint" && msg.epoch === b.epoch) effects.push(...this.checkpointPart(msg));
+    if (msg.type === "checkpoint" && msg.epoch === b.epoch) effects.push(...this.checkpointPart(msg, nowMs));
     else if (msg.type === "log") effects.push(...this.passEntries());
     return effects;
   }
@@ -320,9 +330,10 @@ export class NodeCore {
   }
 
   /** Backup, joining: collects the checkpoint's parts; when whole, the machine is built from it. */
-  private checkpointPart(msg: Extract<PeerMessage, { type: "checkpoint" }>): NodeEffect[] {
+  private checkpointPart(msg: Extract<PeerMessage, { type: "checkpoint" }>, nowMs: number): NodeEffect[] {
     if (!this.config.join || this.backup!.checkpointed || this.machineStarting || this.machineReady) return [];
     if (!this.header) return this.halt("checkpoint refused: it arrived before the log header");
+    this.checkpointWaitSinceMs = nowMs;
     let c = this.incoming;
     if (!c || c.first !== msg.first || c.slice !== msg.slice || c.parts.length !== msg.parts) {
       // the first part, or a new checkpoint started: take that one
@@ -376,9 +387,25 @@ export class NodeCore {
     }
     if (this.backup && this.role === "backup") {
       this.backup.setExecuted(this.machineSlice);
-      return this.core(this.backup.tick(nowMs));
+      return [...this.core(this.backup.tick(nowMs)), ...this.askCheckpointAgain(nowMs)];
     }
     return [];
+  }
+
+  /**
+   * Joining: no part of a checkpoint came for a while (parts were lost, or the primary never sent
+   * one): say hello again, which asks the primary for a new checkpoint. Until the backup has one the
+   * log is of no use to it, and a primary whose joining backup never reports progress pauses its
+   * guest (lag control), so nothing else would end the wait.
+   */
+  private askCheckpointAgain(nowMs: number): NodeEffect[] {
+    const b = this.backup!;
+    if (!this.config.join || b.checkpointed || this.machineStarting || this.machineReady || b.state !== "following") return [];
+    this.checkpointWaitSinceMs ??= nowMs;
+    if (nowMs - this.checkpointWaitSinceMs <= checkpointRetryMs(this.config.failureTimeoutMs)) return [];
+    this.checkpointWaitSinceMs = nowMs;
+    this.incoming = undefined;
+    return [{ type: "log", level: "warn", msg: "no checkpoint arrived: asking the primary for one again" }, ...this.core(b.connected(nowMs))];
   }
 
   arbiterAnswer(epoch: number, won: boolean | undefined): NodeEffect[] {

@@ -227,6 +227,12 @@ export class PrimaryCore {
           effects.push({ type: "log", level: "warn", msg: "hello while claiming the next epoch rejected", fields: { nodeId: message.nodeId } });
           break;
         }
+        if (message.join && this.state === "joining" && this.peer?.nodeId === message.nodeId && this.peer.checkpoint) {
+          // it asks again while its checkpoint is being taken or sent: that one is on its way
+          this.peer.lastHeardMs = nowMs;
+          effects.push(this.headerMessage());
+          break;
+        }
         if (message.have > this.log.length) {
           effects.push({ type: "log", level: "warn", msg: "backup claims more log than exists; starting it over", fields: { have: message.have, log: this.log.length } });
         }

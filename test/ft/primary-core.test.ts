@@ -1,5 +1,6 @@
 // PrimaryCore under the faults the simulation found it could not live through: a log frame lost or
-// overtaken with nothing sent after it (the guest then waited for an ack forever).
+// overtaken with nothing sent after it (the guest then waited for an ack forever), and a joining
+// backup asking again for a checkpoint.
 import { describe, expect, it } from "vitest";
 import { PrimaryCore, retransmitMs, type CoreEffect, type PrimaryConfig } from "../../ft/core/primary-core.js";
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
@@ -51,5 +52,25 @@ describe("PrimaryCore retransmission", () => {
       p.step({ type: "ack", epoch: 1, have, complete: 3 + t / 10, executed: 3 + t / 10 }, t);
       expect(sent(p.tick(t), "log")).toHaveLength(0);
     }
+  });
+});
+
+describe("PrimaryCore and a joining backup that asks again", () => {
+  it("ignores the question while its checkpoint is being taken or sent, and takes a new one after", () => {
+    const p = new PrimaryCore(config, 1, header, [], false);
+    p.append(progress(1));
+    const first = p.step({ type: "hello", epoch: 0, nodeId: "B", have: 0, join: true }, 0);
+    expect(first.some((e) => e.type === "checkpoint-wanted")).toBe(true);
+    // asked again before the checkpoint was taken: that one is on its way
+    let again = p.step({ type: "hello", epoch: 1, nodeId: "B", have: 0, join: true }, 10);
+    expect(again.some((e) => e.type === "checkpoint-wanted")).toBe(false);
+    expect(sent(again, "header")).toHaveLength(1);
+    p.checkpointTaken(1);
+    again = p.step({ type: "hello", epoch: 1, nodeId: "B", have: 0, join: true }, 20);
+    expect(again.some((e) => e.type === "checkpoint-wanted")).toBe(false);
+    p.checkpointSent();
+    // sent, and the backup still asks: it never got it whole
+    again = p.step({ type: "hello", epoch: 1, nodeId: "B", have: 0, join: true }, 30);
+    expect(again.some((e) => e.type === "checkpoint-wanted")).toBe(true);
   });
 });
