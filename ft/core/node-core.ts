@@ -12,7 +12,8 @@
  *
  * Invariants:
  *   - Output (console bytes, input acks, disk writes) of slice k is released only up to the
- *     PrimaryCore's releasable slice: with a backup, what it acknowledged as complete.
+ *     PrimaryCore's releasable slice: with a backup, what it acknowledged as complete. Disk writes,
+ *     moreover, only start while the PrimaryCore's disk lease lasts (the backup cannot have gone live).
  *   - Console input (client, seq) goes to the machine at most once per primary; what reached the
  *     guest is known from the log (applied entries), so a resend is never applied twice.
  *   - A following machine receives the log in order, each entry once.
@@ -59,7 +60,8 @@ export type NodeEffect =
   /** Now the primary of `epoch`: set up the disk path and re-issue `reissue`. */
   | { type: "became-primary"; epoch: number; reissue: DiskRequest[] }
   | { type: "disk-submit"; requests: DiskRequest[]; slice: number }
-  | { type: "disk-release"; slice: number }
+  /** Disk writes of slices through `slice` may go to the disk, if they start before `untilMs` (the disk lease). */
+  | { type: "disk-release"; slice: number; untilMs: number }
   /** Compress and send the checkpoint just taken (the log goes on with entry `first`). */
   | { type: "send-checkpoint"; first: number; console: number; inputs: Array<[string, number]> }
   /** Accept (replace the current peer with) or refuse a connection that said hello. */
@@ -252,7 +254,7 @@ export class NodeCore {
     const core = this.primary;
     if (!core || this.role !== "primary") return [];
     const releasable = core.releasableSlice();
-    const effects: NodeEffect[] = [{ type: "disk-release", slice: releasable }];
+    const effects: NodeEffect[] = [{ type: "disk-release", slice: releasable, untilMs: core.diskWritableUntilMs() }];
     const due = this.stream.release(releasable);
     while (this.outputPending.length > 0 && this.outputPending[0]!.end <= this.stream.released) {
       const o = this.outputPending.shift()!;

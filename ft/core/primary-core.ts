@@ -14,6 +14,13 @@
  *     `retransmitMs` are sent again from what it has. A frame may be lost or overtaken (a log frame
  *     that arrives before the header is dropped); when that was the last frame before flow control
  *     paused the guest, nothing else would ever make the backup ask again.
+ *   - Disk lease: a protected primary's disk writes may start only while its backup cannot have
+ *     gone live (`diskWritableUntilMs`). The primary's heartbeats carry its time; the backup echoes
+ *     the newest it got in its heartbeats and acks. An echo of t proves the backup heard this
+ *     primary at t or later, so it cannot suspect it before t + failureTimeoutMs; writes may start
+ *     until a margin before that. Without it, a primary that stalled (a long pause) while its backup
+ *     took over would, on waking, act on acks still in its socket and write what the backup had
+ *     acknowledged — over newer writes of the new primary.
  *   - Failure detection: no heartbeat, log or ack traffic from the backup for `failureTimeoutMs`
  *     means the backup is suspected; the primary then asks the arbiter for the next epoch and only on
  *     winning continues alone (unprotected); losing means the backup went live: halt.
@@ -55,6 +62,9 @@ export const stallMs = (failureTimeoutMs: number) => failureTimeoutMs / 4;
  * backup's), and dropping it early gains nothing — it cannot take over — while it costs a join.
  */
 export const joiningTimeoutMs = (failureTimeoutMs: number) => failureTimeoutMs * 10;
+
+/** Disk writes stop starting this long before a silent backup could suspect the primary (room for writes in flight to land). */
+export const diskLeaseMarginMs = (failureTimeoutMs: number) => failureTimeoutMs / 4;
 
 /** Unacknowledged entries are sent again once the backup's acks stood still this long. */
 export const retransmitMs = (failureTimeoutMs: number) => failureTimeoutMs / 2;
@@ -112,6 +122,10 @@ export class PrimaryCore {
   protectedFrom = 0;
   private currentSlice = 0;
   private lastTickMs: number | undefined;
+  /** The latest time this core was told (ms). */
+  private nowMs = Number.NEGATIVE_INFINITY;
+  /** The backup heard this primary at this time or later (the newest heartbeat time it echoed). */
+  private heardByBackupAtMs = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly config: PrimaryConfig,
@@ -174,6 +188,20 @@ export class PrimaryCore {
     return r;
   }
 
+  /** Disk writes may start until this time (ms; see the disk lease above). */
+  diskWritableUntilMs(): number {
+    switch (this.state) {
+      case "unprotected":
+      case "joining":
+        return Number.POSITIVE_INFINITY; // no backup that could go live
+      case "protected":
+      case "claiming":
+        return this.heardByBackupAtMs + this.config.failureTimeoutMs - diskLeaseMarginMs(this.config.failureTimeoutMs);
+      case "halted":
+        return Number.NEGATIVE_INFINITY;
+    }
+  }
+
   /** Whether the guest may run another slice (flow and lag control). */
   mayRun(currentSlice: number): boolean {
     if (this.state === "halted") return false;
@@ -202,6 +230,7 @@ export class PrimaryCore {
 
   step(message: PeerMessage, nowMs: number): CoreEffect[] {
     if (this.state === "halted") return [];
+    this.nowMs = Math.max(this.nowMs, nowMs);
     const effects: CoreEffect[] = [];
     switch (message.type) {
       case "hello": {
@@ -278,6 +307,7 @@ export class PrimaryCore {
         if (message.have > this.log.length) break; // impossible from an honest backup: ignore
         if (message.have > p.have) p.waitingSinceMs = undefined;
         p.have = Math.max(p.have, message.have);
+        this.heardByBackup(message.echo);
         p.sent = Math.max(p.sent, p.have);
         p.complete = Math.max(p.complete, Math.min(message.complete, this.completeSlice));
         p.executed = Math.max(p.executed, message.executed);
@@ -292,7 +322,10 @@ export class PrimaryCore {
         break;
       }
       case "heartbeat":
-        if (message.epoch === this.epoch && this.peer && message.nodeId === this.peer.nodeId) this.peer.lastHeardMs = nowMs;
+        if (message.epoch === this.epoch && this.peer && message.nodeId === this.peer.nodeId) {
+          this.peer.lastHeardMs = nowMs;
+          this.heardByBackup(message.echo);
+        }
         break;
       case "header":
       case "log":
@@ -304,6 +337,11 @@ export class PrimaryCore {
         break;
     }
     return effects;
+  }
+
+  /** The backup echoed the time of a heartbeat of ours (never later than now: an echo cannot come from the future). */
+  private heardByBackup(echo: number | undefined): void {
+    if (echo !== undefined) this.heardByBackupAtMs = Math.max(this.heardByBackupAtMs, Math.min(echo, this.nowMs));
   }
 
   private headerMessage(): CoreEffect {
@@ -359,6 +397,7 @@ export class PrimaryCore {
 
   tick(nowMs: number): CoreEffect[] {
     if (this.state === "halted") return [];
+    this.nowMs = Math.max(this.nowMs, nowMs);
     const effects: CoreEffect[] = [];
     const p = this.peer;
     // If this side itself stalled (a long slice, GC), the silence may be ours: messages may be
@@ -378,7 +417,7 @@ export class PrimaryCore {
     if ((this.state === "protected" || this.state === "joining") && p) {
       if (nowMs - this.lastHeartbeatMs >= this.config.heartbeatIntervalMs) {
         this.lastHeartbeatMs = nowMs;
-        effects.push({ type: "send", message: { type: "heartbeat", epoch: this.epoch, nodeId: this.config.nodeId } });
+        effects.push({ type: "send", message: { type: "heartbeat", epoch: this.epoch, nodeId: this.config.nodeId, at: Math.floor(nowMs) } });
       }
       if (this.state === "protected" && nowMs - p.lastHeardMs > this.config.failureTimeoutMs) {
         this.state = "claiming";

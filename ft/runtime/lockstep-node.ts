@@ -280,7 +280,7 @@ export class LockstepNode extends EventEmitter {
           this.diskPort?.submit(e.requests, e.slice);
           break;
         case "disk-release":
-          this.diskPort?.release(e.slice);
+          this.diskPort?.release(e.slice, e.untilMs);
           break;
         case "send-checkpoint":
           this.sendCheckpoint(e);

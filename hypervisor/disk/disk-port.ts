@@ -80,9 +80,9 @@ export class BackendDiskPort implements DiskPort {
     if (requests.length > 0) this.scheduler.submit(requests, slice);
   }
 
-  /** The output rule: writes issued through `slice` may go to the disk. */
-  release(slice: number): void {
-    this.scheduler.release(slice);
+  /** The output rule: writes issued through `slice` may go to the disk, if they start before `untilMs` (the disk lease). */
+  release(slice: number, untilMs?: number): void {
+    this.scheduler.release(slice, untilMs);
   }
 
   /** Writes everything still held and waits until the backend has it all; then closes it. */

@@ -1,8 +1,10 @@
 // PrimaryCore under the faults the simulation found it could not live through: a log frame lost or
-// overtaken with nothing sent after it (the guest then waited for an ack forever), and a joining
-// backup asking again for a checkpoint.
+// overtaken with nothing sent after it (the guest then waited for an ack forever), a joining
+// backup asking again for a checkpoint, and the disk lease (how long a protected primary's disk
+// writes may start: the backup cannot have gone live before).
 import { describe, expect, it } from "vitest";
-import { PrimaryCore, retransmitMs, type CoreEffect, type PrimaryConfig } from "../../ft/core/primary-core.js";
+import { BackupCore } from "../../ft/core/backup-core.js";
+import { diskLeaseMarginMs, PrimaryCore, retransmitMs, type CoreEffect, type PrimaryConfig } from "../../ft/core/primary-core.js";
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
 import type { PeerMessage } from "../../ft/wire/peer-messages.js";
@@ -72,5 +74,45 @@ describe("PrimaryCore and a joining backup that asks again", () => {
     // sent, and the backup still asks: it never got it whole
     again = p.step({ type: "hello", epoch: 1, nodeId: "B", have: 0, join: true }, 30);
     expect(again.some((e) => e.type === "checkpoint-wanted")).toBe(true);
+  });
+});
+
+describe("disk lease", () => {
+  const lease = (echo: number) => echo + failureTimeoutMs - diskLeaseMarginMs(failureTimeoutMs);
+
+  it("lasts from the newest heartbeat time the backup echoed, never from the future", () => {
+    const p = protectedPrimary();
+    expect(p.diskWritableUntilMs()).toBe(Number.NEGATIVE_INFINITY); // nothing echoed yet
+    const hb = sent(p.tick(100), "heartbeat")[0]!;
+    expect(hb).toMatchObject({ at: 100 });
+    p.step({ type: "heartbeat", epoch: 1, nodeId: "B", echo: 100 }, 110);
+    expect(p.diskWritableUntilMs()).toBe(lease(100));
+    p.step({ type: "ack", epoch: 1, have: 3, complete: 3, executed: 3, echo: 90 }, 120); // older echo
+    expect(p.diskWritableUntilMs()).toBe(lease(100));
+    p.step({ type: "heartbeat", epoch: 1, nodeId: "B", echo: 10_000 }, 130); // no echo is newer than now
+    expect(p.diskWritableUntilMs()).toBe(lease(130));
+    p.step({ type: "heartbeat", epoch: 1, nodeId: "C", echo: 140 }, 140); // not its backup
+    expect(p.diskWritableUntilMs()).toBe(lease(130));
+  });
+
+  it("is unbounded without a backup that could go live, and over once halted", () => {
+    const p = new PrimaryCore(config, 1, header);
+    expect(p.diskWritableUntilMs()).toBe(Number.POSITIVE_INFINITY);
+    p.step({ type: "hello", epoch: 0, nodeId: "B", have: 0 }, 0); // joining: not eligible to take over
+    expect(p.state).toBe("joining");
+    expect(p.diskWritableUntilMs()).toBe(Number.POSITIVE_INFINITY);
+    p.step({ type: "log", epoch: 2, first: 0, entries: [] }, 1); // a newer primary exists
+    expect(p.state).toBe("halted");
+    expect(p.diskWritableUntilMs()).toBe(Number.NEGATIVE_INFINITY);
+  });
+
+  it("a backup echoes the newest heartbeat time of its primary in its heartbeats and acks", () => {
+    const b = new BackupCore({ nodeId: "B", heartbeatIntervalMs: 20, failureTimeoutMs, logEntriesMax: 1000 });
+    b.step({ type: "header", epoch: 1, nodeId: "A", header, releasedThrough: 0 }, 0);
+    b.step({ type: "heartbeat", epoch: 1, nodeId: "A", at: 42 }, 1);
+    b.step({ type: "heartbeat", epoch: 1, nodeId: "A", at: 40 }, 2); // overtaken
+    const acks = b.step({ type: "log", epoch: 1, first: 0, entries: [progress(1)] }, 3);
+    expect(acks).toContainEqual({ type: "send", message: expect.objectContaining({ type: "ack", echo: 42 }) });
+    expect(b.tick(30)).toContainEqual({ type: "send", message: expect.objectContaining({ type: "heartbeat", echo: 42 }) });
   });
 });
