@@ -51,6 +51,9 @@ export interface BackendDiskPortOptions {
   /** The backend failed (reason) or recovered (undefined). */
   onStall: (reason: string | undefined) => void;
   retryMs?: number;
+  /** Timers for retries and the clock of the disk lease (the simulation runs both on its own clock). */
+  setTimer?: (fn: () => void, ms: number) => unknown;
+  now?: () => number;
 }
 
 export class BackendDiskPort implements DiskPort {
@@ -72,6 +75,8 @@ export class BackendDiskPort implements DiskPort {
       },
       onStall: options.onStall,
       ...(options.retryMs !== undefined ? { retryMs: options.retryMs } : {}),
+      ...(options.setTimer ? { setTimer: options.setTimer } : {}),
+      ...(options.now ? { now: options.now } : {}),
     });
     if (!options.holdWrites) this.scheduler.release(Number.POSITIVE_INFINITY);
   }
