@@ -36,5 +36,10 @@ export async function saveCheckpoint(logPath: string, c: SessionCheckpoint): Pro
 }
 
 export async function loadCheckpoint(logPath: string, slice: number): Promise<SessionCheckpoint> {
-  return decodeCheckpoint(readFileSync(join(checkpointDir(logPath), `${slice}.lsckpt`)));
+  return decodeCheckpoint(loadCheckpointBytes(logPath, slice));
+}
+
+/** The encoded checkpoint (for a machine thread, which decodes it itself). */
+export function loadCheckpointBytes(logPath: string, slice: number): Uint8Array {
+  return readFileSync(join(checkpointDir(logPath), `${slice}.lsckpt`));
 }

@@ -20,11 +20,9 @@ import { makeBlankDisk } from "../emulator/blank-disk.js";
 import { loadMachine } from "../emulator/machine-config.js";
 import { packageRoot } from "../emulator/package-root.js";
 import { until } from "../ft/runtime/until.js";
-import { MemoryDiskPort } from "../hypervisor/disk/disk-port.js";
-import { LiveLoop } from "../hypervisor/live-loop.js";
 import { encodeFrame } from "../hypervisor/log-file.js";
-import { defaultClockParams, MachineSession } from "../hypervisor/machine-session.js";
-import { Recorder } from "../hypervisor/recorder.js";
+import { defaultClockParams } from "../hypervisor/machine-session.js";
+import { RecordingMachine } from "../hypervisor/machine-thread/recording-machine.js";
 import { ftBenchmarks } from "./bench-ft.js";
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
@@ -81,23 +79,28 @@ function recordReplay(dir: string): string {
 async function bandwidth(): Promise<string[]> {
   const loaded = loadMachine("linux");
   const disk = makeBlankDisk(loaded.config.disk!);
-  const session = await MachineSession.open({ loaded, diskBytes: disk.byteLength, clock: defaultClockParams(Date.now(), 1) });
   let bytes = 0;
-  const recorder = new Recorder(session.driver, { digestEverySlices: 1000, sink: (e) => (bytes += encodeFrame(e).length) });
   let out = "";
   const decoder = new TextDecoder();
-  const loop = new LiveLoop(recorder, { paced: true, disk: new MemoryDiskPort(disk, recorder), onSlice: (r) => r.serial && (out += decoder.decode(r.serial)) });
-  // the CLI's flush cadence: a progress entry every 100 ms
-  const flush = setInterval(() => recorder.progress(), 100);
-  const running = loop.run();
+  // recorded as `lockstep record` records: a machine thread, a progress entry every 100 ms
+  const machine = await RecordingMachine.start({
+    image: "linux",
+    clock: defaultClockParams(Date.now(), 1),
+    paced: true,
+    digestEverySlices: 1000,
+    disk,
+    progressEveryMs: 100,
+    onEntries: (entries) => entries.forEach((e) => (bytes += encodeFrame(e).length)),
+    onOutput: (data) => (out += decoder.decode(data)),
+  });
   const printed = (re: RegExp) => until(() => re.test(out), 300_000, `${re} on the console`, 10);
   await printed(/lockstep:\/root# /);
   const phase = async (name: string, start: () => void, done: () => Promise<void>) => {
     const b0 = bytes;
-    const g0 = session.clock.peekMs();
+    const g0 = machine.guestMs;
     start();
     await done();
-    const guestS = (session.clock.peekMs() - g0) / 1000;
+    const guestS = (machine.guestMs - g0) / 1000;
     const mbit = ((bytes - b0) * 8) / guestS / 1e6;
     return `| ${name} | ${guestS.toFixed(1)} s guest | ${bytes - b0} bytes | ${mbit.toFixed(4)} Mbit/s |`;
   };
@@ -105,16 +108,10 @@ async function bandwidth(): Promise<string[]> {
   out = "";
   const busy = await phase(
     "busy (shell arithmetic loop)",
-    () => {
-      recorder.queueSerial(new TextEncoder().encode("i=0; while [ $i -lt 40000 ]; do i=$((i+1)); done; echo bu''sy-done\r"));
-      loop.wake();
-    },
+    () => machine.type(new TextEncoder().encode("i=0; while [ $i -lt 40000 ]; do i=$((i+1)); done; echo bu''sy-done\r")),
     () => printed(/busy-done\r\n/),
   );
-  clearInterval(flush);
-  loop.stop();
-  await running;
-  session.close();
+  await machine.stop();
   return [idle, busy];
 }
 

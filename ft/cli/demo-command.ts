@@ -5,83 +5,62 @@
  * After a takeover a fresh backup process joins the new primary from a checkpoint (--join),
  * so the pair is protected again and the primary can be killed again.
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, openSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
+import { closeSync, mkdtempSync, openSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
-import { ConsoleClient } from "../runtime/console-client.js";
+import { ConsoleClient, type ConsoleContradiction } from "../runtime/console-client.js";
+import { freePort } from "../runtime/free-port.js";
+import { NodeProcess, type NodeEvent, type NodeRole } from "../runtime/node-process.js";
 import { escapeByte } from "./terminal-console.js";
 
 interface DemoNode {
-  name: string;
-  port: number;
-  child: ChildProcess;
-  role: "primary" | "backup";
-  alive: boolean;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      const port = typeof a === "object" && a ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
+  process: NodeProcess;
+  /** The role it has now: a backup that took over is the primary. */
+  role: NodeRole;
 }
 
 export async function demoCommand(options: { image: string }): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "lockstep-demo-"));
   const token = randomBytes(16).toString("hex");
-  const cli = fileURLToPath(new URL("./main.js", import.meta.url));
   const logFile = join(dir, "nodes.log");
   const logFd = openSync(logFile, "a");
   const nodes: DemoNode[] = [];
   const names = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+  let started = 0;
   const say = (text: string) => process.stderr.write(`\r\n\x1b[7m[lockstep demo] ${text}\x1b[0m\r\n`);
   let killedAt: number | undefined;
   let awaitingFirstByte = false;
 
-  const startNode = async (role: "primary" | "backup", connect?: number, joinFromCheckpoint = false): Promise<DemoNode> => {
-    const name = names[nodes.length % names.length]!;
-    const port = await freePort();
-    const args = [cli, role, "--listen", `127.0.0.1:${port}`, "--shared-dir", dir, "--token", token, "--node-id", name];
-    if (role === "primary") args.push("--image", options.image);
-    if (connect) args.push("--connect", `ws://127.0.0.1:${connect}`);
-    if (joinFromCheckpoint) args.push("--join");
-    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", logFd], env: { ...process.env, LOCKSTEP_LOG_LEVEL: "info" } });
-    const node: DemoNode = { name, port, child, role, alive: true };
+  const startNode = async (role: NodeRole, how: { port?: number; connect?: string; join?: boolean } = {}): Promise<DemoNode> => {
+    const name = names[started++ % names.length]!; // taken before the await: starts may overlap
+    const args = role === "primary" ? ["--image", options.image] : [];
+    if (how.connect) args.push("--connect", how.connect);
+    if (how.join) args.push("--join");
+    const proc = await NodeProcess.start({ role, name, sharedDir: dir, token, args, stderr: logFd, ...(how.port !== undefined ? { port: how.port } : {}) });
+    const node: DemoNode = { process: proc, role };
     nodes.push(node);
-    createInterface({ input: child.stdout! }).on("line", (line) => {
-      try {
-        const ev = JSON.parse(line) as { event: string; epoch?: number; reason?: string };
-        if (ev.event === "live" && role === "backup") {
-          node.role = "primary";
-          const ms = killedAt !== undefined ? ` ${Math.round(performance.now() - killedAt)} ms after the kill` : "";
-          say(`backup ${name} took over as primary (epoch ${ev.epoch})${ms}; starting a new backup`);
-          void startNode("backup", node.port, true).then((b) => client.addUrl(`ws://127.0.0.1:${b.port}`));
-        }
-        if (ev.event === "halted") say(`node ${name} halted: ${ev.reason}`);
-      } catch {
-        // not an event line
+    const onEvent = (ev: NodeEvent) => {
+      if (ev.event === "live" && role === "backup") {
+        node.role = "primary";
+        const ms = killedAt !== undefined ? ` ${Math.round(performance.now() - killedAt)} ms after the kill` : "";
+        say(`backup ${name} took over as primary (epoch ${ev.epoch})${ms}; starting a new backup`);
+        startNode("backup", { connect: proc.url, join: true }).then(
+          (b) => client.addUrl(b.process.url),
+          (e: Error) => say(`a new backup could not start: ${e.message.split("\n")[0]}`),
+        );
       }
-    });
-    child.on("exit", () => {
-      node.alive = false;
-    });
+      if (ev.event === "halted") say(`node ${name} halted: ${ev.reason}`);
+    };
+    proc.on("event", onEvent);
     return node;
   };
 
-  const primary = await startNode("primary");
-  const urls = [`ws://127.0.0.1:${primary.port}`];
-  const client = new ConsoleClient({ urls, token });
-  await startNode("backup", primary.port).then((b) => client.addUrl(`ws://127.0.0.1:${b.port}`));
+  // the backup starts beside the primary (it retries until the primary listens), so it is told the
+  // primary's port in advance: it starts following sooner than if it waited for the primary to be up
+  const primaryPort = await freePort();
+  const [primary, backup] = await Promise.all([startNode("primary", { port: primaryPort }), startNode("backup", { connect: `ws://127.0.0.1:${primaryPort}` })]);
+  const client = new ConsoleClient({ urls: [primary.process.url, backup.process.url], token });
 
   client.on("output", (b: Uint8Array) => {
     if (awaitingFirstByte && killedAt !== undefined) {
@@ -90,21 +69,23 @@ export async function demoCommand(options: { image: string }): Promise<void> {
     }
     process.stdout.write(b);
   });
+  client.on("contradiction", (c: ConsoleContradiction) => say(`OUTPUT CONTRADICTION: ${c.url} resent different bytes at offset ${c.offset} than were shown`));
   client.on("attached", (url: string, epoch: number) => {
     if (killedAt !== undefined) say(`console reattached to ${url} (epoch ${epoch}) ${Math.round(performance.now() - killedAt)} ms after the kill`);
   });
 
   // report protection changes of whichever node is primary
   let lastProtection = "";
+  let killArmed = false;
   const poll = setInterval(async () => {
-    const p = nodes.find((n) => n.alive && n.role === "primary");
+    const p = nodes.find((n) => n.process.running && n.role === "primary");
     if (!p) return;
     try {
-      const s = (await (await fetch(`http://127.0.0.1:${p.port}/status`, { signal: AbortSignal.timeout(500) })).json()) as { protected: boolean; backup: string | null; state: string; epoch: number };
+      const s = await p.process.status<{ protected: boolean; backup: string | null; state: string; epoch: number }>(500);
       const now = s.protected ? `protected by ${s.backup}` : s.state === "joining" ? `backup ${s.backup} catching up` : "UNPROTECTED";
       if (now !== lastProtection) {
         lastProtection = now;
-        say(`primary ${p.name} (epoch ${s.epoch}): ${now}`);
+        say(`primary ${p.process.name} (epoch ${s.epoch}): ${now}`);
       }
     } catch {
       // the primary may just have died
@@ -123,26 +104,32 @@ export async function demoCommand(options: { image: string }): Promise<void> {
         if (escaped) {
           escaped = false;
           const key = String.fromCharCode(byte).toLowerCase();
-          const live = nodes.filter((n) => n.alive);
+          const live = nodes.filter((n) => n.process.running);
           if (key === "q") return finish();
           if (key === "k") {
             const p = live.find((n) => n.role === "primary");
+            const warned = killArmed;
+            killArmed = false;
             if (!p) say("no live primary");
-            else {
+            else if (!lastProtection.startsWith("protected") && !warned) {
+              // no backup could take over now: the guest would be lost with its primary
+              killArmed = true;
+              say(`primary ${p.process.name} is not protected yet (${lastProtection || "no backup"}): killing it now loses the guest; Ctrl-] k again to kill it anyway`);
+            } else {
               killedAt = performance.now();
               awaitingFirstByte = true;
-              p.child.kill("SIGKILL");
-              say(`killed primary ${p.name} (pid ${p.child.pid}) with SIGKILL`);
+              p.process.kill("SIGKILL");
+              say(`killed primary ${p.process.name} (pid ${p.process.pid}) with SIGKILL`);
             }
           } else if (key === "b") {
             const b = live.find((n) => n.role === "backup");
             if (!b) say("no live backup");
             else {
-              b.child.kill("SIGKILL");
-              say(`killed backup ${b.name} (pid ${b.child.pid}); the primary goes on unprotected`);
+              b.process.kill("SIGKILL");
+              say(`killed backup ${b.process.name} (pid ${b.process.pid}); the primary goes on unprotected`);
             }
           } else if (key === "s") {
-            say(live.map((n) => `${n.name}: ${n.role} pid ${n.child.pid} port ${n.port}`).join("; ") || "no live nodes");
+            say(live.map((n) => `${n.process.name}: ${n.role} pid ${n.process.pid} port ${n.process.port}`).join("; ") || "no live nodes");
           } else if (byte === escapeByte) {
             client.send(Uint8Array.of(escapeByte));
           }
@@ -168,8 +155,9 @@ export async function demoCommand(options: { image: string }): Promise<void> {
   });
   clearInterval(poll);
   client.close();
-  for (const n of nodes) if (n.alive) n.child.kill("SIGTERM");
+  for (const n of nodes) n.process.kill("SIGTERM");
   await new Promise((r) => setTimeout(r, 300));
-  for (const n of nodes) if (n.alive) n.child.kill("SIGKILL");
+  for (const n of nodes) n.process.kill("SIGKILL");
+  closeSync(logFd);
   rmSync(dir, { recursive: true, force: true });
 }

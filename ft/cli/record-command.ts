@@ -1,18 +1,17 @@
 /**
  * `lockstep record`: run a guest live (paced to wall time) and write every non-deterministic input
- * to a log file, interactively (the terminal is the console) or from an input script.
+ * to a log file, interactively (the terminal is the console) or from an input script. The machine
+ * runs on its own thread; this one writes the log, checkpoints and output, and types the input.
  */
 import { randomInt } from "node:crypto";
 import { makeBlankDisk } from "../../emulator/blank-disk.js";
 import { readDiskFile, writeDiskFile } from "../../emulator/disk-file.js";
 import { loadMachine } from "../../emulator/machine-config.js";
-import { LiveLoop } from "../../hypervisor/live-loop.js";
-import { MemoryDiskPort } from "../../hypervisor/disk/disk-port.js";
 import { buildHeader, diskInfoOf } from "../../hypervisor/log-header.js";
 import { saveCheckpoint } from "../../hypervisor/checkpoint-store.js";
 import { LogWriter } from "../../hypervisor/log-file.js";
-import { defaultClockParams, MachineSession } from "../../hypervisor/machine-session.js";
-import { Recorder } from "../../hypervisor/recorder.js";
+import { defaultClockParams } from "../../hypervisor/machine-session.js";
+import { RecordingMachine } from "../../hypervisor/machine-thread/recording-machine.js";
 import { componentLogger } from "../logger.js";
 import { readInputScript, runInputScript } from "./input-script.js";
 import { attachTerminal, escapeKeyName } from "./terminal-console.js";
@@ -33,8 +32,9 @@ export interface RecordOptions {
   jit: boolean;
 }
 
-/** How often the log file is flushed with a progress marker (host ms). */
+/** How often the log file is flushed (host ms), and the machine logs a progress marker. */
 const flushIntervalMs = 100;
+const progressEveryMs = 100;
 
 export async function recordCommand(options: RecordOptions): Promise<void> {
   const log = componentLogger("record");
@@ -45,57 +45,59 @@ export async function recordCommand(options: RecordOptions): Promise<void> {
   const clock = defaultClockParams(Date.now(), options.seed ?? randomInt(2 ** 31));
   const header = buildHeader({ loaded, disk: disk ? diskInfoOf(disk, freshDisk) : undefined, clock, digestEverySlices: options.digestEvery, recordedAt: new Date() });
   const writer = new LogWriter(options.out, header, { overwrite: options.force });
-  const session = await MachineSession.open({ loaded, ...(disk ? { diskBytes: disk.byteLength } : {}), clock, jit: options.jit });
-  const recorder = new Recorder(session.driver, { digestEverySlices: options.digestEvery, sink: (e) => writer.append(e) });
-
   let output = "";
-  let lastCheckpoint = 0;
   const checkpointWrites: Array<Promise<void>> = [];
   const decoder = new TextDecoder();
   let outputWaiters: Array<() => void> = [];
-  const loop = new LiveLoop(recorder, {
-    paced: !options.fast,
+  const every = options.checkpointEvery ?? 0;
+  let checkpointAsked = false;
+  let lastCheckpoint = 0;
+  const machine = await RecordingMachine.start({
+    image: options.image,
+    ...(options.memory !== undefined ? { load: { memoryMiB: options.memory } } : {}),
+    clock,
     ...(options.fast ? {} : { wallEpochMs: clock.epochMs }),
-    ...(disk ? { disk: new MemoryDiskPort(disk, recorder) } : {}),
-    onSlice: (result, slice) => {
-      const every = options.checkpointEvery ?? 0;
-      if (every > 0 && slice - lastCheckpoint >= every) {
-        const cp = recorder.checkpoint(); // undefined while disk I/O is in flight: next boundary
-        if (cp) {
-          lastCheckpoint = slice;
-          checkpointWrites.push(saveCheckpoint(options.out, cp).then((bytes) => log.info({ slice, bytes }, "checkpoint written")));
-        }
+    paced: !options.fast,
+    digestEverySlices: options.digestEvery,
+    jit: options.jit,
+    ...(disk ? { disk } : {}),
+    progressEveryMs: progressEveryMs,
+    onEntries: (entries) => {
+      for (const e of entries) writer.append(e);
+      const slice = entries.at(-1)!.slice;
+      // the machine takes it at its next boundary without disk I/O in flight
+      if (every > 0 && !checkpointAsked && slice - lastCheckpoint >= every) {
+        checkpointAsked = true;
+        machine.requestCheckpoint();
       }
-      if (!result.serial) return;
-      process.stdout.write(result.serial);
+    },
+    onCheckpoint: (cp) => {
+      checkpointAsked = false;
+      lastCheckpoint = cp.driver.slice;
+      checkpointWrites.push(saveCheckpoint(options.out, cp).then((bytes) => log.info({ slice: cp.driver.slice, bytes }, "checkpoint written")));
+    },
+    onOutput: (data) => {
+      process.stdout.write(data);
       if (script) {
-        output += decoder.decode(result.serial, { stream: true });
+        output += decoder.decode(data, { stream: true });
         const w = outputWaiters;
         outputWaiters = [];
         for (const f of w) f();
       }
     },
+  }).catch((e: unknown) => {
+    writer.close();
+    throw e;
   });
-  const flushTimer = setInterval(() => {
-    recorder.progress();
-    writer.flush();
-  }, flushIntervalMs);
-  const stop = () => loop.stop();
+  const flushTimer = setInterval(() => writer.flush(), flushIntervalMs);
+  let stopped: Promise<void> | undefined;
+  const stop = () => (stopped ??= machine.stop());
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
 
-  const terminal = script
-    ? undefined
-    : attachTerminal(
-        (bytes) => {
-          recorder.queueSerial(bytes);
-          loop.wake();
-        },
-        stop,
-      );
+  const terminal = script ? undefined : attachTerminal((bytes) => machine.type(bytes), () => void stop());
   log.info({ image: loaded.config.name, out: options.out, paced: !options.fast, seed: clock.seed }, script ? "recording an input script" : `recording; press ${escapeKeyName} to stop`);
   const started = performance.now();
-  const running = loop.run();
   let scriptError: unknown;
   if (script) {
     runInputScript(
@@ -106,45 +108,38 @@ export async function recordCommand(options: RecordOptions): Promise<void> {
           outputWaiters.push(resolve);
           setTimeout(resolve, 200);
         }),
-        sendSerial: (d) => {
-          recorder.queueSerial(d);
-          loop.wake();
-        },
-        sendKeys: (d) => {
-          recorder.queueKeys(d);
-          loop.wake();
-        },
+        sendSerial: (d) => machine.type(d),
+        sendKeys: (d) => machine.keys(d),
         sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
         nowMs: () => performance.now(),
       },
       options.input!,
     ).then(stop, (e) => {
       scriptError = e;
-      stop();
+      void stop();
     });
   }
   try {
-    await running;
+    await machine.ended();
+    await stopped;
     await Promise.all(checkpointWrites);
   } finally {
     clearInterval(flushTimer);
     terminal?.close();
     process.off("SIGINT", stop);
     process.off("SIGTERM", stop);
-    recorder.progress();
     writer.close();
     if (options.writeBack && options.disk && disk) writeDiskFile(options.disk, disk);
-    session.close();
   }
   const wallMs = performance.now() - started;
   log.info(
     {
       out: options.out,
-      slices: session.driver.slice,
-      instructions: session.driver.icount,
+      slices: machine.slice,
+      instructions: machine.icount,
       entries: writer.entriesWritten,
       bytes: writer.bytesWritten,
-      guestMs: Math.round(session.clock.peekMs()),
+      guestMs: Math.round(machine.guestMs),
       wallMs: Math.round(wallMs),
     },
     "recording complete",

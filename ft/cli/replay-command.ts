@@ -1,7 +1,8 @@
 /**
  * `lockstep replay`: re-execute a recorded log offline, verifying every entry's instruction count
- * and every digest, printing the serial output it reproduces. Never reads the wall clock on the
- * guest's path, so idle time replays at no cost.
+ * and every digest, printing the serial output it reproduces. The machine runs on its own thread (the
+ * same machine thread as every node's); it never reads the wall clock on the guest's path, so idle
+ * time replays at no cost.
  */
 import { createHash } from "node:crypto";
 import { SingleBar, Presets } from "cli-progress";
@@ -10,11 +11,10 @@ import { bundledImageNames, loadMachine } from "../../emulator/machine-config.js
 import { FileDiskBackend } from "../../hypervisor/disk/disk-backend.js";
 import { DiskView, type DiskComparison } from "../../hypervisor/disk/disk-view.js";
 import { checkHeader } from "../../hypervisor/log-header.js";
-import { sessionFromCheckpoint } from "../../hypervisor/checkpoint.js";
-import { listCheckpoints, loadCheckpoint } from "../../hypervisor/checkpoint-store.js";
+import { listCheckpoints, loadCheckpointBytes } from "../../hypervisor/checkpoint-store.js";
 import { LogReader } from "../../hypervisor/log-file.js";
-import { MachineSession } from "../../hypervisor/machine-session.js";
-import { Replayer, type ReplayEnd } from "../../hypervisor/replayer.js";
+import { MachineThread } from "../../hypervisor/machine-thread/machine-thread.js";
+import type { ReplayEnd, ReplaySummary } from "../../hypervisor/replayer.js";
 
 export interface ReplayCommandOptions {
   file: string;
@@ -87,55 +87,59 @@ export async function replayLog(reader: LogReader, options: Omit<ReplayCommandOp
     throw new LockstepError(ErrorCode.usage, "--disk needs a replay from power-on: it compares every write the guest made", "drop --from");
   }
   const view = new DiskView();
-  const sessionOptions = { loaded, ...(header.disk ? { diskBytes: header.disk.bytes } : {}), clock: header.clock };
   const startSlice = options.from !== undefined ? (listCheckpoints(reader.path).filter((s) => s <= options.from!).at(-1) ?? 0) : 0;
-  let session: MachineSession;
-  if (startSlice > 0) {
-    session = await sessionFromCheckpoint(sessionOptions, await loadCheckpoint(reader.path, startSlice));
-    // skip the log up to and including the checkpoint entry: the checkpoint is the machine there
-    for (;;) {
-      const e = reader.next();
-      if (!e || e.slice > startSlice) {
-        session.close();
-        throw new LockstepError(ErrorCode.checkpointCorrupt, `The log has no checkpoint entry at slice ${startSlice}: the checkpoint does not belong to this log`);
-      }
-      if (e.kind === "control" && e.action === "checkpoint" && e.slice === startSlice) break;
-    }
-  } else {
-    session = await MachineSession.open(sessionOptions);
-  }
   const hash = createHash("sha256");
   let serialBytes = 0;
   const showOutput = options.output && !options.json;
-  const replayer = new Replayer(session.driver, () => reader.next(), {
-    onSlice: (result) => {
-      if (result.diskRequests.length > 0) view.note(result.diskRequests);
-      if (!result.serial) return;
-      hash.update(result.serial);
-      serialBytes += result.serial.length;
-      if (showOutput) process.stdout.write(result.serial);
-    },
-    ...(options.until !== undefined ? { untilSlice: options.until } : {}),
-  });
   const bar =
     process.stderr.isTTY && !options.json
       ? new SingleBar({ format: "replay [{bar}] {percentage}% | slice {slice} | {eta_formatted} left", stream: process.stderr, hideCursor: true, clearOnComplete: true }, Presets.shades_classic)
       : undefined;
-  bar?.start(reader.fileSize, 0, { slice: 0 });
   const started = performance.now();
-  let end: ReplayEnd | undefined;
+  let result: { end: ReplayEnd; summary: ReplaySummary; truncatedAt: number | null; guestMs: number } | undefined;
+  let failure: Error | undefined;
+  // the machine runs on its own thread, which reads the log itself: this thread prints and hashes
+  // the output, notes the disk writes and keeps the progress bar moving
+  const thread = await MachineThread.start(
+    {
+      role: "replay",
+      image,
+      load: options.memory !== undefined ? { memoryMiB: options.memory } : {},
+      ...(header.disk ? { diskBytes: header.disk.bytes } : {}),
+      clock: header.clock,
+      digestEverySlices: header.digestEverySlices,
+      paced: false,
+      ...(startSlice > 0 ? { checkpoint: { bytes: loadCheckpointBytes(reader.path, startSlice), slice: startSlice } } : {}),
+      replay: { file: reader.path, allowTruncated: options.allowTruncated, startSlice, ...(options.until !== undefined ? { untilSlice: options.until } : {}) },
+    },
+    {
+      batch: (b) => {
+        for (const d of b.disk) view.note(d.requests);
+        for (const o of b.output) {
+          hash.update(o.data);
+          serialBytes += o.data.length;
+          if (showOutput) process.stdout.write(o.data);
+        }
+        if (b.logOffset !== undefined) bar?.update(b.logOffset, { slice: b.slice });
+      },
+      replayed: (r) => (result = r),
+      failed: (reason, error) => (failure = error ?? new Error(reason)),
+    },
+  ).catch(async (e: unknown) => {
+    await checkDisk?.close();
+    throw e;
+  });
+  bar?.start(reader.fileSize, 0, { slice: startSlice });
   try {
-    while (!end) {
-      end = replayer.step(2000);
-      bar?.update(reader.offset, { slice: session.driver.slice });
-      // let stdout drain and signals arrive between batches
-      await new Promise<void>((r) => setImmediate(r));
-    }
+    await thread.ended;
   } finally {
     bar?.stop();
-    session.close();
   }
-  const summary = replayer.summary(end);
+  if (!result) {
+    await checkDisk?.close();
+    throw failure ?? new Error("the replay's machine thread ended without a result");
+  }
+  const { end, summary } = result;
   let diskCheck: DiskComparison | undefined;
   if (checkDisk) {
     try {
@@ -156,7 +160,7 @@ export async function replayLog(reader: LogReader, options: Omit<ReplayCommandOp
     file: reader.path,
     end,
     complete: end === "power-off",
-    truncatedAtOffset: reader.truncatedAt ?? null,
+    truncatedAtOffset: result.truncatedAt,
     startSlice,
     slices: summary.slices,
     instructions: summary.instructions,
@@ -167,7 +171,7 @@ export async function replayLog(reader: LogReader, options: Omit<ReplayCommandOp
     diskSectorsWritten: view.sectorsWritten,
     diskWrittenSha256: view.sha256(),
     ...(diskCheck ? { diskCheck } : {}),
-    guestMs: Math.round(session.clock.peekMs()),
+    guestMs: result.guestMs,
     wallMs: Math.round(performance.now() - started),
   };
 }

@@ -1,14 +1,13 @@
 /**
  * `lockstep run`: boot a guest headless with the terminal attached to its serial console. The
- * machine runs under the recorder's rules (virtual clock paced to wall time), logging nothing.
+ * machine runs on its own thread under the recorder's rules (virtual clock paced to wall time); its
+ * log is discarded.
  */
 import { makeBlankDisk } from "../../emulator/blank-disk.js";
 import { readDiskFile, writeDiskFile } from "../../emulator/disk-file.js";
 import { loadMachine } from "../../emulator/machine-config.js";
-import { LiveLoop } from "../../hypervisor/live-loop.js";
-import { MemoryDiskPort } from "../../hypervisor/disk/disk-port.js";
-import { defaultClockParams, MachineSession } from "../../hypervisor/machine-session.js";
-import { Recorder } from "../../hypervisor/recorder.js";
+import { defaultClockParams } from "../../hypervisor/machine-session.js";
+import { RecordingMachine } from "../../hypervisor/machine-thread/recording-machine.js";
 import { componentLogger } from "../logger.js";
 import { attachTerminal, escapeKeyName } from "./terminal-console.js";
 
@@ -24,24 +23,21 @@ export async function runCommand(options: RunOptions): Promise<void> {
   const loaded = loadMachine(options.image, options.memory !== undefined ? { memoryMiB: options.memory } : {});
   const disk = options.disk ? readDiskFile(options.disk) : loaded.config.disk ? makeBlankDisk(loaded.config.disk) : undefined;
   const clock = defaultClockParams(Date.now(), 0);
-  const session = await MachineSession.open({ loaded, ...(disk ? { diskBytes: disk.byteLength } : {}), clock, jit: options.jit });
-  const recorder = new Recorder(session.driver, { digestEverySlices: 0, sink: () => {} });
-  const terminal = attachTerminal(
-    (bytes) => {
-      recorder.queueSerial(bytes);
-      loop.wake();
-    },
-    () => loop.stop(),
-  );
-  const loop = new LiveLoop(recorder, {
-    paced: true,
+  let terminal: ReturnType<typeof attachTerminal> | undefined;
+  const machine = await RecordingMachine.start({
+    image: options.image,
+    ...(options.memory !== undefined ? { load: { memoryMiB: options.memory } } : {}),
+    clock,
     wallEpochMs: clock.epochMs,
-    ...(disk ? { disk: new MemoryDiskPort(disk, recorder) } : {}),
-    onSlice: (result) => {
-      if (result.serial) terminal.write(result.serial);
-    },
+    paced: true,
+    digestEverySlices: 0,
+    jit: options.jit,
+    ...(disk ? { disk } : {}),
+    onOutput: (data) => terminal?.write(data),
   });
-  const stop = () => loop.stop();
+  let stopped: Promise<void> | undefined;
+  const stop = () => (stopped ??= machine.stop());
+  terminal = attachTerminal((bytes) => machine.type(bytes), () => void stop());
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
   log.info(
@@ -49,13 +45,13 @@ export async function runCommand(options: RunOptions): Promise<void> {
     `booting; press ${escapeKeyName} to quit`,
   );
   try {
-    await loop.run();
+    await machine.ended();
+    await stopped;
   } finally {
     terminal.close();
     process.off("SIGINT", stop);
     process.off("SIGTERM", stop);
     if (options.disk && disk) writeDiskFile(options.disk, disk);
-    session.close();
   }
-  log.info({ slices: session.driver.slice, instructions: session.driver.icount, disk: options.disk ?? null }, "stopped; disk flushed");
+  log.info({ slices: machine.slice, instructions: machine.icount, disk: options.disk ?? null }, "stopped; disk flushed");
 }

@@ -108,7 +108,8 @@ export class NodeCore {
   private diskStalled = false;
   private gate = { open: false, progress: false };
   private outputPending: Array<{ end: number; atMs: number; protected: boolean }> = [];
-  private sliceTimes: Array<{ slice: number; atMs: number }> = [];
+  /** Host ms of the newest event that carried the time (for decisions taken on events without it). */
+  private nowMs = 0;
 
   constructor(private readonly config: NodeConfig) {
     this.stream = new ConsoleStream(config.consoleRetainBytes);
@@ -158,6 +159,7 @@ export class NodeCore {
 
   /** What the machine thread reported: entries, output and disk requests of the slices it ran. */
   machineBatch(b: MachineBatch, nowMs: number): NodeEffect[] {
+    this.nowMs = Math.max(this.nowMs, nowMs);
     if (this.role === "halted") return [];
     this.machineSlice = Math.max(this.machineSlice, b.slice);
     if (this.role === "backup") {
@@ -172,11 +174,7 @@ export class NodeCore {
         this.consoles.inputApplied(e.data.length);
       }
     }
-    core.noteSlice(b.slice);
-    if (core.state === "protected") {
-      this.sliceTimes.push({ slice: b.slice, atMs: b.atWallMs });
-      if (this.sliceTimes.length > 100_000) this.sliceTimes.splice(0, 50_000);
-    }
+    core.noteSlice(b.slice, b.atWallMs);
     for (const o of b.output) {
       this.stream.append(o.slice, o.data);
       this.outputPending.push({ end: this.stream.end, atMs: b.atWallMs, protected: core.state === "protected" });
@@ -228,7 +226,7 @@ export class NodeCore {
 
   private gateEffects(): NodeEffect[] {
     const core = this.primary;
-    const gate = this.role === "primary" && core ? { open: core.mayRun(this.machineSlice) && !this.diskStalled, progress: core.state === "protected" || core.state === "joining" } : { open: false, progress: false };
+    const gate = this.role === "primary" && core ? { open: core.mayRun(this.machineSlice, this.nowMs) && !this.diskStalled, progress: core.state === "protected" || core.state === "joining" } : { open: false, progress: false };
     if (gate.open === this.gate.open && gate.progress === this.gate.progress) return [];
     this.gate = gate;
     return [{ type: "machine-gate", ...gate }];
@@ -286,6 +284,7 @@ export class NodeCore {
 
   /** The backup's connection to the primary is up. */
   peerConnected(nowMs: number): NodeEffect[] {
+    this.nowMs = Math.max(this.nowMs, nowMs);
     if (!this.backup || this.role !== "backup") return [];
     this.checkpointWaitSinceMs = nowMs;
     return this.core(this.backup.connected(nowMs));
@@ -300,7 +299,10 @@ export class NodeCore {
    * A message from the peer. `candidate`: it came on a connection that is not (yet) the peer's; only
    * a hello can make it the peer (a stray connection cannot cut off the backup).
    */
-  peerMessage(msg: PeerMessage, nowMs: number, candidate = false): NodeEffect[] {
+  peerMessage(msg: PeerMessage, nowMs: number, candidate = false, machineSlice = 0): NodeEffect[] {
+    this.nowMs = Math.max(this.nowMs, nowMs);
+    // what the machine executed by now (read from shared memory): an ack carries it fresh
+    this.machineSlice = Math.max(this.machineSlice, machineSlice);
     if (this.role === "halted") return [];
     if (this.primary && this.role === "primary") {
       const core = this.primary;
@@ -312,7 +314,7 @@ export class NodeCore {
         effects.push({ type: "peer-accept" }, ...stepped);
       } else {
         effects.push(...this.core(core.step(msg, nowMs)));
-        if (msg.type === "ack") this.sampleLag(msg.executed, nowMs);
+        if (msg.type === "ack") this.sampleLag();
       }
       effects.push(...this.release(nowMs), ...this.gateEffects());
       return effects;
@@ -325,10 +327,9 @@ export class NodeCore {
     return effects;
   }
 
-  private sampleLag(executed: number, nowMs: number): void {
-    let sample: number | undefined;
-    while (this.sliceTimes.length > 0 && this.sliceTimes[0]!.slice <= executed) sample = nowMs - this.sliceTimes.shift()!.atMs;
-    if (sample !== undefined) this.backupLag.add(sample);
+  private sampleLag(): void {
+    const sample = this.primary?.takeLagSample();
+    if (sample !== undefined && this.primary!.state === "protected") this.backupLag.add(sample);
   }
 
   /** Backup, joining: collects the checkpoint's parts; when whole, the machine is built from it. */
@@ -383,6 +384,7 @@ export class NodeCore {
   // ---------------------------------------------------------------- time, arbiter, takeover
 
   tick(nowMs: number, machineSlice: number): NodeEffect[] {
+    this.nowMs = Math.max(this.nowMs, nowMs);
     this.machineSlice = Math.max(this.machineSlice, machineSlice);
     if (this.primary && this.role === "primary") {
       return [...this.core(this.primary.tick(nowMs)), ...this.release(nowMs), ...this.gateEffects()];

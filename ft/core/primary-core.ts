@@ -41,6 +41,13 @@ export interface PrimaryConfig {
   unackedEntriesMax: number;
   /** Lag control bound, in slices. */
   lagSlicesMax: number;
+  /**
+   * Lag control bound in time: the guest pauses while the oldest slice the backup has not executed
+   * ended more than this many ms ago (host time), and goes on once it is within half of it. Backup
+   * and primary run the same instructions at the same speed, so a backup that fell behind (a GC
+   * pause, a compile, the scheduler) never catches up by itself: the primary gives it the time.
+   */
+  lagMsMax: number;
   /** The whole log is kept so that a backup can join from power-on; past this, joins are refused. */
   logEntriesMax: number;
 }
@@ -50,8 +57,12 @@ export const defaultPrimaryConfig: Omit<PrimaryConfig, "nodeId"> = {
   failureTimeoutMs: 400,
   unackedEntriesMax: 20_000,
   lagSlicesMax: 200,
+  lagMsMax: 30,
   logEntriesMax: 2_000_000,
 };
+
+/** Slices whose end time is kept for lag control at most (a backup that stops acking stops the guest long before). */
+const unexecutedTrackedMax = 100_000;
 
 /** A gap between ticks longer than this means this side stalled. */
 export const stallMs = (failureTimeoutMs: number) => failureTimeoutMs / 4;
@@ -126,6 +137,10 @@ export class PrimaryCore {
   private nowMs = Number.NEGATIVE_INFINITY;
   /** The backup heard this primary at this time or later (the newest heartbeat time it echoed). */
   private heardByBackupAtMs = Number.NEGATIVE_INFINITY;
+  /** Slices the backup has not executed yet and when each ended (host ms), oldest first. */
+  private unexecuted: Array<{ slice: number; atMs: number }> = [];
+  /** The newest backup-lag measurement (see takeLagSample). */
+  private lagSample: number | undefined;
 
   constructor(
     private readonly config: PrimaryConfig,
@@ -164,9 +179,37 @@ export class PrimaryCore {
     if (entry.kind === "progress" && entry.slice > this.completeSlice) this.completeSlice = entry.slice;
   }
 
-  /** The runtime ran through this slice. */
-  noteSlice(slice: number): void {
+  /** The runtime ran through this slice; `atMs`: when it ended (host ms), for lag in time. */
+  noteSlice(slice: number, atMs?: number): void {
     this.currentSlice = Math.max(this.currentSlice, slice);
+    if (atMs === undefined || !this.lagControlled()) {
+      this.unexecuted = [];
+      return;
+    }
+    const last = this.unexecuted.at(-1)?.slice ?? this.peer!.executed;
+    if (slice > last && this.unexecuted.length < unexecutedTrackedMax) this.unexecuted.push({ slice, atMs });
+  }
+
+  /** Lag control applies: a backup protects, or joined from a checkpoint and catches up. */
+  private lagControlled(): boolean {
+    const p = this.peer;
+    return p !== undefined && p.checkpoint === undefined && (this.state === "protected" || (this.state === "joining" && p.fromCheckpoint === true));
+  }
+
+  /** How long (ms) the oldest slice the backup has not executed has been waiting; 0 if none. */
+  lagMs(nowMs: number): number {
+    const o = this.unexecuted[0];
+    return o ? Math.max(0, nowMs - o.atMs) : 0;
+  }
+
+  /**
+   * Backup lag measured at the last ack that moved `executed`: how long before it the newest slice
+   * it covers had ended on this side (ms). Taken once.
+   */
+  takeLagSample(): number | undefined {
+    const s = this.lagSample;
+    this.lagSample = undefined;
+    return s;
   }
 
   /** Output of slices up to this one may be released now. */
@@ -202,8 +245,8 @@ export class PrimaryCore {
     }
   }
 
-  /** Whether the guest may run another slice (flow and lag control). */
-  mayRun(currentSlice: number): boolean {
+  /** Whether the guest may run another slice (flow and lag control); `nowMs`: host ms. */
+  mayRun(currentSlice: number, nowMs: number): boolean {
     if (this.state === "halted") return false;
     const p = this.peer;
     if (!p || this.state === "unprotected") return true;
@@ -213,8 +256,9 @@ export class PrimaryCore {
     // history); one that joined from a checkpoint starts close behind and is held within bounds
     if (this.state === "joining" && !p.fromCheckpoint) return true;
     const lag = currentSlice - p.executed;
-    if (this.lagPaused && lag <= this.config.lagSlicesMax / 2) this.lagPaused = false;
-    else if (!this.lagPaused && lag > this.config.lagSlicesMax) this.lagPaused = true;
+    const lagMs = this.lagMs(nowMs);
+    if (this.lagPaused && lag <= this.config.lagSlicesMax / 2 && lagMs <= this.config.lagMsMax / 2) this.lagPaused = false;
+    else if (!this.lagPaused && (lag > this.config.lagSlicesMax || lagMs > this.config.lagMsMax)) this.lagPaused = true;
     return !this.lagPaused;
   }
 
@@ -311,6 +355,9 @@ export class PrimaryCore {
         p.sent = Math.max(p.sent, p.have);
         p.complete = Math.max(p.complete, Math.min(message.complete, this.completeSlice));
         p.executed = Math.max(p.executed, message.executed);
+        let newest: { atMs: number } | undefined;
+        while (this.unexecuted.length > 0 && this.unexecuted[0]!.slice <= p.executed) newest = this.unexecuted.shift();
+        if (newest) this.lagSample = Math.max(0, nowMs - newest.atMs);
         if (this.state === "joining" && p.executed >= this.currentSlice - this.config.lagSlicesMax / 2) {
           // caught up: from here on output waits for its ack, and the backup may take over once
           // its log covers what already left

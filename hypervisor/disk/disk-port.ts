@@ -3,14 +3,12 @@
  * SliceResult) are served. Either way the completions go through the Recorder, so they are logged
  * and applied at a slice boundary, and a replay of the log needs no disk.
  *
- *   MemoryDiskPort   an image in this process, served synchronously at the next boundary (run,
- *                    record, tests: no I/O to wait for, so unpaced drivers stay synchronous).
+ *   MemoryDiskPort   an image in this process's memory, served at once (run, record, tests).
  *   BackendDiskPort  a DiskBackend through a DiskScheduler (the FT primary on its shared disk):
  *                    asynchronous, writes held by the output rule, overlaps serialised, errors
  *                    retried while the guest is paused.
  */
 import type { DiskRequest } from "../../emulator/bounce-disk.js";
-import type { Recorder } from "../recorder.js";
 import type { DiskBackend } from "./disk-backend.js";
 import { DiskScheduler } from "./disk-scheduler.js";
 
@@ -29,7 +27,7 @@ export class MemoryDiskPort implements DiskPort {
   constructor(
     /** The disk's contents; the guest's writes land here. */
     readonly image: Uint8Array,
-    private readonly recorder: Recorder,
+    private readonly recorder: DiskCompletionSink,
   ) {}
 
   submit(requests: DiskRequest[]): void {

@@ -3,8 +3,14 @@
  * owns v86, the slice driver and the recorder or replayer). Large byte arrays (disk data, a
  * checkpoint's memory) are transferred, not copied.
  *
+ * One worker serves every command that runs a machine: `primary` and `run`/`record` (role
+ * "primary": records, alone or followed by a backup), `backup` (role "backup": follows a log it is
+ * passed, records after a takeover) and `replay` (role "replay": re-executes a log file offline).
+ *
  *   main -> machine
  *     input        console bytes for the next boundary, tagged with the console client and sequence
+ *                  (a node's console sessions; `run` and `record` type untagged bytes)
+ *     keys         PS/2 scancodes for the next boundary
  *     disk-read    a read finished: its data, for the next boundary (logged there)
  *     disk-write   a write is on the disk: its completion, for the next boundary (logged there)
  *     entries      backup: log entries received from the primary, in log order
@@ -20,17 +26,20 @@
  *     took-over    backup: replayed everything, now at `slice`; `pending` are disk requests the log
  *                  completed none of (the new primary issues them again)
  *     input-refused the machine could not queue an input (the client must resend it)
+ *     replayed     replay: the log file was replayed to its end (or `untilSlice`); the summary
  *     stopped      the machine stopped as asked
- *     failed       the machine stopped by itself: divergence, power-off, an error (`reason`)
+ *     failed       the machine stopped by itself: divergence, power-off, an error (`reason`; an
+ *                  operating error keeps its stable code, hint and details in `error`)
  */
 import type { DiskRequest } from "../../emulator/bounce-disk.js";
 import type { LoadOptions } from "../../emulator/machine-config.js";
 import type { SessionCheckpoint } from "../checkpoint.js";
 import type { LogEntry } from "../event-log/log-entry.js";
+import type { ReplayEnd, ReplaySummary } from "../replayer.js";
 import type { ClockParams } from "../virtual-clock.js";
 
 export interface MachineInit {
-  role: "primary" | "backup";
+  role: "primary" | "backup" | "replay";
   /** A bundled machine name or a config path, with its load options (as `loadMachine` takes them). */
   image: string;
   load: LoadOptions;
@@ -42,6 +51,18 @@ export interface MachineInit {
   digestEverySlices: number;
   /** Follow wall time (live) or run flat out. */
   paced: boolean;
+  /** How much lower (nice, Linux) the machine thread runs than the main thread (default 5; 0: same). */
+  nice?: number;
+  /** Let v86 compile hot code to wasm (default true; the guest's execution is the same either way). */
+  jit?: boolean;
+  /**
+   * A primary writing a log file: a progress entry at least this often (host ms) while the guest
+   * runs, so that a recording cut short is complete through its last one. Without it, progress
+   * entries follow the shared `progress` flag (a backup follows: after output and every 5 ms).
+   */
+  progressEveryMs?: number;
+  /** Role "replay": the log file, where to start (0 or the checkpoint's slice) and stop. */
+  replay?: { file: string; allowTruncated: boolean; startSlice: number; untilSlice?: number };
   /** Backup joining from a checkpoint: the encoded checkpoint and the slice the primary said it is at. */
   checkpoint?: { bytes: Uint8Array; slice: number };
 }
@@ -49,7 +70,8 @@ export interface MachineInit {
 export type InputSource = { client: string; seq: number };
 
 export type ToMachine =
-  | { type: "input"; data: Uint8Array; source: InputSource }
+  | { type: "input"; data: Uint8Array; source?: InputSource }
+  | { type: "keys"; data: Uint8Array }
   | { type: "disk-read"; id: number; data: Uint8Array }
   | { type: "disk-write"; id: number }
   | { type: "entries"; entries: LogEntry[] }
@@ -64,6 +86,16 @@ export interface MachineBatch {
   disk: Array<{ slice: number; requests: DiskRequest[] }>;
   slice: number;
   atWallMs: number;
+  /** Replay: the byte offset reached in the log file. */
+  logOffset?: number;
+}
+
+/** An operating error (LockstepError) as it crosses threads. */
+export interface MachineError {
+  code: string;
+  message: string;
+  hint?: string;
+  details?: Record<string, unknown>;
 }
 
 export type FromMachine =
@@ -73,5 +105,6 @@ export type FromMachine =
   | { type: "checkpoint"; checkpoint: SessionCheckpoint; pauseMs: number }
   | { type: "took-over"; slice: number; pending: DiskRequest[] }
   | { type: "input-refused"; source: InputSource }
+  | { type: "replayed"; end: ReplayEnd; summary: ReplaySummary; truncatedAt: number | null; guestMs: number }
   | { type: "stopped" }
-  | { type: "failed"; reason: string; code?: string };
+  | { type: "failed"; reason: string; error?: MachineError };

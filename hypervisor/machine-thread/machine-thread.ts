@@ -15,7 +15,9 @@ import type { DiskRequest } from "../../emulator/bounce-disk.js";
 import { packageRoot } from "../../emulator/package-root.js";
 import type { SessionCheckpoint } from "../checkpoint.js";
 import type { LogEntry } from "../event-log/log-entry.js";
-import type { FromMachine, InputSource, MachineBatch, MachineInit, ToMachine } from "./machine-protocol.js";
+import { LockstepError, type ErrorCode } from "../../emulator/lockstep-error.js";
+import type { ReplayEnd, ReplaySummary } from "../replayer.js";
+import type { FromMachine, InputSource, MachineBatch, MachineError, MachineInit, ToMachine } from "./machine-protocol.js";
 import { SharedCounters } from "./shared-counters.js";
 
 export interface MachineEvents {
@@ -24,8 +26,17 @@ export interface MachineEvents {
   checkpoint?(c: SessionCheckpoint, pauseMs: number): void;
   tookOver?(slice: number, pending: DiskRequest[]): void;
   inputRefused?(source: InputSource): void;
-  /** The machine stopped by itself (divergence, power-off, an error); it runs no more. */
-  failed(reason: string): void;
+  replayed?(r: { end: ReplayEnd; summary: ReplaySummary; truncatedAt: number | null; guestMs: number }): void;
+  /**
+   * The machine stopped by itself (divergence, power-off, an error); it runs no more. `error` is the
+   * operating error with its stable code, when it was one.
+   */
+  failed(reason: string, error?: LockstepError): void;
+}
+
+/** An operating error from the machine thread, rebuilt with its code, hint and details. */
+function rebuild(e: MachineError): LockstepError {
+  return new LockstepError(e.code as ErrorCode, e.message, e.hint, e.details);
 }
 
 /** The compiled worker script (under vitest this module runs from source, the worker from dist/). */
@@ -68,8 +79,8 @@ export class MachineThread {
         }
         if (m.type === "failed") {
           this.done = true;
-          if (!started) fail(Object.assign(new Error(m.reason), { code: m.code }));
-          else this.events.failed(m.reason);
+          if (!started) fail(m.error ? rebuild(m.error) : new Error(m.reason));
+          else this.events.failed(m.reason, m.error ? rebuild(m.error) : undefined);
           resolve();
           return;
         }
@@ -100,6 +111,11 @@ export class MachineThread {
     });
   }
 
+  /** Resolves once the thread has ended (stopped, failed or crashed). */
+  get ended(): Promise<void> {
+    return this.stopped;
+  }
+
   private dispatch(m: Exclude<FromMachine, { type: "ready" | "stopped" | "failed" }>): void {
     const e = this.events;
     switch (m.type) {
@@ -117,6 +133,10 @@ export class MachineThread {
         break;
       case "input-refused":
         e.inputRefused?.(m.source);
+        break;
+      case "replayed":
+        this.done = true;
+        e.replayed?.(m);
         break;
     }
   }
@@ -145,8 +165,14 @@ export class MachineThread {
     this.counters.progress = on;
   }
 
-  input(data: Uint8Array, source: InputSource): void {
-    this.send({ type: "input", data, source });
+  /** Console bytes for the next boundary; `source` tags a console client's input (see the protocol). */
+  input(data: Uint8Array, source?: InputSource): void {
+    this.send({ type: "input", data, ...(source ? { source } : {}) });
+  }
+
+  /** PS/2 scancodes for the next boundary. */
+  keys(data: Uint8Array): void {
+    this.send({ type: "keys", data });
   }
 
   diskRead(id: number, data: Uint8Array): void {

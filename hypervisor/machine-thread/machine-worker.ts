@@ -18,6 +18,7 @@
  * `progressIntervalMs` while busy (so the backup, which may only execute through the last progress
  * entry, keeps up).
  */
+import { getPriority, setPriority } from "node:os";
 import { receiveMessageOnPort, parentPort, workerData, type MessagePort } from "node:worker_threads";
 import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
 import { loadMachine } from "../../emulator/machine-config.js";
@@ -29,7 +30,10 @@ import { Replayer } from "../replayer.js";
 import { WallPacer } from "../wall-pacer.js";
 import type { FromMachine, MachineBatch, MachineInit, ToMachine } from "./machine-protocol.js";
 import { SharedCounters } from "./shared-counters.js";
+import { replay } from "./replay-role.js";
 
+/** How much lower (nice) the machine thread runs than its main thread (Linux). */
+const machineThreadNice = 5;
 /** Host ms between batches sent to the main thread while nothing urgent happened. */
 const flushIntervalMs = 2;
 /** Host ms between progress entries while the guest is busy and a backup follows. */
@@ -47,7 +51,7 @@ function post(m: FromMachine, transfer: ArrayBuffer[] = []): void {
 }
 
 /** What goes to the main thread in the next batch. */
-class Outbox {
+export class Outbox {
   private batch: MachineBatch = this.empty();
   private transfer = new Set<ArrayBuffer>();
   private lastFlushMs = performance.now();
@@ -79,11 +83,12 @@ class Outbox {
     return this.any && performance.now() - this.lastFlushMs >= flushIntervalMs;
   }
 
-  flush(slice: number): void {
+  flush(slice: number, logOffset?: number): void {
     this.lastFlushMs = performance.now();
-    if (!this.any) return;
+    if (!this.any && logOffset === undefined) return;
     const b = this.batch;
     b.slice = slice;
+    if (logOffset !== undefined) b.logOffset = logOffset;
     b.atWallMs = performance.timeOrigin + this.lastFlushMs;
     post(b, [...this.transfer]);
     this.batch = this.empty();
@@ -94,6 +99,21 @@ class Outbox {
 
 const outbox = new Outbox();
 
+/**
+ * The machine thread takes every cycle the guest can use, but the node's main thread must answer at
+ * once: the output rule waits on its log frames and acks. On Linux a thread's nice value is its own,
+ * so this thread asks for a lower priority than its main thread and the scheduler lets the main
+ * thread in as soon as it wakes. Elsewhere (or if refused) nothing changes.
+ */
+function lowerPriority(): void {
+  if (process.platform !== "linux" || init.nice === 0) return;
+  try {
+    setPriority(0, Math.min(19, getPriority(0) + (init.nice ?? machineThreadNice)));
+  } catch {
+    // not permitted: run at the main thread's priority
+  }
+}
+
 /** Reads every message waiting, synchronously. */
 function drain(handle: (m: ToMachine) => void): void {
   for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) handle(m.message as ToMachine);
@@ -101,7 +121,7 @@ function drain(handle: (m: ToMachine) => void): void {
 
 async function buildSession(): Promise<MachineSession> {
   const loaded = loadMachine(init.image, init.load);
-  const options = { loaded, ...(init.diskBytes !== undefined ? { diskBytes: init.diskBytes } : {}), clock: init.clock };
+  const options = { loaded, ...(init.diskBytes !== undefined ? { diskBytes: init.diskBytes } : {}), clock: init.clock, ...(init.jit !== undefined ? { jit: init.jit } : {}) };
   if (!init.checkpoint) return MachineSession.open(options);
   const c = await decodeCheckpoint(init.checkpoint.bytes);
   if (c.driver.slice !== init.checkpoint.slice) throw new LockstepError(ErrorCode.checkpointCorrupt, `the checkpoint is at slice ${c.driver.slice}, the primary said ${init.checkpoint.slice}`);
@@ -117,8 +137,9 @@ function record(session: MachineSession, wallEpochMs: number | undefined): void 
   let checkpointWanted = false;
   let progressSlice = driver.slice;
   let progressAtMs = performance.now();
+  const everyMs = init.progressEveryMs ?? progressIntervalMs;
   const progress = () => {
-    if (driver.slice === progressSlice || !counters.progress) return;
+    if (driver.slice === progressSlice || !(counters.progress || init.progressEveryMs !== undefined)) return;
     recorder.progress();
     progressSlice = driver.slice;
     progressAtMs = performance.now();
@@ -126,7 +147,10 @@ function record(session: MachineSession, wallEpochMs: number | undefined): void 
   const handle = (m: ToMachine) => {
     switch (m.type) {
       case "input":
-        if (!recorder.queueSerial(m.data, m.source)) post({ type: "input-refused", source: m.source });
+        if (!recorder.queueSerial(m.data, m.source) && m.source) post({ type: "input-refused", source: m.source });
+        break;
+      case "keys":
+        recorder.queueKeys(m.data);
         break;
       case "disk-read":
         recorder.queueDiskRead(m.id, m.data);
@@ -166,7 +190,10 @@ function record(session: MachineSession, wallEpochMs: number | undefined): void 
       counters.sleep(bell, 50);
       continue;
     }
-    const decision = recorder.boundary(init.paced ? pacer.guestMs() : undefined);
+    // unpaced, an idle guest skips time at once; waiting for its disk it would skip far ahead while
+    // the completion crosses from the main thread: wait for the completion instead
+    const waitingForDisk = !init.paced && driver.halted && (session.machine.disk?.inFlight ?? 0) > 0 && !recorder.hasPendingInput;
+    const decision = waitingForDisk ? { action: "wait" as const, waitMs: 50 } : recorder.boundary(init.paced ? pacer.guestMs() : undefined);
     if (decision.action === "wait") {
       progress();
       outbox.flush(driver.slice);
@@ -178,7 +205,7 @@ function record(session: MachineSession, wallEpochMs: number | undefined): void 
     outbox.slice(driver.slice, result.serial, result.diskRequests);
     const urgent = result.serial !== null || result.diskRequests.length > 0;
     // output waits for the backup's ack of the log through this slice: say at once that it is complete
-    if (urgent || performance.now() - progressAtMs >= progressIntervalMs) progress();
+    if ((urgent && counters.progress) || performance.now() - progressAtMs >= everyMs) progress();
     if (urgent || outbox.due) outbox.flush(driver.slice);
   }
   recorder.powerOff();
@@ -255,18 +282,24 @@ function follow(session: MachineSession): void {
 }
 
 async function main(): Promise<void> {
+  lowerPriority();
   const session = await buildSession();
   counters.publish(session.driver.slice, session.driver.icount, session.driver.clock.peekMs());
   post({ type: "ready", slice: session.driver.slice });
-  if (init.role === "primary") record(session, init.wallEpochMs);
-  else follow(session);
-  session.close();
+  try {
+    if (init.role === "primary") record(session, init.wallEpochMs);
+    else if (init.role === "backup") follow(session);
+    else replay(session, init.replay!, { outbox, post, counters });
+  } finally {
+    session.close();
+  }
 }
 
 main().then(
   () => process.exit(0),
   (e: unknown) => {
-    const reason = e instanceof LockstepError ? e.toLine() : e instanceof Error ? e.message : String(e);
-    post({ type: "failed", reason, ...(e instanceof LockstepError ? { code: e.code } : {}) });
+    if (e instanceof LockstepError) {
+      post({ type: "failed", reason: e.toLine(), error: { code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}), ...(e.details ? { details: e.details } : {}) } });
+    } else post({ type: "failed", reason: e instanceof Error ? e.message : String(e) });
   },
 );

@@ -15,6 +15,8 @@ describe("lockstep demo on a terminal", () => {
     await t.waitFor((s) => /lockstep:\/root# /.test(s), 90_000, "the shell prompt");
     t.type("echo before''-kill\r");
     await t.waitFor((s) => s.includes("before-kill\n") || /before-kill\s*$/m.test(s), 20_000, "the first answer");
+    // a backup still catching up cannot take over (it halts): kill only once the pair is protected
+    await t.waitFor((s) => /primary A \(epoch 1\): protected by B/.test(s), 60_000, "protection by B");
     t.key("C-]");
     t.type("k");
     const screen = await t.waitFor((s) => /took over as primary \(epoch 2\) \d+ ms after the kill/.test(s), 20_000, "the takeover line");

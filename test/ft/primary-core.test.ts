@@ -11,7 +11,7 @@ import type { PeerMessage } from "../../ft/wire/peer-messages.js";
 
 const header = { recordedAt: "test" } as unknown as LogHeader;
 const failureTimeoutMs = 150;
-const config: PrimaryConfig = { nodeId: "A", heartbeatIntervalMs: 20, failureTimeoutMs, unackedEntriesMax: 400, lagSlicesMax: 50, logEntriesMax: 1_000_000 };
+const config: PrimaryConfig = { nodeId: "A", heartbeatIntervalMs: 20, failureTimeoutMs, unackedEntriesMax: 400, lagSlicesMax: 50, lagMsMax: 30, logEntriesMax: 1_000_000 };
 const progress = (slice: number): LogEntry => ({ kind: "progress", slice, icount: slice * 1000 });
 const sent = (effects: CoreEffect[], type: PeerMessage["type"]) => effects.flatMap((e) => (e.type === "send" && e.message.type === type ? [e.message] : []));
 

@@ -1,14 +1,12 @@
 // The tiny guest recorded live (paced to wall time, serial and keyboard input arriving while it
 // idles) replays bit-identically; a tampered log or a perturbed machine is a divergence that names
 // its slice.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
-import { MemoryDiskPort } from "../../hypervisor/disk/disk-port.js";
-import { LiveLoop } from "../../hypervisor/live-loop.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
-import { MachineSession } from "../../hypervisor/machine-session.js";
-import { Recorder } from "../../hypervisor/recorder.js";
+import { RecordingMachine } from "../../hypervisor/machine-thread/recording-machine.js";
+import { until } from "../../ft/runtime/until.js";
 import { loadMachine } from "../../emulator/machine-config.js";
 import { makeBlankDisk } from "../../emulator/blank-disk.js";
 import { headerFor, readRecording, replayEntries, writeRecording } from "../support/record-replay.js";
@@ -17,38 +15,32 @@ const digestEvery = 25;
 let header: LogHeader;
 let entries: LogEntry[];
 let recordedSerial = "";
-let session: MachineSession;
+let recordedEnd: { slice: number; icount: number };
 
 async function recordTinyLive(): Promise<void> {
   header = headerFor("tiny", { epochMs: Date.UTC(2026, 10, 22, 8, 0, 0), msPerInstruction: 1e-5, seed: 42 }, digestEvery);
-  const loaded = loadMachine("tiny");
-  const disk = makeBlankDisk(loaded.config.disk!);
-  session = await MachineSession.open({ loaded, diskBytes: disk.byteLength, clock: header.clock });
+  const disk = makeBlankDisk(loadMachine("tiny").config.disk!);
   const recorded: LogEntry[] = [];
-  const recorder = new Recorder(session.driver, { digestEverySlices: digestEvery, sink: (e) => recorded.push(e) });
   const decoder = new TextDecoder();
-  const loop = new LiveLoop(recorder, {
+  // recorded the way `lockstep record` records: on a machine thread, paced to wall time
+  const machine = await RecordingMachine.start({
+    image: "tiny",
+    clock: header.clock,
     paced: true,
-    disk: new MemoryDiskPort(disk, recorder),
-    onSlice: (r) => {
-      if (r.serial) recordedSerial += decoder.decode(r.serial);
-    },
+    digestEverySlices: digestEvery,
+    disk,
+    onEntries: (e) => recorded.push(...e),
+    onOutput: (data) => (recordedSerial += decoder.decode(data)),
   });
-  const running = loop.run();
-  const waitFor = async (text: string, from: number) => {
-    for (let i = 0; i < 500 && recordedSerial.indexOf(text, from) < 0; i++) await new Promise((r) => setTimeout(r, 10));
-    if (recordedSerial.indexOf(text, from) < 0) throw new Error(`tiny never printed ${text}: ${recordedSerial}`);
-  };
-  const say = async (cmd: string, until: string) => {
+  const waitFor = (text: string, from: number) => until(() => recordedSerial.indexOf(text, from) >= 0, 5000, () => `tiny never printed ${text}: ${recordedSerial}`, 5);
+  const say = async (cmd: string, expected: string) => {
     const from = recordedSerial.length;
-    recorder.queueSerial(new TextEncoder().encode(cmd + "\r"));
-    loop.wake();
-    await waitFor(until, from);
+    machine.type(new TextEncoder().encode(cmd + "\r"));
+    await waitFor(expected, from);
   };
   await waitFor("tiny> ", 0);
   await say("ping", "pong");
-  recorder.queueKeys(Uint8Array.from([0x1e, 0x9e, 0x30, 0xb0]));
-  loop.wake();
+  machine.keys(Uint8Array.from([0x1e, 0x9e, 0x30, 0xb0]));
   await waitFor("kbd B0", 0);
   await say("sleep 14", "slept");
   await say("tsc", "delta");
@@ -58,15 +50,14 @@ async function recordTinyLive(): Promise<void> {
   await say("read 7", "sector");
   await say("busy 200", "busy ticks");
   await say("memsum", "memsum ");
-  loop.stop();
-  await running;
+  await machine.stop();
+  recordedEnd = { slice: machine.slice, icount: machine.icount };
   // through the real file format
   entries = readRecording(writeRecording("tiny.lslog", header, recorded)).entries;
 }
 
 describe("deterministic record and replay: tiny", () => {
   beforeAll(recordTinyLive, 60_000);
-  afterAll(() => session?.close());
 
   it("recorded clock adjustments, serial and keyboard input and digests", () => {
     const kinds = new Set(entries.map((e) => e.kind));
@@ -79,8 +70,8 @@ describe("deterministic record and replay: tiny", () => {
     expect(r.summary.end).toBe("power-off");
     expect(r.summary.digestsChecked).toBe(entries.filter((e) => e.kind === "digest").length);
     expect(r.summary.digestsChecked).toBeGreaterThan(3);
-    expect(r.summary.slices).toBe(session.driver.slice);
-    expect(r.summary.instructions).toBe(session.driver.icount);
+    expect(r.summary.slices).toBe(recordedEnd.slice);
+    expect(r.summary.instructions).toBe(recordedEnd.icount);
     expect(r.serial).toBe(recordedSerial);
     expect(r.serial).toContain("kbd 1E");
   });

@@ -1,53 +1,45 @@
 // Live, guest time follows wall time: `sleep 5` in the linux guest takes 5 s of host time and the
 // guest's clock reads the host's. Offline, the same idle time replays at no cost.
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { loadMachine } from "../../emulator/machine-config.js";
 import { makeBlankDisk } from "../../emulator/blank-disk.js";
 import { until } from "../../ft/runtime/until.js";
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
-import { MemoryDiskPort } from "../../hypervisor/disk/disk-port.js";
-import { LiveLoop } from "../../hypervisor/live-loop.js";
-import { defaultClockParams, MachineSession } from "../../hypervisor/machine-session.js";
-import { Recorder } from "../../hypervisor/recorder.js";
+import { defaultClockParams } from "../../hypervisor/machine-session.js";
+import { RecordingMachine } from "../../hypervisor/machine-thread/recording-machine.js";
 import { headerFor, replayEntries } from "../support/record-replay.js";
 
-const sessions: MachineSession[] = [];
-afterAll(() => sessions.forEach((s) => s.close()));
-
-/** A live (paced) guest with helpers to type and to wait for output, timestamped on arrival. */
+/**
+ * A live (paced) guest on a machine thread, as `lockstep record` runs it, with helpers to type and
+ * to wait for output, timestamped on arrival.
+ */
 async function liveGuest(image: string, epochMs: number, seed = 1, followHostCalendar = false) {
-  const loaded = loadMachine(image);
-  const disk = makeBlankDisk(loaded.config.disk!);
-  const session = await MachineSession.open({ loaded, diskBytes: disk.byteLength, clock: defaultClockParams(epochMs, seed) });
-  sessions.push(session);
+  const disk = makeBlankDisk(loadMachine(image).config.disk!);
   const entries: LogEntry[] = [];
-  const recorder = new Recorder(session.driver, { digestEverySlices: 200, sink: (e) => entries.push(e) });
   let output = "";
   const arrivals: Array<{ at: number; text: string }> = [];
   const decoder = new TextDecoder();
-  const loop = new LiveLoop(recorder, {
-    paced: true,
-    disk: new MemoryDiskPort(disk, recorder),
+  const machine = await RecordingMachine.start({
+    image,
+    clock: defaultClockParams(epochMs, seed),
     ...(followHostCalendar ? { wallEpochMs: epochMs } : {}),
-    onSlice: (r) => {
-      if (!r.serial) return;
-      const text = decoder.decode(r.serial);
-      output += text;
+    paced: true,
+    digestEverySlices: 200,
+    disk,
+    onEntries: (e) => entries.push(...e),
+    onOutput: (data) => {
+      output += decoder.decode(data);
       arrivals.push({ at: performance.now(), text: output });
     },
   });
-  const running = loop.run();
   const waitFor = async (re: RegExp, from: number, timeoutMs: number) => {
     await until(() => re.test(output.slice(from)), timeoutMs, () => `${re}: ${output.slice(-300)}`, 5);
     return output.slice(from).match(re)!; // the first match after `from`, the one `until` saw
   };
   /** Host time at which the output first contained `text` (after `from`). */
   const arrivalOf = (text: string, from: number) => arrivals.find((a) => a.text.indexOf(text, from) >= 0)!.at;
-  const type = (s: string) => {
-    recorder.queueSerial(new TextEncoder().encode(s));
-    loop.wake();
-  };
-  return { session, entries, loop, running, waitFor, arrivalOf, type, output: () => output };
+  const type = (s: string) => machine.type(new TextEncoder().encode(s));
+  return { machine, entries, waitFor, arrivalOf, type, output: () => output };
 }
 
 describe("live pacing", () => {
@@ -64,8 +56,7 @@ describe("live pacing", () => {
     g.type('t=$(date +%s); while [ "$(date +%s)" = "$t" ]; do :; done; echo EDGE$((t+1))-at\r');
     const m = await g.waitFor(/EDGE(\d+)-at\r\n/, from2, 30_000);
     const edgeHostMs = Date.now() - (performance.now() - g.arrivalOf(`EDGE${m[1]}-at`, from2));
-    g.loop.stop();
-    await g.running;
+    await g.machine.stop();
     expect(elapsedMs).toBeGreaterThan(4700);
     expect(elapsedMs).toBeLessThan(5300);
     expect(Math.abs(edgeHostMs / 1000 - Number(m[1]))).toBeLessThan(1);
@@ -78,8 +69,7 @@ describe("live pacing", () => {
     const started = performance.now();
     g.type("sleep 12c\r"); // 300 ticks: 3 s
     await g.waitFor(/slept ticks/, 0, 10_000);
-    g.loop.stop();
-    await g.running;
+    await g.machine.stop();
     const recordMs = performance.now() - started;
     const header = headerFor("tiny", clock, 200);
     const t0 = performance.now();

@@ -1,0 +1,43 @@
+// Lag control in time: a protected primary pauses its guest while the oldest slice its backup has not
+// executed ended more than lagMsMax ago, and goes on once the backup's ack brings that under half of it;
+// the lag it measures is the age of the newest slice an ack covers.
+import { describe, expect, it } from "vitest";
+import { defaultPrimaryConfig, PrimaryCore } from "../../ft/core/primary-core.js";
+import type { LogHeader } from "../../hypervisor/log-file.js";
+
+const header = { recordedAt: "test" } as unknown as LogHeader;
+
+function protectedPrimary(): PrimaryCore {
+  const p = new PrimaryCore({ ...defaultPrimaryConfig, nodeId: "A", lagMsMax: 30, lagSlicesMax: 1000 }, 1, header);
+  p.append({ kind: "progress", slice: 0, icount: 0 });
+  p.step({ type: "hello", epoch: 1, nodeId: "B", have: 0 }, 0);
+  p.flush();
+  p.step({ type: "ack", epoch: 1, have: 1, complete: 0, executed: 0 }, 1);
+  expect(p.state).toBe("protected");
+  return p;
+}
+
+describe("lag control in time", () => {
+  it("pauses past lagMsMax and resumes within half of it once the backup has executed", () => {
+    const p = protectedPrimary();
+    for (let s = 1; s <= 10; s++) p.noteSlice(s, 100 + s); // slice s ended at 100 + s ms
+    expect(p.mayRun(10, 120)).toBe(true); // the oldest unexecuted slice (1) is 19 ms old
+    expect(p.lagMs(132)).toBe(31);
+    expect(p.mayRun(10, 132)).toBe(false);
+    // the backup executed through slice 8: slice 9 (ended at 109) is the oldest left
+    p.step({ type: "ack", epoch: 1, have: 1, complete: 0, executed: 8 }, 133);
+    expect(p.takeLagSample()).toBe(133 - 108);
+    expect(p.takeLagSample()).toBeUndefined();
+    expect(p.mayRun(10, 133)).toBe(false); // 24 ms > 15 ms: still paused (hysteresis)
+    p.step({ type: "ack", epoch: 1, have: 1, complete: 0, executed: 10 }, 134);
+    expect(p.lagMs(134)).toBe(0);
+    expect(p.mayRun(10, 134)).toBe(true);
+  });
+
+  it("does not hold an unprotected primary", () => {
+    const p = new PrimaryCore({ ...defaultPrimaryConfig, nodeId: "A", lagMsMax: 30 }, 1, header);
+    for (let s = 1; s <= 10; s++) p.noteSlice(s, s);
+    expect(p.lagMs(1000)).toBe(0);
+    expect(p.mayRun(10, 1000)).toBe(true);
+  });
+});
