@@ -42,6 +42,9 @@ export class BackupCore {
   private lastTickMs: number | undefined;
   private lastAck = { have: -1, complete: -1, executed: -1 };
   private claimingEpoch = 0;
+  private gapAskedMs = Number.NEGATIVE_INFINITY;
+  /** The newest time a heartbeat of the primary carried: echoed back (the primary's disk lease). */
+  private primaryAt: number | undefined;
   /** Output through this slice already left the primary unprotected: taking over needs it. */
   eligibleAt = 0;
 
@@ -120,8 +123,12 @@ export class BackupCore {
         if (this.config.join && !this.checkpointed) break; // log before our checkpoint: not ours yet
         const have = this.have;
         if (message.first > have) {
-          // a gap (a frame was lost): ask again from what we have
-          effects.push(this.hello());
+          // a gap (a frame was lost or overtaken): ask again from what we have, once per heartbeat
+          // interval (every frame behind the gap would ask again, and each answer resends it all)
+          if (nowMs - this.gapAskedMs >= this.config.heartbeatIntervalMs) {
+            this.gapAskedMs = nowMs;
+            effects.push(this.hello());
+          }
           break;
         }
         for (let i = have - message.first; i < message.entries.length; i++) {
@@ -134,7 +141,10 @@ export class BackupCore {
         break;
       }
       case "heartbeat":
-        if (message.epoch === this.epoch) this.lastHeardMs = nowMs;
+        if (message.epoch === this.epoch) {
+          this.lastHeardMs = nowMs;
+          if (message.at !== undefined) this.primaryAt = Math.max(this.primaryAt ?? 0, message.at);
+        }
         break;
       case "checkpoint":
         // the runtime reassembles it; here it only counts as traffic
@@ -151,7 +161,11 @@ export class BackupCore {
     const a = { have: this.have, complete: this.complete, executed: this.executed };
     if (!force && a.have === this.lastAck.have && a.complete === this.lastAck.complete && a.executed === this.lastAck.executed) return [];
     this.lastAck = a;
-    return [{ type: "send", message: { type: "ack", epoch: this.epoch, ...a } }];
+    return [{ type: "send", message: { type: "ack", epoch: this.epoch, ...a, ...this.echo() } }];
+  }
+
+  private echo(): { echo: number } | Record<string, never> {
+    return this.primaryAt !== undefined ? { echo: this.primaryAt } : {};
   }
 
   tick(nowMs: number): BackupEffect[] {
@@ -162,8 +176,9 @@ export class BackupCore {
     const effects: BackupEffect[] = [];
     if (nowMs - this.lastHeartbeatMs >= this.config.heartbeatIntervalMs) {
       this.lastHeartbeatMs = nowMs;
-      effects.push({ type: "send", message: { type: "heartbeat", epoch: this.epoch, nodeId: this.config.nodeId } });
-      effects.push(...this.ack(false));
+      effects.push({ type: "send", message: { type: "heartbeat", epoch: this.epoch, nodeId: this.config.nodeId, ...this.echo() } });
+      // an ack lost on the way is not followed by another while nothing changes: repeat it
+      effects.push(...this.ack(true));
     }
     const silentMs = nowMs - this.lastHeardMs;
     if (silentMs > this.config.failureTimeoutMs) {

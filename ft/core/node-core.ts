@@ -12,7 +12,8 @@
  *
  * Invariants:
  *   - Output (console bytes, input acks, disk writes) of slice k is released only up to the
- *     PrimaryCore's releasable slice: with a backup, what it acknowledged as complete.
+ *     PrimaryCore's releasable slice: with a backup, what it acknowledged as complete. Disk writes,
+ *     moreover, only start while the PrimaryCore's disk lease lasts (the backup cannot have gone live).
  *   - Console input (client, seq) goes to the machine at most once per primary; what reached the
  *     guest is known from the log (applied entries), so a resend is never applied twice.
  *   - A following machine receives the log in order, each entry once.
@@ -59,13 +60,20 @@ export type NodeEffect =
   /** Now the primary of `epoch`: set up the disk path and re-issue `reissue`. */
   | { type: "became-primary"; epoch: number; reissue: DiskRequest[] }
   | { type: "disk-submit"; requests: DiskRequest[]; slice: number }
-  | { type: "disk-release"; slice: number }
+  /** Disk writes of slices through `slice` may go to the disk, if they start before `untilMs` (the disk lease). */
+  | { type: "disk-release"; slice: number; untilMs: number }
   /** Compress and send the checkpoint just taken (the log goes on with entry `first`). */
   | { type: "send-checkpoint"; first: number; console: number; inputs: Array<[string, number]> }
   /** Accept (replace the current peer with) or refuse a connection that said hello. */
   | { type: "peer-accept" }
   | { type: "peer-refuse"; reason: string }
   | ConsoleEffect;
+
+/**
+ * A joining backup that got no part of a checkpoint for this long asks again. (A primary still
+ * taking or sending one ignores the question, so a slow checkpoint is never started over.)
+ */
+export const checkpointRetryMs = (failureTimeoutMs: number) => failureTimeoutMs * 2;
 
 interface IncomingCheckpoint {
   first: number;
@@ -94,6 +102,8 @@ export class NodeCore {
   /** Backup: entries of BackupCore.entries already passed to the machine. */
   private entriesPassed = 0;
   private incoming: IncomingCheckpoint | undefined;
+  /** Joining: since when this backup has waited for (the next part of) its checkpoint. */
+  private checkpointWaitSinceMs: number | undefined;
   private takingOver: number | undefined;
   private diskStalled = false;
   private gate = { open: false, progress: false };
@@ -242,7 +252,7 @@ export class NodeCore {
     const core = this.primary;
     if (!core || this.role !== "primary") return [];
     const releasable = core.releasableSlice();
-    const effects: NodeEffect[] = [{ type: "disk-release", slice: releasable }];
+    const effects: NodeEffect[] = [{ type: "disk-release", slice: releasable, untilMs: core.diskWritableUntilMs() }];
     const due = this.stream.release(releasable);
     while (this.outputPending.length > 0 && this.outputPending[0]!.end <= this.stream.released) {
       const o = this.outputPending.shift()!;
@@ -275,7 +285,9 @@ export class NodeCore {
   /** The backup's connection to the primary is up. */
   peerConnected(nowMs: number): NodeEffect[] {
     this.nowMs = Math.max(this.nowMs, nowMs);
-    return this.backup && this.role === "backup" ? this.core(this.backup.connected(nowMs)) : [];
+    if (!this.backup || this.role !== "backup") return [];
+    this.checkpointWaitSinceMs = nowMs;
+    return this.core(this.backup.connected(nowMs));
   }
 
   /** Primary: the backup's connection closed (acks received stand). */
@@ -310,7 +322,7 @@ export class NodeCore {
     const b = this.backup!;
     b.setExecuted(this.machineSlice);
     const effects = this.core(b.step(msg, nowMs));
-    if (msg.type === "checkpoint" && msg.epoch === b.epoch) effects.push(...this.checkpointPart(msg));
+    if (msg.type === "checkpoint" && msg.epoch === b.epoch) effects.push(...this.checkpointPart(msg, nowMs));
     else if (msg.type === "log") effects.push(...this.passEntries());
     return effects;
   }
@@ -321,9 +333,10 @@ export class NodeCore {
   }
 
   /** Backup, joining: collects the checkpoint's parts; when whole, the machine is built from it. */
-  private checkpointPart(msg: Extract<PeerMessage, { type: "checkpoint" }>): NodeEffect[] {
+  private checkpointPart(msg: Extract<PeerMessage, { type: "checkpoint" }>, nowMs: number): NodeEffect[] {
     if (!this.config.join || this.backup!.checkpointed || this.machineStarting || this.machineReady) return [];
     if (!this.header) return this.halt("checkpoint refused: it arrived before the log header");
+    this.checkpointWaitSinceMs = nowMs;
     let c = this.incoming;
     if (!c || c.first !== msg.first || c.slice !== msg.slice || c.parts.length !== msg.parts) {
       // the first part, or a new checkpoint started: take that one
@@ -378,9 +391,25 @@ export class NodeCore {
     }
     if (this.backup && this.role === "backup") {
       this.backup.setExecuted(this.machineSlice);
-      return this.core(this.backup.tick(nowMs));
+      return [...this.core(this.backup.tick(nowMs)), ...this.askCheckpointAgain(nowMs)];
     }
     return [];
+  }
+
+  /**
+   * Joining: no part of a checkpoint came for a while (parts were lost, or the primary never sent
+   * one): say hello again, which asks the primary for a new checkpoint. Until the backup has one the
+   * log is of no use to it, and a primary whose joining backup never reports progress pauses its
+   * guest (lag control), so nothing else would end the wait.
+   */
+  private askCheckpointAgain(nowMs: number): NodeEffect[] {
+    const b = this.backup!;
+    if (!this.config.join || b.checkpointed || this.machineStarting || this.machineReady || b.state !== "following") return [];
+    this.checkpointWaitSinceMs ??= nowMs;
+    if (nowMs - this.checkpointWaitSinceMs <= checkpointRetryMs(this.config.failureTimeoutMs)) return [];
+    this.checkpointWaitSinceMs = nowMs;
+    this.incoming = undefined;
+    return [{ type: "log", level: "warn", msg: "no checkpoint arrived: asking the primary for one again" }, ...this.core(b.connected(nowMs))];
   }
 
   arbiterAnswer(epoch: number, won: boolean | undefined): NodeEffect[] {

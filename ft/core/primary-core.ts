@@ -11,14 +11,25 @@
  *   - Lag control: when the backup has executed more than `lagSlicesMax` slices less than the
  *     primary, or the oldest slice it has not executed ended more than `lagMsMax` ago, the guest
  *     pauses until the backup is within half of both (hysteresis).
+ *   - Retransmission: entries sent and not acknowledged while the backup's acks stop moving for
+ *     `retransmitMs` are sent again from what it has. A frame may be lost or overtaken (a log frame
+ *     that arrives before the header is dropped); when that was the last frame before flow control
+ *     paused the guest, nothing else would ever make the backup ask again.
+ *   - Disk lease: a protected primary's disk writes may start only while its backup cannot have
+ *     gone live (`diskWritableUntilMs`). The primary's heartbeats carry its time; the backup echoes
+ *     the newest it got in its heartbeats and acks. An echo of t proves the backup heard this
+ *     primary at t or later, so it cannot suspect it before t + failureTimeoutMs; writes may start
+ *     until a margin before that. Without it, a primary that stalled (a long pause) while its backup
+ *     took over would, on waking, act on acks still in its socket and write what the backup had
+ *     acknowledged — over newer writes of the new primary.
  *   - Failure detection: no heartbeat, log or ack traffic from the backup for `failureTimeoutMs`
  *     means the backup is suspected; the primary then asks the arbiter for the next epoch and only on
  *     winning continues alone (unprotected); losing means the backup went live: halt.
  *   - Every message carries the epoch; acks of another epoch are ignored.
  *
- * Over 400 lines on purpose: the output rule, flow and lag control and failure detection all read
- * and move the same peer state (have, complete, executed, last heard) on every ack; split apart they
- * would pass that state back and forth.
+ * Over 400 lines on purpose: the output rule, flow and lag control, retransmission, the disk lease
+ * and failure detection all read and move the same peer state (have, complete, executed, last
+ * heard) on every ack; split apart they would pass that state back and forth.
  */
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
@@ -65,6 +76,12 @@ export const stallMs = (failureTimeoutMs: number) => failureTimeoutMs / 4;
  */
 export const joiningTimeoutMs = (failureTimeoutMs: number) => failureTimeoutMs * 10;
 
+/** Disk writes stop starting this long before a silent backup could suspect the primary (room for writes in flight to land). */
+export const diskLeaseMarginMs = (failureTimeoutMs: number) => failureTimeoutMs / 4;
+
+/** Unacknowledged entries are sent again once the backup's acks stood still this long. */
+export const retransmitMs = (failureTimeoutMs: number) => failureTimeoutMs / 2;
+
 /**
  * unprotected: no backup; output leaves at once.
  * joining:     a backup is catching up on the log (from power-on); output still leaves at once and
@@ -95,6 +112,8 @@ interface Peer {
   executed: number;
   /** Entries sent on this connection. */
   sent: number;
+  /** Since when entries sent have waited with no ack progress (undefined: none waiting). */
+  waitingSinceMs?: number;
   lastHeardMs: number;
   /** Joining from a checkpoint: wanted (not taken yet), or being sent (no log goes out before it). */
   checkpoint?: "wanted" | "sending";
@@ -116,6 +135,10 @@ export class PrimaryCore {
   protectedFrom = 0;
   private currentSlice = 0;
   private lastTickMs: number | undefined;
+  /** The latest time this core was told (ms). */
+  private nowMs = Number.NEGATIVE_INFINITY;
+  /** The backup heard this primary at this time or later (the newest heartbeat time it echoed). */
+  private heardByBackupAtMs = Number.NEGATIVE_INFINITY;
   /** Slices the backup has not executed yet and when each ended (host ms), oldest first. */
   private unexecuted: Array<{ slice: number; atMs: number }> = [];
   /** The newest backup-lag measurement (see takeLagSample). */
@@ -210,6 +233,20 @@ export class PrimaryCore {
     return r;
   }
 
+  /** Disk writes may start until this time (ms; see the disk lease above). */
+  diskWritableUntilMs(): number {
+    switch (this.state) {
+      case "unprotected":
+      case "joining":
+        return Number.POSITIVE_INFINITY; // no backup that could go live
+      case "protected":
+      case "claiming":
+        return this.heardByBackupAtMs + this.config.failureTimeoutMs - diskLeaseMarginMs(this.config.failureTimeoutMs);
+      case "halted":
+        return Number.NEGATIVE_INFINITY;
+    }
+  }
+
   /** Whether the guest may run another slice (flow and lag control); `nowMs`: host ms. */
   mayRun(currentSlice: number, nowMs: number): boolean {
     if (this.state === "halted") return false;
@@ -239,6 +276,7 @@ export class PrimaryCore {
 
   step(message: PeerMessage, nowMs: number): CoreEffect[] {
     if (this.state === "halted") return [];
+    this.nowMs = Math.max(this.nowMs, nowMs);
     const effects: CoreEffect[] = [];
     switch (message.type) {
       case "hello": {
@@ -262,6 +300,12 @@ export class PrimaryCore {
         }
         if (this.state === "claiming") {
           effects.push({ type: "log", level: "warn", msg: "hello while claiming the next epoch rejected", fields: { nodeId: message.nodeId } });
+          break;
+        }
+        if (message.join && this.state === "joining" && this.peer?.nodeId === message.nodeId && this.peer.checkpoint) {
+          // it asks again while its checkpoint is being taken or sent: that one is on its way
+          this.peer.lastHeardMs = nowMs;
+          effects.push(this.headerMessage());
           break;
         }
         if (message.have > this.log.length) {
@@ -307,7 +351,9 @@ export class PrimaryCore {
         }
         p.lastHeardMs = nowMs;
         if (message.have > this.log.length) break; // impossible from an honest backup: ignore
+        if (message.have > p.have) p.waitingSinceMs = undefined;
         p.have = Math.max(p.have, message.have);
+        this.heardByBackup(message.echo);
         p.sent = Math.max(p.sent, p.have);
         p.complete = Math.max(p.complete, Math.min(message.complete, this.completeSlice));
         p.executed = Math.max(p.executed, message.executed);
@@ -325,7 +371,10 @@ export class PrimaryCore {
         break;
       }
       case "heartbeat":
-        if (message.epoch === this.epoch && this.peer && message.nodeId === this.peer.nodeId) this.peer.lastHeardMs = nowMs;
+        if (message.epoch === this.epoch && this.peer && message.nodeId === this.peer.nodeId) {
+          this.peer.lastHeardMs = nowMs;
+          this.heardByBackup(message.echo);
+        }
         break;
       case "header":
       case "log":
@@ -337,6 +386,11 @@ export class PrimaryCore {
         break;
     }
     return effects;
+  }
+
+  /** The backup echoed the time of a heartbeat of ours (never later than now: an echo cannot come from the future). */
+  private heardByBackup(echo: number | undefined): void {
+    if (echo !== undefined) this.heardByBackupAtMs = Math.max(this.heardByBackupAtMs, Math.min(echo, this.nowMs));
   }
 
   private headerMessage(): CoreEffect {
@@ -392,11 +446,15 @@ export class PrimaryCore {
 
   tick(nowMs: number): CoreEffect[] {
     if (this.state === "halted") return [];
+    this.nowMs = Math.max(this.nowMs, nowMs);
     const effects: CoreEffect[] = [];
     const p = this.peer;
     // If this side itself stalled (a long slice, GC), the silence may be ours: messages may be
     // waiting unread. Restart the silence clock rather than accuse the peer.
-    if (p && this.lastTickMs !== undefined && nowMs - this.lastTickMs > stallMs(this.config.failureTimeoutMs)) p.lastHeardMs = nowMs;
+    if (p && this.lastTickMs !== undefined && nowMs - this.lastTickMs > stallMs(this.config.failureTimeoutMs)) {
+      p.lastHeardMs = nowMs;
+      if (p.waitingSinceMs !== undefined) p.waitingSinceMs = nowMs;
+    }
     this.lastTickMs = nowMs;
     if (this.state === "joining" && p && nowMs - p.lastHeardMs > joiningTimeoutMs(this.config.failureTimeoutMs)) {
       // a backup that never caught up cannot take over: no epoch to claim
@@ -408,7 +466,7 @@ export class PrimaryCore {
     if ((this.state === "protected" || this.state === "joining") && p) {
       if (nowMs - this.lastHeartbeatMs >= this.config.heartbeatIntervalMs) {
         this.lastHeartbeatMs = nowMs;
-        effects.push({ type: "send", message: { type: "heartbeat", epoch: this.epoch, nodeId: this.config.nodeId } });
+        effects.push({ type: "send", message: { type: "heartbeat", epoch: this.epoch, nodeId: this.config.nodeId, at: Math.floor(nowMs) } });
       }
       if (this.state === "protected" && nowMs - p.lastHeardMs > this.config.failureTimeoutMs) {
         this.state = "claiming";
@@ -416,10 +474,23 @@ export class PrimaryCore {
         effects.push({ type: "log", level: "warn", msg: "backup failure suspected: claiming the next epoch", fields: { backup: p.nodeId, silentMs: nowMs - p.lastHeardMs } });
         effects.push({ type: "claim-epoch", epoch: this.claimingEpoch });
       } else {
+        this.retransmitIfStuck(p, nowMs);
         effects.push(...this.flush());
       }
     }
     return effects;
+  }
+
+  /** Entries waited too long for an ack: the next flush sends them again from what the backup has. */
+  private retransmitIfStuck(p: Peer, nowMs: number): void {
+    if (p.checkpoint || p.sent <= p.have) {
+      p.waitingSinceMs = undefined;
+      return;
+    }
+    p.waitingSinceMs ??= nowMs;
+    if (nowMs - p.waitingSinceMs <= retransmitMs(this.config.failureTimeoutMs)) return;
+    p.sent = p.have;
+    p.waitingSinceMs = nowMs;
   }
 
   /** The arbiter's answer to a claim-epoch effect (undefined: unreachable, ask again). */

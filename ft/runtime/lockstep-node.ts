@@ -261,7 +261,7 @@ export class LockstepNode extends EventEmitter {
           this.disk.submit(e.requests, e.slice);
           break;
         case "disk-release":
-          this.disk.release(e.slice);
+          this.disk.release(e.slice, e.untilMs);
           break;
         case "send-checkpoint":
           this.sendCheckpoint(e);

@@ -87,8 +87,8 @@ export class SharedDisk {
   }
 
   /** The output rule: writes issued through `slice` may go to the disk. */
-  release(slice: number): void {
-    this.port?.release(slice);
+  release(slice: number, untilMs?: number): void {
+    this.port?.release(slice, untilMs);
   }
 
   /** For the node's status: where the disk is and what its scheduler is doing; null before the node uses it. */

@@ -4,8 +4,12 @@
  * events (batches, executed, checkpoint taken, took over) to a NodeCore, synchronously, one `step`
  * at a time, with a ScriptedMachine as the guest. Like the real one, a primary logs a progress entry
  * after every slice while a backup follows, and a backup executes only through the last progress
- * entry it received.
+ * entry it received. Like the Recorder, a primary logs console input and disk completions (which the
+ * simulated disk hands it, as a DiskScheduler does) at the next boundary, in the order they arrived;
+ * it reports the disk requests each slice issued, takes a checkpoint only with no disk request in
+ * flight, and a machine that takes over reports the requests the log completed none of.
  */
+import type { DiskRequest } from "../../emulator/bounce-disk.js";
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import type { MachineBatch } from "../../hypervisor/machine-thread/machine-protocol.js";
 import { ScriptedMachine } from "./scripted-machine.js";
@@ -14,7 +18,8 @@ export interface ScriptedEvents {
   batch(b: MachineBatch): void;
   executed(slice: number): void;
   checkpoint(bytes: Uint8Array): void;
-  tookOver(slice: number): void;
+  /** `pending`: disk requests issued and not completed (the new primary issues them again). */
+  tookOver(slice: number, pending: DiskRequest[]): void;
   failed(reason: string): void;
   /** After every slice (before the entries of the boundary it ends at are applied). */
   afterSlice?(slice: number, digest: string): void;
@@ -23,7 +28,8 @@ export interface ScriptedEvents {
 export class ScriptedMachineThread {
   gate = false;
   progress = false;
-  private inputs: Array<{ data: Uint8Array; source: { client: string; seq: number } }> = [];
+  /** Console input and disk completions for the next boundary, in arrival order. */
+  private pending: Array<{ kind: "serial"; data: Uint8Array; source: { client: string; seq: number } } | { kind: "disk-read"; id: number; data: Uint8Array } | { kind: "disk-write"; id: number }> = [];
   private queue: LogEntry[] = [];
   private next = 0;
   private complete: number;
@@ -48,7 +54,17 @@ export class ScriptedMachineThread {
   }
 
   input(data: Uint8Array, source: { client: string; seq: number }): void {
-    this.inputs.push({ data, source });
+    this.pending.push({ kind: "serial", data, source });
+  }
+
+  /** A disk read finished (primary): logged and delivered at the next boundary. */
+  diskRead(id: number, data: Uint8Array): void {
+    this.pending.push({ kind: "disk-read", id, data });
+  }
+
+  /** A disk write is on the disk (primary): logged and delivered at the next boundary. */
+  diskWrite(id: number): void {
+    this.pending.push({ kind: "disk-write", id });
   }
 
   entries(entries: LogEntry[]): void {
@@ -85,7 +101,8 @@ export class ScriptedMachineThread {
       if (e.kind !== "progress") m.apply(e);
       batch.entries.push(e);
     };
-    if (this.checkpointWanted) {
+    // like the Recorder: a checkpoint waits for a boundary with no disk request in flight
+    if (this.checkpointWanted && m.disk.inFlight === 0) {
       this.checkpointWanted = false;
       emit({ kind: "control", slice: m.slice, icount: m.icount, action: "checkpoint" });
       this.events.batch(batch);
@@ -93,15 +110,22 @@ export class ScriptedMachineThread {
       return this.record(nowMs, slicesMax);
     }
     for (let n = 0; n < slicesMax && this.gate; n++) {
-      for (const i of this.inputs) emit({ kind: "serial", slice: m.slice, icount: m.icount, data: i.data, source: i.source });
-      this.inputs = [];
+      const at = { slice: m.slice, icount: m.icount };
+      for (const p of this.pending) {
+        if (p.kind === "serial") emit({ kind: "serial", ...at, data: p.data, source: p.source });
+        else if (p.kind === "disk-read") emit({ kind: "disk-read", ...at, id: p.id, at: 0, data: p.data });
+        else emit({ kind: "disk-write", ...at, id: p.id });
+      }
+      this.pending = [];
       const out = m.runSlice();
       this.events.afterSlice?.(m.slice, m.digest());
       if (out) batch.output.push({ slice: m.slice, data: out });
+      const requests = m.disk.disk.takeIssued();
+      if (requests.length > 0) batch.disk.push({ slice: m.slice, requests });
       if (this.progress) emit({ kind: "progress", slice: m.slice, icount: m.icount });
     }
     batch.slice = m.slice;
-    if (batch.entries.length > 0 || batch.output.length > 0) this.events.batch(batch);
+    if (batch.entries.length > 0 || batch.output.length > 0 || batch.disk.length > 0) this.events.batch(batch);
   }
 
   private follow(nowMs: number, slicesMax: number): void {
@@ -122,6 +146,7 @@ export class ScriptedMachineThread {
       const out = m.runSlice();
       this.events.afterSlice?.(m.slice, m.digest());
       if (out) batch.output.push({ slice: m.slice, data: out });
+      m.disk.disk.takeIssued(); // a following machine's requests are completed by the log
     }
     // taking over, the entries at the last boundary are applied too (a following machine applies
     // them only before the next slice, so its state after a slice compares with the primary's)
@@ -132,7 +157,7 @@ export class ScriptedMachineThread {
       this.goLive = false;
       this.role = "primary";
       this.gate = false;
-      this.events.tookOver(m.slice);
+      this.events.tookOver(m.slice, m.disk.pending());
       return;
     }
     if (m.slice >= this.complete) this.events.executed(m.slice);

@@ -1,63 +1,46 @@
 /**
- * SimCluster: a whole primary/backup pair, its arbiter, the network between them and a console
- * client, in one process, driven tick by tick from a seed (TigerBeetle's VOPR in miniature). Each
- * node is the production NodeCore — the same code LockstepNode runs — with a ScriptedMachineThread
- * for its machine thread, talking over the real wire codec. Faults come from the seed: message drop,
+ * SimCluster: a whole primary/backup pair, its arbiter, the network between them, a shared disk and
+ * console clients, in one process, driven tick by tick from a seed (TigerBeetle's VOPR in
+ * miniature). Each node is the production NodeCore — the same code LockstepNode runs — with a
+ * ScriptedMachineThread for its machine thread, talking over the real wire codec; a live primary
+ * reaches the shared disk (SimSharedDisk) through the production disk port and scheduler, and the
+ * console clients (SimConsoles) behave like ConsoleClient. Faults come from the seed: message drop,
  * delay (and so reorder), duplication, partitions, node kills and restarts (some restarts join from
  * a checkpoint), node pauses (a stalled process: it hears and does nothing, the peer goes on), an
- * unreachable arbiter. Invariants are checked after every tick; the first violation throws with the
- * seed and tick. (Over 400 lines: the simulated world — network, arbiter, console client — and its
- * invariants are one seeded state machine, read top to bottom.)
+ * unreachable arbiter, disk outages on a node's path, dropped console connections.
+ *
+ * Invariants (SimInvariants, SimConsoles) are checked as things happen and after every tick; the
+ * first violation throws with the seed and tick. After the faults, a calm stretch: then one live
+ * primary must be left whose guest runs again, and every console client attached to it must have
+ * had all its input acknowledged — a fault that leaves the pair waiting for good is a failure too.
+ * (A little over 400 lines: the simulated world — network, arbiter, faults, the effects a node
+ * carries out — is one seeded state machine, read top to bottom.)
  */
+import type { DiskRequest } from "../../emulator/bounce-disk.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
 import type { MachineBatch } from "../../hypervisor/machine-thread/machine-protocol.js";
-import { NodeCore, type NodeEffect } from "../core/node-core.js";
-import { decodeConsoleServerMessage, encodeConsoleMessage } from "../wire/console-messages.js";
+import type { NodeEffect } from "../core/node-core.js";
 import { decodePeerMessage, encodePeerMessage } from "../wire/peer-messages.js";
-import { ScriptedMachine } from "./scripted-machine.js";
+import { simSectorBytes } from "./scripted-guest-disk.js";
+import { ScriptedMachine, type ScriptedMachineOptions } from "./scripted-machine.js";
 import { ScriptedMachineThread, type ScriptedEvents } from "./scripted-machine-thread.js";
 import { SeededRandom } from "./seeded-random.js";
+import { SimConsoles } from "./sim-console.js";
+import { SimSharedDisk } from "./sim-disk.js";
+import { SimInvariants } from "./sim-invariants.js";
+import { SimNode } from "./sim-node.js";
+import type { SimOptions } from "./sim-options.js";
 
-export interface SimOptions {
-  seed: number;
-  ticks: number;
-  dropRate: number;
-  duplicateRate: number;
-  delayMaxTicks: number;
-  /** Chance per tick that a node is killed (then restarted as a fresh backup later). */
-  killRate: number;
-  /** Chance per tick that a node pauses (for up to 400 ticks). */
-  pauseRate: number;
-  /** Chance that a restarted node joins from a checkpoint rather than from power-on. */
-  joinRate: number;
-  /** Chance per tick that a partition starts (lasting up to partitionMaxTicks). */
-  partitionRate: number;
-  partitionMaxTicks: number;
-  /** Chance per tick that the arbiter becomes unreachable (for up to 300 ticks). */
-  arbiterOutageRate: number;
-}
+export { simOptionsFromSeed, type SimOptions } from "./sim-options.js";
 
-export function simOptionsFromSeed(seed: number, ticks = 3000): SimOptions {
-  const r = new SeededRandom(seed ^ 0x5eed);
-  return {
-    seed,
-    ticks,
-    dropRate: r.chance(0.5) ? r.next() * 0.05 : 0,
-    duplicateRate: r.chance(0.3) ? r.next() * 0.05 : 0,
-    delayMaxTicks: r.int(1, 20),
-    killRate: r.chance(0.7) ? r.next() * 0.002 : 0,
-    pauseRate: r.chance(0.4) ? r.next() * 0.001 : 0,
-    joinRate: r.chance(0.5) ? 0.6 : 0,
-    partitionRate: r.chance(0.4) ? r.next() * 0.002 : 0,
-    partitionMaxTicks: r.int(50, 1500),
-    arbiterOutageRate: r.chance(0.3) ? r.next() * 0.001 : 0,
-  };
-}
+/**
+ * Checkpoints travel in parts this small here (several per checkpoint), so that reassembly is
+ * exercised; a lost part costs a whole new checkpoint, so not much smaller.
+ */
+const simCheckpointPartBytes = 512;
 
-const heartbeatIntervalMs = 20;
-const failureTimeoutMs = 150;
-/** Checkpoints travel in parts this small here, so that reassembly is exercised. */
-const simCheckpointPartBytes = 64;
+/** Ticks without new faults at the end of a run; the pair must be working again by its last quarter. */
+const calmTicks = 2000;
 
 const header: LogHeader = {
   format: 2,
@@ -70,38 +53,6 @@ const header: LogHeader = {
   digestEverySlices: 0,
   recordedAt: "sim",
 };
-
-class SimNode {
-  alive = true;
-  pausedUntil = -1;
-  machine: ScriptedMachineThread | undefined;
-  /** The digest after each slice this node ran as primary. */
-  digests = new Map<number, string>();
-  /** The slice through which output had left when this primary became protected. */
-  releasedAtProtection = 0;
-  wasProtected = false;
-  /** The highest slice whose output this node released. */
-  releasedMax = -1;
-  /** The checkpoint the machine took last, until the core says where it goes. */
-  checkpoint: Uint8Array | undefined;
-  /** Inputs of this node's machine already checked for a second application. */
-  appliedSeen = 0;
-  readonly core: NodeCore;
-  constructor(
-    readonly name: string,
-    readonly nodeId: string,
-    join: boolean,
-  ) {
-    this.core = new NodeCore({
-      nodeId,
-      heartbeatIntervalMs,
-      failureTimeoutMs,
-      ...(join ? { join: true } : {}),
-      primary: { unackedEntriesMax: 400, lagSlicesMax: 50, logEntriesMax: 1_000_000 },
-      consoleRetainBytes: 1 << 30,
-    });
-  }
-}
 
 interface InFlight {
   at: number;
@@ -120,25 +71,59 @@ export class SimCluster {
   private claims: Array<{ at: number; node: SimNode; epoch: number }> = [];
   private restarts: Array<{ at: number; name: string }> = [];
   private incarnation = 0;
-  /** The console client: one session on whichever node is live. */
-  private client = { node: undefined as SimNode | undefined, session: 0, offset: 0, received: [] as number[], seq: 0, unacked: [] as Array<{ seq: number; data: Uint8Array }>, acked: 0 };
-  readonly stats = { failovers: 0, kills: 0, pauses: 0, joins: 0, checkpointsRestored: 0, partitions: 0, halts: 0, messages: 0, dropped: 0, lost: 0 };
+  /** Every node that ever ran, by node id (a dead backup's log still bounds what its primary released). */
+  private everyNode = new Map<string, SimNode>();
+  private readonly machineOptions: ScriptedMachineOptions;
+  private readonly disk: SimSharedDisk;
+  private readonly consoles: SimConsoles;
+  private readonly check: SimInvariants;
+  private readonly ownStats = { failovers: 0, kills: 0, pauses: 0, joins: 0, checkpointsRestored: 0, partitions: 0, halts: 0, messages: 0, dropped: 0, lost: 0, reissued: 0, diskOutages: 0, diskStalls: 0 };
   /** The VM is gone: its only live copy died while no backup could take over (unprotected). */
   lost = false;
 
   constructor(readonly options: SimOptions) {
     this.r = new SeededRandom(options.seed);
-    const a = new SimNode("A", "A#0", false);
+    this.machineOptions = { diskEvery: options.diskEvery, diskSectors: 8, diskInFlightMax: 4 };
+    this.check = new SimInvariants(
+      { nodes: () => this.nodes, everyNode: (id) => this.everyNode.get(id), arbiterEpoch: () => this.arbiterEpoch, fail: (what) => this.fail(what) },
+      this.machineOptions.diskSectors,
+    );
+    this.disk = new SimSharedDisk(this.machineOptions.diskSectors * simSectorBytes, this.r, () => this.tick, { latencyMaxTicks: options.diskLatencyMaxTicks, retryTicks: 20 }, {
+      writeIssued: (path, offset, data) => this.check.writeIssued(this.everyNode.get(path.name)!, offset, data),
+      writeLanded: (_path, offset, data) => this.check.writeLanded(offset, data),
+    });
+    this.consoles = new SimConsoles(
+      {
+        r: this.r,
+        liveNodes: () => this.nodes.filter((n) => this.running(n) && n.core.role === "primary" && n.core.primary!.state !== "halted"),
+        running: (n) => this.running(n),
+        apply: (n, effects) => this.apply(n, effects),
+        fail: (what) => this.fail(what),
+      },
+      options.consoleDropRate,
+    );
+    const a = this.node("A", "A#0", false);
     this.arbiterEpoch = 1;
     this.nodes = [a];
-    a.machine = new ScriptedMachineThread(new ScriptedMachine(), "primary", this.events(a));
+    a.machine = new ScriptedMachineThread(new ScriptedMachine(this.machineOptions), "primary", this.events(a));
     this.apply(a, a.core.startPrimary(1, header, 0));
     this.nodes.push(this.freshBackup("B", false));
   }
 
+  /** What happened, for the test to see that the faults and the paths it means to cover did happen. */
+  get stats() {
+    return { ...this.ownStats, ...this.consoles.stats, diskWrites: this.disk.stats.writes, diskReads: this.disk.stats.reads, diskFailed: this.disk.stats.failed };
+  }
+
+  private node(name: string, nodeId: string, join: boolean): SimNode {
+    const n = new SimNode(name, nodeId, join);
+    this.everyNode.set(nodeId, n);
+    return n;
+  }
+
   private freshBackup(name: string, join: boolean): SimNode {
-    const n = new SimNode(name, `${name}#${++this.incarnation}`, join);
-    if (join) this.stats.joins++;
+    const n = this.node(name, `${name}#${++this.incarnation}`, join);
+    if (join) this.ownStats.joins++;
     this.apply(n, n.core.startBackup());
     return n;
   }
@@ -146,22 +131,30 @@ export class SimCluster {
   /** What a node's machine reports goes to its core (a machine restored from a checkpoint too). */
   private events(n: SimNode): ScriptedEvents {
     return {
-      batch: (b: MachineBatch) => this.apply(n, n.core.machineBatch(b, this.tick)),
+      batch: (b: MachineBatch) => {
+        // the slice each write was issued in, as the machine says (not as the core passes it on)
+        for (const d of b.disk) for (const r of d.requests) if (r.op === "write") n.writeTags.set(r.id, d.slice);
+        this.apply(n, n.core.machineBatch(b, this.tick));
+      },
       executed: (slice) => this.apply(n, n.core.machineExecuted(slice)),
       checkpoint: (bytes) => {
         n.checkpoint = bytes;
         this.apply(n, n.core.checkpointTaken());
         n.checkpoint = undefined;
       },
-      tookOver: (slice) => {
-        this.stats.failovers++;
+      tookOver: (slice, pending) => {
+        this.ownStats.failovers++;
+        this.ownStats.reissued += pending.length;
         n.digests = new Map();
-        this.apply(n, n.core.machineTookOver(slice, []));
+        n.completeAsBackup = n.core.backup?.complete ?? 0;
+        n.appliedAtTakeover = n.machine!.machine.appliedInputs.length;
+        this.apply(n, n.core.machineTookOver(slice, pending));
+        this.consoles.checkTakeover(n);
       },
       failed: (reason) => this.fail(`machine of ${n.nodeId} failed: ${reason}`),
       afterSlice: (slice, digest) => {
         if (n.core.role === "primary") n.digests.set(slice, digest);
-        else this.checkBackupDigest(n, slice, digest);
+        else this.check.backupDigest(n, slice, digest);
       },
     };
   }
@@ -178,8 +171,11 @@ export class SimCluster {
     // heal and let the survivors settle, then check the end state
     this.partitionUntil = -1;
     this.arbiterDownUntil = -1;
-    for (const n of this.nodes) n.pausedUntil = -1;
-    for (let i = 0; i < 2000; i++, this.tick++) {
+    for (const n of this.nodes) {
+      n.pausedUntil = -1;
+      n.diskPath.downUntil = -1;
+    }
+    for (let i = 0; i < calmTicks; i++, this.tick++) {
       this.step(true);
       if (this.lost) return;
     }
@@ -195,9 +191,14 @@ export class SimCluster {
     this.restarts = this.restarts.filter((x) => x.at > this.tick);
     this.deliver();
     this.answerClaims();
-    for (const n of this.nodes) if (this.running(n)) this.tickNode(n);
-    this.console(calm);
-    this.checkInvariants();
+    this.disk.tick();
+    for (const n of this.nodes) {
+      if (!this.running(n)) continue;
+      n.diskPath.run(this.tick);
+      if (this.running(n)) this.tickNode(n);
+    }
+    this.consoles.step(calm);
+    this.check.tick();
     this.checkLost();
   }
 
@@ -216,25 +217,33 @@ export class SimCluster {
     if (protectedNow && this.restarts.length === 0 && this.r.chance(o.killRate)) {
       const victim = this.nodes[this.r.int(0, 1)]!;
       victim.alive = false;
-      this.stats.kills++;
+      this.disk.abandon(victim.diskPath);
+      this.ownStats.kills++;
       this.restarts.push({ at: this.tick + this.r.int(100, 600), name: victim.name });
     } else if (protectedNow && this.r.chance(o.pauseRate)) {
       const victim = this.nodes[this.r.int(0, 1)]!;
       victim.pausedUntil = this.tick + this.r.int(20, 400);
-      this.stats.pauses++;
+      this.ownStats.pauses++;
     }
     if (this.tick > this.partitionUntil && this.r.chance(o.partitionRate)) {
       this.partitionUntil = this.tick + this.r.int(10, o.partitionMaxTicks);
-      this.stats.partitions++;
+      this.ownStats.partitions++;
     }
     if (this.tick > this.arbiterDownUntil && this.r.chance(o.arbiterOutageRate)) this.arbiterDownUntil = this.tick + this.r.int(10, 300);
+    if (this.r.chance(o.diskOutageRate)) {
+      const victim = this.nodes[this.r.int(0, 1)]!;
+      if (this.tick > victim.diskPath.downUntil) {
+        victim.diskPath.downUntil = this.tick + this.r.int(10, 200);
+        this.ownStats.diskOutages++;
+      }
+    }
   }
 
   private send(from: SimNode, bytes: Uint8Array): void {
     const to = this.nodes.find((n) => n !== from)!;
-    this.stats.messages++;
+    this.ownStats.messages++;
     if (this.tick <= this.partitionUntil || this.r.chance(this.options.dropRate)) {
-      this.stats.dropped++;
+      this.ownStats.dropped++;
       return;
     }
     const copies = this.r.chance(this.options.duplicateRate) ? 2 : 1;
@@ -286,13 +295,16 @@ export class SimCluster {
           this.claims.push({ at: this.tick + this.r.int(1, 10), node: n, epoch: e.epoch });
           break;
         case "halt":
-          this.stats.halts++;
+          this.ownStats.halts++;
           n.alive = false;
+          // a halted node never touches the shared disk again (what it handed over may still land)
+          n.disk?.scheduler.close();
+          this.disk.abandon(n.diskPath);
           if (!this.restarts.some((x) => x.name === n.name)) this.restarts.push({ at: this.tick + this.r.int(50, 300), name: n.name });
           break;
         case "start-machine":
-          n.machine = e.checkpoint ? ScriptedMachineThread.fromCheckpoint(e.checkpoint.bytes, this.events(n)) : new ScriptedMachineThread(new ScriptedMachine(), "backup", this.events(n));
-          if (e.checkpoint) this.stats.checkpointsRestored++;
+          n.machine = e.checkpoint ? ScriptedMachineThread.fromCheckpoint(e.checkpoint.bytes, this.events(n)) : new ScriptedMachineThread(new ScriptedMachine(this.machineOptions), "backup", this.events(n));
+          if (e.checkpoint) this.ownStats.checkpointsRestored++;
           this.apply(n, n.core.machineStarted(n.machine.slice));
           break;
         case "machine-input":
@@ -326,17 +338,23 @@ export class SimCluster {
           this.apply(n, n.core.checkpointSent());
           break;
         }
+        case "became-primary":
+          this.becamePrimary(n, e.reissue);
+          break;
+        case "disk-submit":
+          n.disk?.submit(e.requests, e.slice);
+          break;
         case "disk-release":
-          this.checkRelease(n, e.slice);
+          this.check.release(n, e.slice);
+          n.diskReleased = Math.max(n.diskReleased, e.slice);
+          n.disk?.release(e.slice, e.untilMs);
           break;
         case "console-send":
-          if (this.client.node === n && this.client.session === e.session) this.onConsoleMessage(encodeConsoleMessage(e.message));
+          this.consoles.deliver(n, e.session, e.message);
           break;
         case "console-close":
-          if (this.client.node === n && this.client.session === e.session) this.client.node = undefined;
+          this.consoles.closed(n, e.session, e.code);
           break;
-        case "became-primary":
-        case "disk-submit":
         case "peer-accept":
         case "peer-refuse":
         case "log":
@@ -345,100 +363,27 @@ export class SimCluster {
     }
   }
 
+  /** As LockstepNode: the port onto the shared disk, then the requests no completion was logged for, again. */
+  private becamePrimary(n: SimNode, reissue: DiskRequest[]): void {
+    const machine = n.machine!;
+    n.disk ??= this.disk.port(n.diskPath, { queueDiskRead: (id, data) => machine.diskRead(id, data), queueDiskWrite: (id) => machine.diskWrite(id) }, (reason) => {
+      if (reason) this.ownStats.diskStalls++;
+      this.apply(n, n.core.diskStall(reason));
+    });
+    if (reissue.length === 0) return;
+    for (const r of reissue) if (r.op === "write") n.writeTags.set(r.id, machine.slice);
+    n.disk.submit(reissue, machine.slice);
+  }
+
   private tickNode(n: SimNode): void {
     const m = n.machine;
     if (n.core.backup?.state === "waiting" && this.tick % 50 === 0) this.apply(n, n.core.peerConnected(this.tick));
     this.apply(n, n.core.tick(this.tick, m?.slice ?? 0));
     if (!m || !n.alive || n.core.role === "halted") return;
+    const before = m.slice;
     m.step(this.tick, m.role === "primary" ? 1 : 5);
-    this.checkAppliedOnce(n);
-  }
-
-  /** The backup's state after every slice its log covers equals the primary's after that slice. */
-  private checkBackupDigest(n: SimNode, slice: number, digest: string): void {
-    const b = n.core.backup;
-    if (!b) return;
-    const primary = this.nodes.find((x) => x.core.primary && x.core.epoch === b.epoch && x.nodeId !== n.nodeId);
-    const theirs = primary?.digests.get(slice);
-    if (theirs !== undefined && slice <= b.complete && theirs !== digest) {
-      this.fail(`backup ${n.nodeId} digest ${digest} differs from primary ${primary!.nodeId}'s ${theirs} at acknowledged slice ${slice}`);
-    }
-  }
-
-  /** Exactly once: no console input reaches a machine twice (checked as it happens, losses or not). */
-  private checkAppliedOnce(n: SimNode): void {
-    const applied = n.machine!.machine.appliedInputs;
-    for (; n.appliedSeen < applied.length; n.appliedSeen++) {
-      const a = applied[n.appliedSeen]!;
-      if (applied.findIndex((x) => x.client === a.client && x.seq === a.seq) !== n.appliedSeen) this.fail(`input ${a.seq} applied twice on ${n.nodeId}`);
-    }
-  }
-
-  /**
-   * The output rule, with no exemption: a protected primary releases output of a slice only when its
-   * backup's log is complete through it, or when it had left before the backup was protecting.
-   */
-  private checkRelease(n: SimNode, slice: number): void {
-    const p = n.core.primary;
-    if (!p || slice <= n.releasedMax) return; // nothing new leaves
-    n.releasedMax = slice;
-    if (p.state === "protected" && !n.wasProtected) n.releasedAtProtection = p.protectedFrom;
-    n.wasProtected = p.state === "protected" || p.state === "claiming";
-    if (!n.wasProtected) return;
-    const peer = this.nodes.find((x) => x.nodeId === p.peerId);
-    if (!peer?.alive || !peer.core.backup) return; // a dead backup: the primary finds out and claims
-    const bound = Math.max(peer.core.backup.complete, n.releasedAtProtection);
-    if (slice > bound) this.fail(`primary ${n.nodeId} released slice ${slice} but backup ${peer.nodeId} is complete through ${peer.core.backup.complete} (released ${n.releasedAtProtection} before protection)`);
-  }
-
-  private onConsoleMessage(bytes: Uint8Array): void {
-    const m = decodeConsoleServerMessage(bytes); // through the real codec
-    const c = this.client;
-    if (m.type === "output") {
-      if (m.offset !== c.offset) this.fail(`console output at offset ${m.offset}, the client expected ${c.offset}`);
-      for (const b of m.data) c.received.push(b);
-      c.offset += m.data.length;
-    } else if (m.type === "inack") {
-      c.acked = Math.max(c.acked, m.seq);
-      c.unacked = c.unacked.filter((u) => u.seq > m.seq);
-    }
-  }
-
-  /** The console client: follows a live primary, reads released output, types and resends input. */
-  private console(calm: boolean): void {
-    const c = this.client;
-    if (!c.node || !c.node.alive || c.node.core.role !== "primary") {
-      const live = this.nodes.filter((n) => this.running(n) && n.core.role === "primary" && n.core.primary!.state !== "halted");
-      c.node = live.length ? live[this.r.int(0, live.length - 1)] : undefined;
-      if (!c.node) return;
-      // attach: the new server must agree with what we already have
-      const s = c.node.core.stream;
-      const have = s.read(Math.max(s.retainedFrom, 0), Number.MAX_SAFE_INTEGER)!;
-      for (let i = 0; i < have.data.length && have.offset + i < c.offset; i++) {
-        if (have.data[i] !== c.received[have.offset + i]) this.fail(`console output contradicts at offset ${have.offset + i} after moving to ${c.node.nodeId}`);
-      }
-      const n = c.node;
-      c.session = this.tick + 1;
-      this.apply(n, n.core.consoleOpened(c.session));
-      this.apply(n, n.core.consoleAttach(c.session, "client", c.offset));
-      for (const u of c.unacked) this.apply(n, n.core.consoleInput(c.session, u.seq, u.data));
-    }
-    const n = c.node;
-    if (!n || !this.running(n)) return;
-    if (!calm && this.r.chance(0.02) && c.unacked.length < 20) {
-      const u = { seq: ++c.seq, data: new TextEncoder().encode(`in${c.seq}`) };
-      c.unacked.push(u);
-      this.apply(n, n.core.consoleInput(c.session, u.seq, u.data));
-    } else if (c.unacked.length > 0 && this.r.chance(0.01)) {
-      // resend what is not acknowledged (a client does after a timeout): must not be applied twice
-      for (const u of c.unacked) this.apply(n, n.core.consoleInput(c.session, u.seq, u.data));
-    }
-  }
-
-  private checkInvariants(): void {
-    const live = this.nodes.filter((n) => n.alive && (n.core.primary?.state === "unprotected" || n.core.primary?.state === "joining"));
-    if (live.length > 1) this.fail(`two live primaries: ${live.map((n) => `${n.nodeId} epoch ${n.core.epoch}`).join(", ")}`);
-    for (const n of live) if (n.core.epoch !== this.arbiterEpoch) this.fail(`live primary ${n.nodeId} has epoch ${n.core.epoch} but the arbiter is at ${this.arbiterEpoch}`);
+    if (m.slice > before) n.ranAt = this.tick;
+    this.check.appliedOnce(n);
   }
 
   /**
@@ -453,17 +398,16 @@ export class SimCluster {
     const pendingTakeover = this.claims.length > 0;
     if (!primaries && !heirs && !pendingTakeover) {
       this.lost = true;
-      this.stats.lost++;
+      this.ownStats.lost++;
     }
   }
 
+  /** After healing: one live primary, whose guest runs (no fault left it waiting for good), and the consoles' checks. */
   private checkEnd(): void {
     const live = this.nodes.filter((n) => n.alive && n.core.role === "primary" && n.core.primary!.state !== "halted");
     if (live.length !== 1) this.fail(`after healing, ${live.length} live primaries`);
     const n = live[0]!;
-    const all = n.core.stream.read(n.core.stream.retainedFrom, Number.MAX_SAFE_INTEGER)!;
-    for (let i = Math.max(all.offset, 0); i < this.client.offset; i++) if (all.data[i - all.offset] !== this.client.received[i]) this.fail(`console byte ${i} differs from the live primary's stream`);
-    const seen = new Set(n.machine!.machine.appliedInputs.map((a) => a.seq));
-    for (let s = 1; s <= this.client.acked; s++) if (!seen.has(s)) this.fail(`acknowledged input ${s} was lost`);
+    if (n.ranAt < this.tick - calmTicks / 4) this.fail(`after healing, the live primary ${n.nodeId} (${n.core.primary!.state}) has run no slice since tick ${n.ranAt}`);
+    this.consoles.checkEnd(n);
   }
 }

@@ -14,10 +14,12 @@
  *                                  output already left unprotected: the backup may take over only
  *                                  once its log is complete through it
  *   primary -> backup   log       {epoch, first, entries}      entries [first, first + n) of the log
- *   backup  -> primary  ack       {epoch, have, complete, executed}
+ *   backup  -> primary  ack       {epoch, have, complete, executed, echo?}
  *                                  have: entries held; complete: slice the log is complete through;
- *                                  executed: slices the backup has run
- *   both                heartbeat {epoch, nodeId}
+ *                                  executed: slices the backup has run; echo: see heartbeat
+ *   both                heartbeat {epoch, nodeId, at?, echo?}
+ *                                  at (primary): its clock (ms); echo (backup): the newest `at` it
+ *                                  received — proof of when it last heard the primary (disk lease)
  */
 import { decodeEntry, encodeEntry, type LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
@@ -45,8 +47,8 @@ export type PeerMessage =
     }
   | { type: "header"; epoch: number; nodeId: string; header: LogHeader; releasedThrough: number }
   | { type: "log"; epoch: number; first: number; entries: LogEntry[] }
-  | { type: "ack"; epoch: number; have: number; complete: number; executed: number }
-  | { type: "heartbeat"; epoch: number; nodeId: string };
+  | { type: "ack"; epoch: number; have: number; complete: number; executed: number; echo?: number }
+  | { type: "heartbeat"; epoch: number; nodeId: string; at?: number; echo?: number };
 
 const types = ["hello", "header", "log", "ack", "heartbeat", "checkpoint"] as const;
 
@@ -99,8 +101,13 @@ export function decodePeerMessage(bytes: Uint8Array): PeerMessage {
       return { type: "log", epoch, first, entries };
     }
     case "ack":
-      return { type: "ack", epoch, have: count(f, "have"), complete: count(f, "complete"), executed: count(f, "executed") };
+      return { type: "ack", epoch, have: count(f, "have"), complete: count(f, "complete"), executed: count(f, "executed"), ...optionalCount(f, "echo") };
     case "heartbeat":
-      return { type: "heartbeat", epoch, nodeId: str(f, "nodeId") };
+      return { type: "heartbeat", epoch, nodeId: str(f, "nodeId"), ...optionalCount(f, "at"), ...optionalCount(f, "echo") };
   }
+}
+
+/** A count field that may be absent (older peers do not send it). */
+function optionalCount<K extends string>(f: Fields, key: K): { [k in K]?: number } {
+  return f[key] === undefined ? {} : ({ [key]: count(f, key) } as { [k in K]: number });
 }

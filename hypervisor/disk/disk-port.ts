@@ -49,6 +49,9 @@ export interface BackendDiskPortOptions {
   /** The backend failed (reason) or recovered (undefined). */
   onStall: (reason: string | undefined) => void;
   retryMs?: number;
+  /** Timers for retries and the clock of the disk lease (the simulation runs both on its own clock). */
+  setTimer?: (fn: () => void, ms: number) => unknown;
+  now?: () => number;
 }
 
 export class BackendDiskPort implements DiskPort {
@@ -70,6 +73,8 @@ export class BackendDiskPort implements DiskPort {
       },
       onStall: options.onStall,
       ...(options.retryMs !== undefined ? { retryMs: options.retryMs } : {}),
+      ...(options.setTimer ? { setTimer: options.setTimer } : {}),
+      ...(options.now ? { now: options.now } : {}),
     });
     if (!options.holdWrites) this.scheduler.release(Number.POSITIVE_INFINITY);
   }
@@ -78,9 +83,9 @@ export class BackendDiskPort implements DiskPort {
     if (requests.length > 0) this.scheduler.submit(requests, slice);
   }
 
-  /** The output rule: writes issued through `slice` may go to the disk. */
-  release(slice: number): void {
-    this.scheduler.release(slice);
+  /** The output rule: writes issued through `slice` may go to the disk, if they start before `untilMs` (the disk lease). */
+  release(slice: number, untilMs?: number): void {
+    this.scheduler.release(slice, untilMs);
   }
 
   /** Writes everything still held and waits until the backend has it all; then closes it. */

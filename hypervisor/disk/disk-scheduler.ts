@@ -6,6 +6,9 @@
  * Rules:
  *   - Output rule: a write goes to the backend only once `release(slice)` covered the slice that
  *     issued it (the backup has the log through there). Reads go at once.
+ *   - Disk lease: a write starts only before the time `release` last allowed (`untilMs`, on the
+ *     `now` clock): after it, the backup may have gone live and own the disk. Writes wait for the
+ *     next release that extends it.
  *   - Racing requests to overlapping sectors are serialised in the order the guest issued them: a
  *     request starts only when every earlier request it overlaps has finished.
  *   - Backend errors lose nothing: the request is retried every `retryMs` and the scheduler reports
@@ -27,6 +30,8 @@ export interface DiskSchedulerOptions {
   retryMs?: number;
   /** Timers (injectable for tests). */
   setTimer?: (fn: () => void, ms: number) => unknown;
+  /** The clock of release's `untilMs` (ms; default host Unix ms, the node core's clock). */
+  now?: () => number;
 }
 
 interface Item {
@@ -38,6 +43,7 @@ interface Item {
 export class DiskScheduler {
   private queue: Item[] = [];
   private releasedThrough = Number.NEGATIVE_INFINITY;
+  private writableUntilMs = Number.POSITIVE_INFINITY;
   private stallReason: string | undefined;
   private closed = false;
   private idleWaiters: Array<() => void> = [];
@@ -59,9 +65,9 @@ export class DiskScheduler {
     return this.queue.length;
   }
 
-  /** Writes waiting for the output rule. */
+  /** Writes waiting for the output rule (or the disk lease). */
   get heldWrites(): number {
-    return this.queue.filter((i) => i.request.op === "write" && i.tag > this.releasedThrough).length;
+    return this.queue.filter((i) => i.request.op === "write" && !this.writable(i)).length;
   }
 
   submit(requests: DiskRequest[], tag: number): void {
@@ -75,11 +81,17 @@ export class DiskScheduler {
     this.pump();
   }
 
-  /** The output rule moved: writes issued in slices <= `slice` may go to the backend. */
-  release(slice: number): void {
-    if (slice <= this.releasedThrough) return;
-    this.releasedThrough = slice;
+  /** The output rule moved: writes issued in slices <= `slice` may go to the backend, if they start before `untilMs`. */
+  release(slice: number, untilMs = Number.POSITIVE_INFINITY): void {
+    if (slice <= this.releasedThrough && untilMs === this.writableUntilMs) return;
+    this.releasedThrough = Math.max(this.releasedThrough, slice);
+    this.writableUntilMs = untilMs;
     this.pump();
+  }
+
+  private writable(item: Item): boolean {
+    if (item.tag > this.releasedThrough) return false;
+    return this.writableUntilMs === Number.POSITIVE_INFINITY || (this.options.now ?? hostNowMs)() < this.writableUntilMs;
   }
 
   /** Resolves when nothing is outstanding (e.g. before a clean stop, after releasing everything). */
@@ -98,7 +110,7 @@ export class DiskScheduler {
     for (let i = 0; i < this.queue.length; i++) {
       const item = this.queue[i]!;
       if (item.running) continue;
-      if (item.request.op === "write" && item.tag > this.releasedThrough) continue;
+      if (item.request.op === "write" && !this.writable(item)) continue;
       if (this.overlapsEarlier(i)) continue;
       this.start(item);
     }
@@ -152,5 +164,7 @@ export class DiskScheduler {
     );
   }
 }
+
+const hostNowMs = () => performance.timeOrigin + performance.now();
 
 const overlaps = (a: DiskRequest, b: DiskRequest) => a.offset < b.offset + b.length && b.offset < a.offset + a.length;

@@ -47,3 +47,34 @@ describe("BackupCore eligibility", () => {
     expect(effects.some((e) => e.type === "halt")).toBe(true);
   });
 });
+
+// Found by the simulation once it checked that the guest still runs after the faults heal: an ack
+// lost while nothing changed was never repeated (the primary's lag control then waited forever),
+// and every log frame behind a gap asked for the whole log again.
+describe("BackupCore under loss", () => {
+  const progress = (slice: number) => ({ kind: "progress" as const, slice, icount: slice * 1000 });
+  const acks = (effects: ReturnType<BackupCore["tick"]>) => effects.filter((e) => e.type === "send" && e.message.type === "ack");
+  const hellos = (effects: ReturnType<BackupCore["tick"]>) => effects.filter((e) => e.type === "send" && e.message.type === "hello");
+
+  it("repeats its ack every heartbeat interval, changed or not", () => {
+    const b = new BackupCore(config);
+    b.step(headerMsg(1, 0), 0);
+    expect(acks(b.step({ type: "log", epoch: 1, first: 0, entries: [progress(1)] }, 1))).toHaveLength(1); // lost
+    b.setExecuted(1);
+    let repeated = 0;
+    for (let t = 10; t <= 100; t += 10) {
+      b.step({ type: "heartbeat", epoch: 1, nodeId: "A" }, t);
+      repeated += acks(b.tick(t)).length;
+    }
+    expect(repeated).toBeGreaterThanOrEqual(4);
+  });
+
+  it("asks again for a gap once per heartbeat interval, not once per frame behind it", () => {
+    const b = new BackupCore(config);
+    b.step(headerMsg(1, 0), 0);
+    let asked = 0;
+    for (let first = 5; first < 15; first++) asked += hellos(b.step({ type: "log", epoch: 1, first, entries: [progress(first)] }, 1)).length;
+    expect(asked).toBe(1);
+    expect(hellos(b.step({ type: "log", epoch: 1, first: 20, entries: [progress(20)] }, 1 + config.heartbeatIntervalMs))).toHaveLength(1);
+  });
+});

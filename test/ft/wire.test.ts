@@ -21,6 +21,9 @@ describe("wire codec", () => {
       { type: "log", epoch: 3, first: 7, entries: [{ kind: "serial", slice: 4, icount: 2 ** 40, data: new Uint8Array([1, 2]), source: { client: "c", seq: 9 } }, { kind: "progress", slice: 5, icount: 2 ** 40 + 1 }] },
       { type: "ack", epoch: 3, have: 9, complete: 5, executed: 4 },
       { type: "heartbeat", epoch: 3, nodeId: "a" },
+      { type: "heartbeat", epoch: 3, nodeId: "a", at: 1_700_000_000_123 },
+      { type: "heartbeat", epoch: 3, nodeId: "b", echo: 1_700_000_000_123 },
+      { type: "ack", epoch: 3, have: 9, complete: 5, executed: 4, echo: 77 },
       { type: "hello", epoch: 2, nodeId: "c", have: 0, join: true },
       { type: "checkpoint", epoch: 2, first: 40, slice: 17, part: 1, parts: 3, data: new Uint8Array([9, 8, 7]), console: 1234, inputs: [["client-a", 7]] },
     ];
@@ -41,6 +44,8 @@ describe("wire codec", () => {
     expect(codeOf(() => decodePeerMessage(packr.pack({ v: 2, type: "ack" })))).toBe(WireErrorCode.version);
     expect(codeOf(() => decodePeerMessage(packr.pack({ v: 1, type: "launch" })))).toBe(WireErrorCode.malformed);
     expect(codeOf(() => decodePeerMessage(packr.pack({ v: 1, type: "ack", epoch: 1, have: -1, complete: 0, executed: 0 })))).toBe(WireErrorCode.malformed);
+    expect(codeOf(() => decodePeerMessage(packr.pack({ v: 1, type: "ack", epoch: 1, have: 1, complete: 0, executed: 0, echo: -5 })))).toBe(WireErrorCode.malformed);
+    expect(codeOf(() => decodePeerMessage(packr.pack({ v: 1, type: "heartbeat", epoch: 1, nodeId: "a", at: "soon" })))).toBe(WireErrorCode.malformed);
     expect(codeOf(() => decodePeerMessage(packr.pack({ v: 1, type: "log", epoch: 1, first: 0, entries: [[99, 0, 0]] })))).toBe(WireErrorCode.malformed);
     expect(codeOf(() => decodePeerMessage(new Uint8Array(wireFrameBytesMax + 1)))).toBe(WireErrorCode.tooLarge);
     expect(codeOf(() => decodeConsoleClientMessage(packr.pack({ v: 1, type: "input", seq: 1, data: new Uint8Array(5000) })))).toBe(WireErrorCode.malformed);

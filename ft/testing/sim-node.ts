@@ -1,0 +1,62 @@
+/**
+ * SimNode: one node of the simulated pair — the production NodeCore, its scripted machine thread,
+ * its path to the shared disk and port onto it once primary — and what the simulation remembers
+ * about it to check invariants.
+ */
+import type { BackendDiskPort } from "../../hypervisor/disk/disk-port.js";
+import { NodeCore } from "../core/node-core.js";
+import type { ScriptedMachineThread } from "./scripted-machine-thread.js";
+import { SimDiskPath } from "./sim-disk.js";
+
+export const heartbeatIntervalMs = 20;
+export const failureTimeoutMs = 150;
+
+export class SimNode {
+  alive = true;
+  pausedUntil = -1;
+  machine: ScriptedMachineThread | undefined;
+  /** The digest after each slice this node ran as primary. */
+  digests = new Map<number, string>();
+  /** The highest slice whose output this node released. */
+  releasedMax = -1;
+  /** The checkpoint the machine took last, until the core says where it goes. */
+  checkpoint: Uint8Array | undefined;
+  /** The last tick its machine ran a slice. */
+  ranAt = -1;
+  /** Inputs of this node's machine already checked for a second application. */
+  appliedSeen = 0;
+  /** Inputs its machine had applied when it took over (the rest it applied as primary). */
+  appliedAtTakeover = 0;
+  /** The node's event loop for disk completions and timers. */
+  readonly diskPath: SimDiskPath;
+  /** Primary: the port onto the shared disk (made when it became primary, as LockstepNode does). */
+  disk: BackendDiskPort | undefined;
+  /** The slice through which the core released disk writes to the port. */
+  diskReleased = Number.NEGATIVE_INFINITY;
+  /** Writes its machine issued as primary: request id -> the slice that issued it (re-issued ones: the slice it took over at). */
+  writeTags = new Map<number, number>();
+  /** The slice its log was complete through when it took over (what it acknowledged as a backup). */
+  completeAsBackup = 0;
+  readonly core: NodeCore;
+
+  constructor(
+    readonly name: string,
+    readonly nodeId: string,
+    join: boolean,
+  ) {
+    this.diskPath = new SimDiskPath(nodeId);
+    this.core = new NodeCore({
+      nodeId,
+      heartbeatIntervalMs,
+      failureTimeoutMs,
+      ...(join ? { join: true } : {}),
+      primary: { unackedEntriesMax: 400, lagSlicesMax: 50, logEntriesMax: 1_000_000 },
+      consoleRetainBytes: 1 << 30,
+    });
+  }
+
+  /** As a backup (now or before it took over): the slice its log is complete through. */
+  get backupComplete(): number {
+    return this.core.backup?.complete ?? this.completeAsBackup;
+  }
+}

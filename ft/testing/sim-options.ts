@@ -1,0 +1,53 @@
+/**
+ * The faults of one simulated run, drawn from its seed: each seed enables a different mix at
+ * different rates, so that many seeds cover many combinations.
+ */
+import { SeededRandom } from "./seeded-random.js";
+
+export interface SimOptions {
+  seed: number;
+  ticks: number;
+  dropRate: number;
+  duplicateRate: number;
+  delayMaxTicks: number;
+  /** Chance per tick that a node is killed (then restarted as a fresh backup later). */
+  killRate: number;
+  /** Chance per tick that a node pauses (for up to 400 ticks). */
+  pauseRate: number;
+  /** Chance that a restarted node joins from a checkpoint rather than from power-on. */
+  joinRate: number;
+  /** Chance per tick that a partition starts (lasting up to partitionMaxTicks). */
+  partitionRate: number;
+  partitionMaxTicks: number;
+  /** Chance per tick that the arbiter becomes unreachable (for up to 300 ticks). */
+  arbiterOutageRate: number;
+  /** Chance per tick and client that its console connection drops (it reconnects and resends). */
+  consoleDropRate: number;
+  /** About one guest slice in this many issues a disk request. */
+  diskEvery: number;
+  /** Ticks a disk operation takes at most. */
+  diskLatencyMaxTicks: number;
+  /** Chance per tick that a node's path to the disk fails (for up to 200 ticks). */
+  diskOutageRate: number;
+}
+
+export function simOptionsFromSeed(seed: number, ticks = 3000): SimOptions {
+  const r = new SeededRandom(seed ^ 0x5eed);
+  return {
+    seed,
+    ticks,
+    dropRate: r.chance(0.5) ? r.next() * 0.05 : 0,
+    duplicateRate: r.chance(0.3) ? r.next() * 0.05 : 0,
+    delayMaxTicks: r.int(1, 20),
+    killRate: r.chance(0.7) ? r.next() * 0.002 : 0,
+    pauseRate: r.chance(0.4) ? r.next() * 0.001 : 0,
+    joinRate: r.chance(0.5) ? 0.6 : 0,
+    partitionRate: r.chance(0.4) ? r.next() * 0.002 : 0,
+    partitionMaxTicks: r.int(50, 1500),
+    arbiterOutageRate: r.chance(0.3) ? r.next() * 0.001 : 0,
+    consoleDropRate: r.chance(0.5) ? r.next() * 0.01 : 0,
+    diskEvery: r.int(4, 20),
+    diskLatencyMaxTicks: r.int(1, 8),
+    diskOutageRate: r.chance(0.3) ? r.next() * 0.002 : 0,
+  };
+}

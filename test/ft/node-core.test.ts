@@ -1,0 +1,105 @@
+// NodeCore, in two situations the simulation found: a primary that stalled while its backup took
+// over must not write, on waking, what the backup had acknowledged (the write landed over a newer
+// one of the new primary: a write the new primary's guest had seen completed was lost), and a
+// joining backup whose checkpoint never arrived whole asks for another one.
+import { describe, expect, it } from "vitest";
+import type { DiskRequest } from "../../emulator/bounce-disk.js";
+import { checkpointRetryMs, NodeCore, type NodeEffect } from "../../ft/core/node-core.js";
+import { notEligible } from "../../ft/core/primary-core.js";
+import type { DiskBackend } from "../../hypervisor/disk/disk-backend.js";
+import { DiskScheduler } from "../../hypervisor/disk/disk-scheduler.js";
+import type { LogHeader } from "../../hypervisor/log-file.js";
+import type { MachineBatch } from "../../hypervisor/machine-thread/machine-protocol.js";
+
+const header = { recordedAt: "test" } as unknown as LogHeader;
+const failureTimeoutMs = 150;
+const config = { nodeId: "A", heartbeatIntervalMs: 20, failureTimeoutMs, primary: { unackedEntriesMax: 400, lagSlicesMax: 50 } };
+const batch = (slice: number, atMs: number, disk: MachineBatch["disk"] = []): MachineBatch => ({ type: "batch", entries: [{ kind: "progress", slice, icount: slice * 1000 }], output: [], disk, slice, atWallMs: atMs });
+const write: DiskRequest = { id: 1, op: "write", offset: 0, length: 512, data: new Uint8Array(512).fill(7) };
+
+/** A protected primary carrying its disk effects out on a DiskScheduler whose clock the test sets. */
+function primaryWithDisk() {
+  const clock = { now: 0 };
+  const writes: number[] = [];
+  const backend: DiskBackend = {
+    description: "test",
+    bytes: 1 << 20,
+    read: async (_offset, length) => new Uint8Array(length),
+    write: async (offset) => void writes.push(offset),
+    close: async () => {},
+  };
+  const disk = new DiskScheduler(backend, { onRead: () => {}, onWrite: () => {}, onStall: () => {}, now: () => clock.now });
+  const core = new NodeCore(config);
+  const run = (effects: NodeEffect[]) => {
+    for (const e of effects) {
+      if (e.type === "disk-submit") disk.submit(e.requests, e.slice);
+      else if (e.type === "disk-release") disk.release(e.slice, e.untilMs);
+    }
+    return effects;
+  };
+  const at = (t: number) => (clock.now = t);
+  run(core.startPrimary(1, header, 0));
+  run(core.peerMessage({ type: "hello", epoch: 0, nodeId: "B", have: 0 }, 0, true));
+  run(core.machineBatch(batch(1, 0), 0));
+  run(core.peerMessage({ type: "ack", epoch: 1, have: 1, complete: 1, executed: 1 }, 1));
+  expect(core.primary!.state).toBe("protected");
+  // a heartbeat at 10, echoed by the backup
+  at(10);
+  run(core.tick(10, 1));
+  run(core.peerMessage({ type: "heartbeat", epoch: 1, nodeId: "B", echo: 10 }, 15));
+  // the guest writes in slice 2; the log through slice 2 goes to the backup
+  at(20);
+  run(core.machineBatch(batch(2, 20, [{ slice: 2, requests: [write] }]), 20));
+  expect(disk.heldWrites).toBe(1);
+  return { core, disk, writes, run, at };
+}
+
+describe("a protected primary's disk writes", () => {
+  it("go to the disk once the backup acknowledged their slice, while the lease lasts", () => {
+    const { core, writes, run, at } = primaryWithDisk();
+    at(25);
+    run(core.peerMessage({ type: "ack", epoch: 1, have: 2, complete: 2, executed: 2, echo: 10 }, 25));
+    expect(writes).toEqual([0]);
+  });
+
+  it("wait, after a stall, until the backup shows it still follows (it may have gone live meanwhile)", () => {
+    const { core, disk, writes, run, at } = primaryWithDisk();
+    // the primary stalls; the backup's ack (sent at 25) waits in its socket until it wakes at 400,
+    // by when the backup may well have suspected it, won the next epoch and written the disk
+    at(400);
+    const effects = run(core.peerMessage({ type: "ack", epoch: 1, have: 2, complete: 2, executed: 2, echo: 10 }, 400));
+    expect(effects).toContainEqual({ type: "disk-release", slice: 2, untilMs: 10 + failureTimeoutMs - failureTimeoutMs / 4 });
+    expect(writes).toEqual([]);
+    expect(disk.heldWrites).toBe(1);
+    // the backup still follows after all: a fresh echo renews the lease and the write goes
+    const hb = run(core.tick(405, 2)).find((e) => e.type === "send" && e.message.type === "heartbeat");
+    expect(hb).toMatchObject({ message: { at: 405 } });
+    at(410);
+    run(core.peerMessage({ type: "heartbeat", epoch: 1, nodeId: "B", echo: 405 }, 410));
+    expect(writes).toEqual([0]);
+  });
+});
+
+describe("a joining backup", () => {
+  it("asks again for a checkpoint when no part came for a while", () => {
+    const core = new NodeCore({ ...config, nodeId: "B", join: true });
+    core.startBackup();
+    const hellos: number[] = [];
+    const note = (t: number, effects: NodeEffect[]) => {
+      for (const e of effects) if (e.type === "send" && e.message.type === "hello" && e.message.join) hellos.push(t);
+    };
+    note(0, core.peerConnected(0));
+    note(5, core.peerMessage({ type: "header", epoch: 1, nodeId: "A", header, releasedThrough: notEligible }, 5));
+    for (let t = 10; t <= 1000; t += 10) {
+      note(t, core.peerMessage({ type: "heartbeat", epoch: 1, nodeId: "A", at: t }, t));
+      // one part of a checkpoint in two arrives at 200; the other is lost
+      if (t === 200) note(t, core.peerMessage({ type: "checkpoint", epoch: 1, first: 5, slice: 3, part: 0, parts: 2, data: new Uint8Array([1]), console: 0, inputs: [] }, t));
+      note(t, core.tick(t, 0));
+    }
+    const retry = checkpointRetryMs(failureTimeoutMs);
+    expect(hellos[0]).toBe(0);
+    expect(hellos[1]).toBeGreaterThan(200 + retry);
+    expect(hellos[1]).toBeLessThanOrEqual(200 + retry + 10);
+    expect(core.backup!.state).toBe("following");
+  });
+});

@@ -1,0 +1,118 @@
+// PrimaryCore under the faults the simulation found it could not live through: a log frame lost or
+// overtaken with nothing sent after it (the guest then waited for an ack forever), a joining
+// backup asking again for a checkpoint, and the disk lease (how long a protected primary's disk
+// writes may start: the backup cannot have gone live before).
+import { describe, expect, it } from "vitest";
+import { BackupCore } from "../../ft/core/backup-core.js";
+import { diskLeaseMarginMs, PrimaryCore, retransmitMs, type CoreEffect, type PrimaryConfig } from "../../ft/core/primary-core.js";
+import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
+import type { LogHeader } from "../../hypervisor/log-file.js";
+import type { PeerMessage } from "../../ft/wire/peer-messages.js";
+
+const header = { recordedAt: "test" } as unknown as LogHeader;
+const failureTimeoutMs = 150;
+const config: PrimaryConfig = { nodeId: "A", heartbeatIntervalMs: 20, failureTimeoutMs, unackedEntriesMax: 400, lagSlicesMax: 50, lagMsMax: 30, logEntriesMax: 1_000_000 };
+const progress = (slice: number): LogEntry => ({ kind: "progress", slice, icount: slice * 1000 });
+const sent = (effects: CoreEffect[], type: PeerMessage["type"]) => effects.flatMap((e) => (e.type === "send" && e.message.type === type ? [e.message] : []));
+
+/** A primary at slice 3 whose backup B acknowledged the log: protected. */
+function protectedPrimary(): PrimaryCore {
+  const p = new PrimaryCore(config, 1, header);
+  for (let s = 1; s <= 3; s++) p.append(progress(s));
+  p.noteSlice(3);
+  p.step({ type: "hello", epoch: 0, nodeId: "B", have: 0 }, 0);
+  p.step({ type: "ack", epoch: 1, have: 3, complete: 3, executed: 3 }, 1);
+  expect(p.state).toBe("protected");
+  return p;
+}
+
+describe("PrimaryCore retransmission", () => {
+  it("sends unacknowledged entries again once the backup's acks stood still", () => {
+    const p = new PrimaryCore(config, 1, header);
+    p.append(progress(1));
+    p.noteSlice(1);
+    // the whole log goes out with the hello's answer, and is lost (or arrives before the header)
+    expect(sent(p.step({ type: "hello", epoch: 0, nodeId: "B", have: 0 }, 0), "log")).toHaveLength(1);
+    const resent: Array<{ at: number; first: number }> = [];
+    for (let t = 10; t <= 100; t += 10) {
+      // the backup is alive and says it has nothing
+      p.step({ type: "ack", epoch: 1, have: 0, complete: 0, executed: 0 }, t);
+      for (const m of sent(p.tick(t), "log")) resent.push({ at: t, first: m.type === "log" ? m.first : -1 });
+    }
+    expect(resent.length).toBeGreaterThan(0);
+    expect(resent[0]!.first).toBe(0);
+    expect(resent[0]!.at).toBeGreaterThan(retransmitMs(failureTimeoutMs));
+  });
+
+  it("sends nothing again while the acks move", () => {
+    const p = protectedPrimary();
+    let have = 3;
+    for (let t = 10; t <= 200; t += 10) {
+      p.append(progress(3 + t / 10));
+      expect(sent(p.flush(), "log")).toHaveLength(1);
+      have++;
+      p.step({ type: "ack", epoch: 1, have, complete: 3 + t / 10, executed: 3 + t / 10 }, t);
+      expect(sent(p.tick(t), "log")).toHaveLength(0);
+    }
+  });
+});
+
+describe("PrimaryCore and a joining backup that asks again", () => {
+  it("ignores the question while its checkpoint is being taken or sent, and takes a new one after", () => {
+    const p = new PrimaryCore(config, 1, header, [], false);
+    p.append(progress(1));
+    const first = p.step({ type: "hello", epoch: 0, nodeId: "B", have: 0, join: true }, 0);
+    expect(first.some((e) => e.type === "checkpoint-wanted")).toBe(true);
+    // asked again before the checkpoint was taken: that one is on its way
+    let again = p.step({ type: "hello", epoch: 1, nodeId: "B", have: 0, join: true }, 10);
+    expect(again.some((e) => e.type === "checkpoint-wanted")).toBe(false);
+    expect(sent(again, "header")).toHaveLength(1);
+    p.checkpointTaken(1);
+    again = p.step({ type: "hello", epoch: 1, nodeId: "B", have: 0, join: true }, 20);
+    expect(again.some((e) => e.type === "checkpoint-wanted")).toBe(false);
+    p.checkpointSent();
+    // sent, and the backup still asks: it never got it whole
+    again = p.step({ type: "hello", epoch: 1, nodeId: "B", have: 0, join: true }, 30);
+    expect(again.some((e) => e.type === "checkpoint-wanted")).toBe(true);
+  });
+});
+
+describe("disk lease", () => {
+  const lease = (echo: number) => echo + failureTimeoutMs - diskLeaseMarginMs(failureTimeoutMs);
+
+  it("lasts from the newest heartbeat time the backup echoed, never from the future", () => {
+    const p = protectedPrimary();
+    expect(p.diskWritableUntilMs()).toBe(Number.NEGATIVE_INFINITY); // nothing echoed yet
+    const hb = sent(p.tick(100), "heartbeat")[0]!;
+    expect(hb).toMatchObject({ at: 100 });
+    p.step({ type: "heartbeat", epoch: 1, nodeId: "B", echo: 100 }, 110);
+    expect(p.diskWritableUntilMs()).toBe(lease(100));
+    p.step({ type: "ack", epoch: 1, have: 3, complete: 3, executed: 3, echo: 90 }, 120); // older echo
+    expect(p.diskWritableUntilMs()).toBe(lease(100));
+    p.step({ type: "heartbeat", epoch: 1, nodeId: "B", echo: 10_000 }, 130); // no echo is newer than now
+    expect(p.diskWritableUntilMs()).toBe(lease(130));
+    p.step({ type: "heartbeat", epoch: 1, nodeId: "C", echo: 140 }, 140); // not its backup
+    expect(p.diskWritableUntilMs()).toBe(lease(130));
+  });
+
+  it("is unbounded without a backup that could go live, and over once halted", () => {
+    const p = new PrimaryCore(config, 1, header);
+    expect(p.diskWritableUntilMs()).toBe(Number.POSITIVE_INFINITY);
+    p.step({ type: "hello", epoch: 0, nodeId: "B", have: 0 }, 0); // joining: not eligible to take over
+    expect(p.state).toBe("joining");
+    expect(p.diskWritableUntilMs()).toBe(Number.POSITIVE_INFINITY);
+    p.step({ type: "log", epoch: 2, first: 0, entries: [] }, 1); // a newer primary exists
+    expect(p.state).toBe("halted");
+    expect(p.diskWritableUntilMs()).toBe(Number.NEGATIVE_INFINITY);
+  });
+
+  it("a backup echoes the newest heartbeat time of its primary in its heartbeats and acks", () => {
+    const b = new BackupCore({ nodeId: "B", heartbeatIntervalMs: 20, failureTimeoutMs, logEntriesMax: 1000 });
+    b.step({ type: "header", epoch: 1, nodeId: "A", header, releasedThrough: 0 }, 0);
+    b.step({ type: "heartbeat", epoch: 1, nodeId: "A", at: 42 }, 1);
+    b.step({ type: "heartbeat", epoch: 1, nodeId: "A", at: 40 }, 2); // overtaken
+    const acks = b.step({ type: "log", epoch: 1, first: 0, entries: [progress(1)] }, 3);
+    expect(acks).toContainEqual({ type: "send", message: expect.objectContaining({ type: "ack", echo: 42 }) });
+    expect(b.tick(30)).toContainEqual({ type: "send", message: expect.objectContaining({ type: "heartbeat", echo: 42 }) });
+  });
+});
