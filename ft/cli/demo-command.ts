@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import { closeSync, mkdtempSync, openSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConsoleClient, type ConsoleContradiction } from "../runtime/console-client.js";
+import { ConsoleClient, type ConsoleContradiction, type ConsoleGap } from "../runtime/console-client.js";
 import { freePort } from "../runtime/free-port.js";
 import { NodeProcess, type NodeEvent, type NodeRole } from "../runtime/node-process.js";
 import { escapeByte } from "./terminal-console.js";
@@ -70,6 +70,7 @@ export async function demoCommand(options: { image: string }): Promise<void> {
     process.stdout.write(b);
   });
   client.on("contradiction", (c: ConsoleContradiction) => say(`OUTPUT CONTRADICTION: ${c.url} resent different bytes at offset ${c.offset} than were shown`));
+  client.on("gap", (g: ConsoleGap) => say(`console output ${g.from}..${g.to} was held by no live node (this view was too far behind): skipped`));
   client.on("attached", (url: string, epoch: number) => {
     if (killedAt !== undefined) say(`console reattached to ${url} (epoch ${epoch}) ${Math.round(performance.now() - killedAt)} ms after the kill`);
   });

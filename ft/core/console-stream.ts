@@ -40,11 +40,16 @@ export class ConsoleStream {
   }
 
   /**
-   * Starts an empty stream at `offset` (a backup that joined from a checkpoint: the output before it
-   * was released by the primary) with the console input the machine had already applied.
+   * Starts the stream at `offset` (a backup that joined from a checkpoint: the output before it was
+   * released by the primary) with the console input the machine had already applied. `tail` is the
+   * primary's released output just before `offset`: kept, so that a client that was behind when its
+   * node died can still be served from this node.
    */
-  startAt(offset: number, applied: Array<[string, number]>): void {
+  startAt(offset: number, applied: Array<[string, number]>, tail: Uint8Array = new Uint8Array(0)): void {
     if (this.end !== 0) throw new Error("ConsoleStream.startAt: the stream is not empty");
+    if (tail.length > offset) throw new Error("ConsoleStream.startAt: the tail is longer than the stream");
+    if (tail.length > 0) this.chunks.push({ slice: -1, offset: offset - tail.length, data: tail });
+    this.releaseIndex = this.chunks.length;
     this.end = this.released = offset;
     for (const [client, seq] of applied) {
       this.appliedInput.set(client, seq);
@@ -112,6 +117,12 @@ export class ConsoleStream {
       p += part.length;
     }
     return { offset, data };
+  }
+
+  /** The newest released bytes, at most `maxBytes` of them (they end at `released`). */
+  releasedTail(maxBytes: number): Uint8Array {
+    const from = Math.max(this.retainedFrom, this.released - maxBytes);
+    return this.read(from, this.released - from)?.data.slice() ?? new Uint8Array(0);
   }
 
   /** The oldest offset still retained. */

@@ -26,7 +26,7 @@ import type { DiskRequest } from "../../emulator/bounce-disk.js";
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
 import type { MachineBatch } from "../../hypervisor/machine-thread/machine-protocol.js";
-import type { PeerMessage } from "../wire/peer-messages.js";
+import { consoleTailBytesMax, type PeerMessage } from "../wire/peer-messages.js";
 import { BackupCore } from "./backup-core.js";
 import { ConsoleSessions, type ConsoleEffect } from "./console-sessions.js";
 import { ConsoleStream } from "./console-stream.js";
@@ -63,7 +63,7 @@ export type NodeEffect =
   /** Disk writes of slices through `slice` may go to the disk, if they start before `untilMs` (the disk lease). */
   | { type: "disk-release"; slice: number; untilMs: number }
   /** Compress and send the checkpoint just taken (the log goes on with entry `first`). */
-  | { type: "send-checkpoint"; first: number; console: number; inputs: Array<[string, number]> }
+  | { type: "send-checkpoint"; first: number; console: number; inputs: Array<[string, number]>; consoleTail: Uint8Array }
   /** Accept (replace the current peer with) or refuse a connection that said hello. */
   | { type: "peer-accept" }
   | { type: "peer-refuse"; reason: string }
@@ -80,6 +80,7 @@ interface IncomingCheckpoint {
   slice: number;
   console: number;
   inputs: Array<[string, number]>;
+  consoleTail: Uint8Array | undefined;
   parts: Array<Uint8Array | undefined>;
 }
 
@@ -207,7 +208,7 @@ export class NodeCore {
     if (this.config.join && c) {
       this.incoming = undefined;
       this.backup.checkpointReceived(c.first, c.slice);
-      this.stream.startAt(c.console, c.inputs);
+      this.stream.startAt(c.console, c.inputs, c.consoleTail);
       this.entriesPassed = 0;
     }
     const joined = this.backup.checkpointed;
@@ -340,9 +341,10 @@ export class NodeCore {
     let c = this.incoming;
     if (!c || c.first !== msg.first || c.slice !== msg.slice || c.parts.length !== msg.parts) {
       // the first part, or a new checkpoint started: take that one
-      c = this.incoming = { first: msg.first, slice: msg.slice, console: msg.console, inputs: msg.inputs, parts: new Array<Uint8Array | undefined>(msg.parts).fill(undefined) };
+      c = this.incoming = { first: msg.first, slice: msg.slice, console: msg.console, inputs: msg.inputs, consoleTail: undefined, parts: new Array<Uint8Array | undefined>(msg.parts).fill(undefined) };
     }
     c.parts[msg.part] = msg.data;
+    if (msg.consoleTail) c.consoleTail = msg.consoleTail;
     if (c.parts.some((p) => !p)) return [];
     const total = c.parts.reduce((n, p) => n + p!.length, 0);
     const bytes = new Uint8Array(total);
@@ -369,7 +371,7 @@ export class NodeCore {
     core.checkpointTaken(first);
     // joining: output leaves at once, so the whole stream is released here and the offset is final
     const effects = this.release();
-    effects.push({ type: "send-checkpoint", first, console: this.stream.end, inputs: [...this.stream.appliedInput.entries()] });
+    effects.push({ type: "send-checkpoint", first, console: this.stream.end, inputs: [...this.stream.appliedInput.entries()], consoleTail: this.stream.releasedTail(consoleTailBytesMax) });
     return effects;
   }
 

@@ -17,7 +17,7 @@ export interface CheckpointSent {
 
 export async function sendCheckpoint(
   checkpoint: SessionCheckpoint,
-  at: { epoch: number; first: number; console: number; inputs: Array<[string, number]> },
+  at: { epoch: number; first: number; console: number; inputs: Array<[string, number]>; consoleTail: Uint8Array },
   /** The connection at the time the checkpoint was taken, and whether it is still the peer's. */
   peer: WebSocket,
   stillPeer: () => boolean,
@@ -36,7 +36,7 @@ export async function sendCheckpoint(
   const slice = checkpoint.driver.slice;
   for (let part = 0; part < parts; part++) {
     const data = bytes.subarray(part * checkpointPartBytes, (part + 1) * checkpointPartBytes);
-    const frame = encodePeerMessage({ type: "checkpoint", epoch: at.epoch, first: at.first, slice, part, parts, data, console: at.console, inputs: at.inputs });
+    const frame = encodePeerMessage({ type: "checkpoint", epoch: at.epoch, first: at.first, slice, part, parts, data, console: at.console, inputs: at.inputs, ...(part === 0 ? { consoleTail: at.consoleTail } : {}) });
     countBytes(frame.byteLength);
     peer.send(frame);
   }

@@ -9,6 +9,11 @@
  * released output its backup never logged would, after a takeover, resend different bytes at the
  * same offsets; the client reports that as a "contradiction" (it cannot take back what it already
  * passed on) and passes on only the bytes after its offset.
+ *
+ * Input a node dropped (its queue to the machine was full) is resent when no acknowledgement came
+ * for `resendMs`. Output that no live node holds any more (the client was further behind than the
+ * node keeps) cannot be had: the client reports it as a "gap" and goes on from the oldest byte the
+ * node holds, instead of asking for it forever.
  */
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
@@ -26,6 +31,16 @@ export interface ConsoleClientOptions {
   unackedBytesMax?: number;
   /** How much output before its offset the client asks for again on a re-attach, to compare (default 4096; 0: no check). */
   overlapBytes?: number;
+  /** Unacknowledged input is sent again when no acknowledgement came for this long (default 1000 ms). */
+  resendMs?: number;
+}
+
+/** Output the client could not get: no live node held it any more. */
+export interface ConsoleGap {
+  /** Stream offsets [from, to) that were skipped. */
+  from: number;
+  to: number;
+  url: string;
 }
 
 /** Output a node resent after a re-attach that differs from what the client had received. */
@@ -58,6 +73,9 @@ export class ConsoleClient extends EventEmitter {
   private urlIndex = 0;
   private closed = false;
   private timer: NodeJS.Timeout | undefined;
+  private resendTimer: NodeJS.Timeout | undefined;
+  /** Input bytes sent again because no acknowledgement came (a node dropped them), in total. */
+  resentBytes = 0;
 
   /** Another node to try when the current one goes away (e.g. a backup that joined later). */
   addUrl(url: string): void {
@@ -81,6 +99,7 @@ export class ConsoleClient extends EventEmitter {
   close(): void {
     this.closed = true;
     clearTimeout(this.timer);
+    clearInterval(this.resendTimer);
     this.ws?.terminate();
   }
 
@@ -94,6 +113,23 @@ export class ConsoleClient extends EventEmitter {
       if (this.live) this.write({ type: "input", seq: u.seq, data: u.data });
     }
     return true;
+  }
+
+  /** While attached: input that saw no acknowledgement for `resendMs` is sent again (the node drops repeats). */
+  private watchAcks(): void {
+    clearInterval(this.resendTimer);
+    let oldest = this.unacked[0]?.seq;
+    this.resendTimer = setInterval(() => {
+      const now = this.unacked[0]?.seq;
+      if (now !== undefined && now === oldest && this.live) {
+        for (const u of this.unacked) {
+          this.write({ type: "input", seq: u.seq, data: u.data });
+          this.resentBytes += u.data.length;
+        }
+      }
+      oldest = now;
+    }, this.options.resendMs ?? 1000);
+    this.resendTimer.unref();
   }
 
   private write(m: ConsoleClientMessage): void {
@@ -166,6 +202,7 @@ export class ConsoleClient extends EventEmitter {
             attachedAt = this.attachOffset(base);
             this.write({ type: "attach", clientId: this.clientId, offset: attachedAt });
             for (const u of this.unacked) this.write({ type: "input", seq: u.seq, data: u.data });
+            this.watchAcks();
             this.emit("attached", base, m.epoch);
           }
           break;
@@ -193,11 +230,20 @@ export class ConsoleClient extends EventEmitter {
     ws.on("close", (code: number, reason: Buffer) => {
       if (this.ws !== ws) return;
       // 4002: the node no longer holds the offset asked for (a backup that joined from a checkpoint
-      // holds output only from there on); it says what it has: ask from there next time
-      if (code === 4002 && attachedAt !== undefined && attachedAt < this.offset) {
+      // holds output only from a little before it on); it says what it has: ask from there next time
+      if (code === 4002 && attachedAt !== undefined) {
         const have = /have (\d+)\.\./.exec(reason.toString());
-        this.servedFrom.set(base, have ? Number(have[1]) : this.offset);
+        const from = have ? Number(have[1]) : undefined;
+        if (from !== undefined && from > this.offset) {
+          // the live node does not hold what this client has not read, and no other node is live: lost
+          const gap: ConsoleGap = { from: this.offset, to: from, url: base };
+          this.emit("warning", `console output ${gap.from}..${gap.to} is held by no live node: skipped`);
+          this.emit("gap", gap);
+          this.offset = from;
+          this.tail = new Uint8Array(0);
+        } else if (attachedAt < this.offset) this.servedFrom.set(base, from ?? this.offset);
       }
+      clearInterval(this.resendTimer);
       const was = this.live;
       this.live = undefined;
       if (was) this.emit("detached", was);

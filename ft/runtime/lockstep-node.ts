@@ -283,7 +283,7 @@ export class LockstepNode extends EventEmitter {
     this.emit("live", epoch);
   }
 
-  private sendCheckpoint(at: { first: number; console: number; inputs: Array<[string, number]> }): void {
+  private sendCheckpoint(at: { first: number; console: number; inputs: Array<[string, number]>; consoleTail: Uint8Array }): void {
     const taken = this.checkpoint;
     const peer = this.link.connection;
     if (!taken || !peer) return void this.effects(this.core.checkpointFailed());

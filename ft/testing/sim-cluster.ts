@@ -333,7 +333,7 @@ export class SimCluster {
           const parts = Math.max(1, Math.ceil(bytes.length / simCheckpointPartBytes));
           for (let part = 0; part < parts; part++) {
             const data = bytes.subarray(part * simCheckpointPartBytes, (part + 1) * simCheckpointPartBytes);
-            this.send(n, encodePeerMessage({ type: "checkpoint", epoch: n.core.epoch, first: e.first, slice: n.machine!.slice, part, parts, data, console: e.console, inputs: e.inputs }));
+            this.send(n, encodePeerMessage({ type: "checkpoint", epoch: n.core.epoch, first: e.first, slice: n.machine!.slice, part, parts, data, console: e.console, inputs: e.inputs, ...(part === 0 ? { consoleTail: e.consoleTail } : {}) }));
           }
           this.apply(n, n.core.checkpointSent());
           break;

@@ -5,10 +5,11 @@
  *
  *   backup  -> primary  hello     {epoch, nodeId, have, join?} have: log entries it already holds;
  *                                  join: start from a checkpoint of the running machine, not power-on
- *   primary -> backup   checkpoint {epoch, first, slice, part, parts, data, console, inputs}
+ *   primary -> backup   checkpoint {epoch, first, slice, part, parts, data, console, inputs, consoleTail?}
  *                                  a compressed session checkpoint at boundary `slice`, in parts; the
  *                                  log continues with entry `first`; the console stream's offset
- *                                  there and the input seq applied per console client
+ *                                  there and the input seq applied per console client; consoleTail
+ *                                  (part 0): the released output just before that offset
  *   primary -> backup   header    {epoch, nodeId, header, releasedThrough}
  *                                  the log header (machine, clock, disk) and the slice through which
  *                                  output already left unprotected: the backup may take over only
@@ -30,6 +31,8 @@ export const logBatchEntriesMax = 4096;
 export const checkpointPartBytes = 4 * 2 ** 20;
 /** A checkpoint has at most this many parts (1 GiB). */
 export const checkpointPartsMax = 256;
+/** Console output sent along with a checkpoint at most (ending at its console offset). */
+export const consoleTailBytesMax = 256 * 1024;
 
 export type PeerMessage =
   | { type: "hello"; epoch: number; nodeId: string; have: number; join?: boolean }
@@ -44,6 +47,8 @@ export type PeerMessage =
       /** Console stream offset at the checkpoint, and the console input applied per client. */
       console: number;
       inputs: Array<[string, number]>;
+      /** The released console output just before `console` (first part only; older peers omit it). */
+      consoleTail?: Uint8Array;
     }
   | { type: "header"; epoch: number; nodeId: string; header: LogHeader; releasedThrough: number }
   | { type: "log"; epoch: number; first: number; entries: LogEntry[] }
@@ -79,7 +84,7 @@ export function decodePeerMessage(bytes: Uint8Array): PeerMessage {
         }
         return [p[0], p[1]] as [string, number];
       });
-      return { type: "checkpoint", epoch, first: count(f, "first"), slice: count(f, "slice"), part, parts, data: new Uint8Array(bytesField(f, "data", checkpointPartBytes)), console: count(f, "console"), inputs };
+      return { type: "checkpoint", epoch, first: count(f, "first"), slice: count(f, "slice"), part, parts, data: new Uint8Array(bytesField(f, "data", checkpointPartBytes)), console: count(f, "console"), inputs, ...consoleTail(f) };
     }
     case "header": {
       const h = f.header as Record<string, unknown> | undefined;
@@ -105,6 +110,13 @@ export function decodePeerMessage(bytes: Uint8Array): PeerMessage {
     case "heartbeat":
       return { type: "heartbeat", epoch, nodeId: str(f, "nodeId"), ...optionalCount(f, "at"), ...optionalCount(f, "echo") };
   }
+}
+
+function consoleTail(f: Fields): { consoleTail?: Uint8Array } {
+  if (f.consoleTail === undefined) return {};
+  const tail = bytesField(f, "consoleTail", consoleTailBytesMax);
+  if (tail.length > count(f, "console")) throw new WireError(WireErrorCode.malformed, "Frame checkpoint: consoleTail is longer than the console stream");
+  return { consoleTail: tail };
 }
 
 /** A count field that may be absent (older peers do not send it). */

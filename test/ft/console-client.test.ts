@@ -1,9 +1,10 @@
 // ConsoleClient against scripted console servers (no guest): after a takeover it asks the new node
 // for output it already has, checks that the resent bytes are the same, passes on only new bytes,
-// reports a contradiction where they differ, and attaches later on a node that holds less.
+// reports a contradiction where they differ, and attaches later on a node that holds less; output no
+// live node holds is reported as a gap and skipped, and input a node dropped is sent again.
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocketServer, type WebSocket } from "ws";
-import { ConsoleClient, type ConsoleContradiction } from "../../ft/runtime/console-client.js";
+import { ConsoleClient, type ConsoleContradiction, type ConsoleGap } from "../../ft/runtime/console-client.js";
 import { until } from "../../ft/runtime/until.js";
 import { decodeConsoleClientMessage, encodeConsoleMessage } from "../../ft/wire/console-messages.js";
 
@@ -14,6 +15,10 @@ class ScriptedNode {
   private readonly sockets = new Set<WebSocket>();
   private readonly ready = new Promise((resolve) => this.wss.once("listening", resolve));
 
+  /** Input seqs received, in order; `dropInputs` of them are dropped (not acknowledged) first. */
+  readonly inputs: number[] = [];
+  dropInputs = 0;
+
   constructor(
     private readonly stream: Uint8Array,
     private readonly retainedFrom = 0,
@@ -23,6 +28,12 @@ class ScriptedNode {
       ws.send(encodeConsoleMessage({ type: "status", role: "primary", epoch: 1, live: true }));
       ws.on("message", (data: Buffer) => {
         const m = decodeConsoleClientMessage(new Uint8Array(data));
+        if (m.type === "input") {
+          this.inputs.push(m.seq);
+          if (this.dropInputs > 0) this.dropInputs--;
+          else ws.send(encodeConsoleMessage({ type: "inack", seq: m.seq }));
+          return;
+        }
         if (m.type !== "attach") return;
         this.attaches.push(m.offset);
         if (m.offset < this.retainedFrom || m.offset > stream.length) {
@@ -108,5 +119,38 @@ describe("ConsoleClient overlap check", () => {
     expect(nodes[1]!.attaches).toEqual([6000 - 4096, 5000]);
     expect(client.overlapCheckedBytes).toBe(1000);
     expect(contradictions).toEqual([]);
+  });
+});
+
+describe("ConsoleClient liveness", () => {
+  it("skips, and reports as a gap, output that the live node no longer holds", async () => {
+    const full = pattern(10_000);
+    const gaps: ConsoleGap[] = [];
+    const { client, received } = await afterTakeover(full, 6000, new ScriptedNode(full, 8000));
+    client.on("gap", (g: ConsoleGap) => gaps.push(g));
+    await until(() => client.offset === 10_000, 5000, "the second node's output after the gap");
+    expect(gaps).toEqual([{ from: 6000, to: 8000, url: nodes[1]!.url }]);
+    expect(received()).toEqual(Buffer.concat([full.subarray(0, 6000), full.subarray(8000)]));
+  });
+
+  it("sends input again that the node dropped, without a reconnect", async () => {
+    const node = await new ScriptedNode(pattern(10)).listening();
+    nodes.push(node);
+    node.dropInputs = 1;
+    const client = new ConsoleClient({ urls: [node.url], token: "t", retryMs: 5, resendMs: 50 });
+    clients.push(client);
+    let attaches = 0;
+    client.on("attached", () => attaches++);
+    client.start();
+    await until(() => client.connectedTo !== undefined, 5000, "attached");
+    client.send(Buffer.from("a"));
+    await until(() => node.inputs.length >= 2, 5000, () => `the dropped input sent again; node got ${JSON.stringify(node.inputs)}`);
+    expect(node.inputs.slice(0, 2)).toEqual([1, 1]);
+    expect(client.resentBytes).toBeGreaterThanOrEqual(1);
+    expect(attaches).toBe(1);
+    // acknowledged now: nothing more is sent
+    const sent = node.inputs.length;
+    await new Promise((r) => setTimeout(r, 200));
+    expect(node.inputs.length).toBe(sent);
   });
 });

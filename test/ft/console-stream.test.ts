@@ -39,4 +39,25 @@ describe("ConsoleStream", () => {
     expect(s.read(0)).toBeUndefined();
     expect(text(s.read(36)!.data)).toBe("xxxx");
   });
+
+  it("a stream started from a checkpoint serves the primary's tail before its offset", () => {
+    const primary = new ConsoleStream();
+    primary.append(1, new TextEncoder().encode("hello "));
+    primary.append(2, new TextEncoder().encode("world"));
+    primary.append(3, new TextEncoder().encode("!"));
+    primary.release(2);
+    const tail = primary.releasedTail(8);
+    expect(text(tail)).toBe("lo world");
+    const joined = new ConsoleStream();
+    joined.startAt(primary.released, [["c", 3]], tail);
+    expect(joined.retainedFrom).toBe(3);
+    expect(text(joined.read(3)!.data)).toBe("lo world");
+    expect(joined.read(2)).toBeUndefined();
+    joined.append(3, new TextEncoder().encode("!"));
+    expect(text(joined.read(5)!.data)).toBe(" world");
+    joined.release(3);
+    expect(text(joined.read(5)!.data)).toBe(" world!");
+    expect(joined.end).toBe(primary.end);
+  });
 });
+

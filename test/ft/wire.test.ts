@@ -26,10 +26,13 @@ describe("wire codec", () => {
       { type: "ack", epoch: 3, have: 9, complete: 5, executed: 4, echo: 77 },
       { type: "hello", epoch: 2, nodeId: "c", have: 0, join: true },
       { type: "checkpoint", epoch: 2, first: 40, slice: 17, part: 1, parts: 3, data: new Uint8Array([9, 8, 7]), console: 1234, inputs: [["client-a", 7]] },
+      { type: "checkpoint", epoch: 2, first: 40, slice: 17, part: 0, parts: 3, data: new Uint8Array([9]), console: 1234, inputs: [], consoleTail: new Uint8Array([65, 66]) },
     ];
     for (const m of msgs) expect(decodePeerMessage(encodePeerMessage(m))).toEqual(m);
     const badPart = packr.pack({ v: 1, type: "checkpoint", epoch: 2, first: 1, slice: 1, part: 3, parts: 3, data: new Uint8Array(1), console: 0, inputs: [] });
     expect(codeOf(() => decodePeerMessage(badPart))).toBe(WireErrorCode.malformed);
+    const longTail = packr.pack({ v: 1, type: "checkpoint", epoch: 2, first: 1, slice: 1, part: 0, parts: 1, data: new Uint8Array(1), console: 1, inputs: [], consoleTail: new Uint8Array(2) });
+    expect(codeOf(() => decodePeerMessage(longTail))).toBe(WireErrorCode.malformed);
   });
 
   it("round-trips console messages", () => {
