@@ -19,6 +19,7 @@ import { DeferredJit, type JitCpu } from "./deferred-jit.js";
 import { GuestGlobals, type GuestEnvironment } from "./guest-environment.js";
 import type { LoadedMachine } from "./machine-config.js";
 import { loadHasher, stateDigest } from "./state-digest.js";
+import { configuredWasmTier, useWasmTier, type WasmTier } from "./wasm-tier.js";
 
 /** The parts of v86's internal CPU object lockstep uses (property names survive minification). */
 interface V86Cpu extends JitCpu {
@@ -77,6 +78,8 @@ export interface MachineOptions {
   env: GuestEnvironment;
   /** Generated-code JIT (default on; deterministic through the deferred-sync JIT). */
   jit?: boolean;
+  /** V8's wasm compiler for v86 and its JIT output (default: LOCKSTEP_WASM_TIER, else baseline); see wasm-tier.ts. */
+  wasmTier?: WasmTier;
 }
 
 export interface SliceResult {
@@ -144,6 +147,7 @@ export class V86Machine {
   }
 
   static async create(options: MachineOptions): Promise<V86Machine> {
+    useWasmTier(options.wasmTier ?? configuredWasmTier());
     await loadHasher();
     const { loaded, env } = options;
     const { config, files } = loaded;

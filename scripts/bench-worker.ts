@@ -4,11 +4,14 @@
  * { instructions, ms, mips }.
  *
  *   node dist/scripts/bench-worker.js <stock|deterministic> <linux-boot|tiny-busy|linux-loop>
+ *
+ * Both modes compile wasm with the tier LOCKSTEP_WASM_TIER names (see emulator/wasm-tier.ts).
  */
 import { createRequire } from "node:module";
 import { V86 } from "v86";
 import { makeBlankDisk } from "../emulator/blank-disk.js";
 import { loadMachine, type LoadedMachine } from "../emulator/machine-config.js";
+import { configuredWasmTier, useWasmTier } from "../emulator/wasm-tier.js";
 import { MemoryDiskPort } from "../hypervisor/disk/disk-port.js";
 import { defaultClockParams, MachineSession } from "../hypervisor/machine-session.js";
 import { Recorder } from "../hypervisor/recorder.js";
@@ -147,6 +150,7 @@ if (!plan || (mode !== "stock" && mode !== "deterministic")) {
   process.stderr.write("usage: bench-worker <stock|deterministic> <linux-boot|tiny-busy|linux-loop>\n");
   process.exit(2);
 }
+useWasmTier(configuredWasmTier());
 const loaded = loadMachine(plan.image);
 const r = mode === "stock" ? await stock(loaded, plan) : await deterministic(loaded, plan);
 process.stdout.write(JSON.stringify({ ...r, mips: r.instructions / r.ms / 1000 }) + "\n");

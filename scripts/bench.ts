@@ -2,7 +2,8 @@
  * `npm run bench`: speed and log-size targets, measured side by side in one run on this machine.
  *
  *  1. Deterministic vs stock v86 (instructions per second) on the same workloads, each measurement in
- *     a fresh process, alternating, median of several runs.
+ *     a fresh process, alternating, median of several runs; both with lockstep's default wasm
+ *     compiler (baseline), and stock v86 also with V8's default tier-up for comparison.
  *  2. Replay vs record wall time of the scripted linux session (test/fixtures/linux-session.script).
  *  3. Log bandwidth per second of guest time, idle and busy (target: idle <= 0.05 Mbit/s).
  *
@@ -33,8 +34,8 @@ const cli = join(root, "dist", "ft", "cli", "main.js");
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-function measure(mode: string, workload: string): { instructions: number; ms: number; mips: number } {
-  const out = execFileSync(node, [worker, mode, workload], { encoding: "utf8", timeout: 300_000 });
+function measure(mode: string, workload: string, tier = "baseline"): { instructions: number; ms: number; mips: number } {
+  const out = execFileSync(node, [worker, mode, workload], { encoding: "utf8", timeout: 300_000, env: { ...process.env, LOCKSTEP_WASM_TIER: tier } });
   return JSON.parse(out.trim().split("\n").at(-1)!);
 }
 
@@ -43,20 +44,25 @@ function speed(): string[] {
   for (const workload of ["tiny-busy", "linux-loop", "linux-boot"]) {
     const det: number[] = [];
     const stock: number[] = [];
+    const stockV8: number[] = [];
     const detMs: number[] = [];
     const stockMs: number[] = [];
+    const stockV8Ms: number[] = [];
     for (let i = 0; i < runs; i++) {
+      const v = measure("stock", workload, "optimizing");
       const s = measure("stock", workload);
       const d = measure("deterministic", workload);
+      stockV8.push(v.mips);
       stock.push(s.mips);
       det.push(d.mips);
+      stockV8Ms.push(v.ms);
       stockMs.push(s.ms);
       detMs.push(d.ms);
-      process.stderr.write(`  ${workload} run ${i + 1}: stock ${s.mips.toFixed(1)} MIPS (${s.ms.toFixed(0)} ms), deterministic ${d.mips.toFixed(1)} MIPS (${d.ms.toFixed(0)} ms)\n`);
+      process.stderr.write(`  ${workload} run ${i + 1}: stock, V8 tier-up ${v.mips.toFixed(1)} MIPS (${v.ms.toFixed(0)} ms); stock ${s.mips.toFixed(1)} MIPS (${s.ms.toFixed(0)} ms), deterministic ${d.mips.toFixed(1)} MIPS (${d.ms.toFixed(0)} ms)\n`);
     }
-    const ratio = median(det) / median(stock);
+    const cell = (mips: number[], ms: number[]) => `${median(mips).toFixed(1)} MIPS, ${(median(ms) / 1000).toFixed(2)} s`;
     rows.push(
-      `| ${workload} | ${median(stock).toFixed(1)} MIPS, ${(median(stockMs) / 1000).toFixed(2)} s | ${median(det).toFixed(1)} MIPS, ${(median(detMs) / 1000).toFixed(2)} s | ${ratio.toFixed(2)} |`,
+      `| ${workload} | ${cell(stockV8, stockV8Ms)} | ${cell(stock, stockMs)} | ${cell(det, detMs)} | ${(median(det) / median(stock)).toFixed(2)} | ${(median(det) / median(stockV8)).toFixed(2)} |`,
     );
   }
   return rows;
@@ -127,8 +133,8 @@ try {
   const lines = [
     `Measured ${date} on ${machine}; median of ${runs} runs, each in a fresh process.`,
     "",
-    "| workload | stock v86 | deterministic | ratio (target >= 0.95) |",
-    "|---|---|---|---|",
+    "| workload | stock v86, V8 tier-up | stock v86, baseline | deterministic, baseline | ratio, same compiler (target >= 0.95) | ratio to stock with V8 tier-up |",
+    "|---|---|---|---|---|---|",
     ...speedRows,
     "",
     "| recording | record | replay | replay speed-up (target >= 1) |",

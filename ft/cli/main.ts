@@ -3,7 +3,8 @@
  * The `lockstep` command line. Every operating error ends with one line `CODE: message (hint)` on
  * stderr and exit status 2; anything else is a bug and keeps its stack trace (exit status 1).
  */
-import { Command, InvalidArgumentError } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { wasmTiers } from "../../emulator/wasm-tier.js";
 import { isLockstepError } from "../../emulator/lockstep-error.js";
 import { setLogLevel } from "../logger.js";
 import { imagesCommand } from "./images-command.js";
@@ -24,7 +25,16 @@ export function buildProgram(): Command {
   const program = new Command("lockstep")
     .description("An x86 virtual machine (v86) that survives the death of its host.")
     .option("--log-level <level>", "pino log level (trace, debug, info, warn, error, silent)", process.env.LOCKSTEP_LOG_LEVEL ?? "info")
-    .hook("preAction", (cmd) => setLogLevel(cmd.opts().logLevel as string))
+    .addOption(
+      new Option("--wasm-tier <tier>", "V8 compiler for the emulator's wasm: baseline (Liftoff only, faster for v86 on the hosts measured) or optimizing (V8's default tier-up)")
+        .choices(wasmTiers)
+        .default(process.env.LOCKSTEP_WASM_TIER || "baseline"),
+    )
+    .hook("preAction", (cmd) => {
+      setLogLevel(cmd.opts().logLevel as string);
+      // machine threads and node processes started from here inherit it
+      process.env.LOCKSTEP_WASM_TIER = cmd.opts().wasmTier as string;
+    })
     .showHelpAfterError();
 
   program

@@ -108,6 +108,9 @@ export class NodeCore {
   private takingOver: number | undefined;
   private diskStalled = false;
   private gate = { open: false, progress: false };
+  /** Host ms a running primary's guest was held by flow or lag control (or a failing disk), in total. */
+  private heldMs = 0;
+  private heldSinceMs: number | undefined;
   private outputPending: Array<{ end: number; atMs: number; protected: boolean }> = [];
   /** Host ms of the newest event that carried the time (for decisions taken on events without it). */
   private nowMs = 0;
@@ -229,6 +232,11 @@ export class NodeCore {
     const core = this.primary;
     const gate = this.role === "primary" && core ? { open: core.mayRun(this.machineSlice, this.nowMs) && !this.diskStalled, progress: core.state === "protected" || core.state === "joining" } : { open: false, progress: false };
     if (gate.open === this.gate.open && gate.progress === this.gate.progress) return [];
+    const running = this.role === "primary" && core !== undefined;
+    if (this.heldSinceMs !== undefined && (gate.open || !running)) {
+      this.heldMs += this.nowMs - this.heldSinceMs;
+      this.heldSinceMs = undefined;
+    } else if (this.heldSinceMs === undefined && !gate.open && running && this.gate.open) this.heldSinceMs = this.nowMs;
     this.gate = gate;
     return [{ type: "machine-gate", ...gate }];
   }
@@ -496,6 +504,7 @@ export class NodeCore {
       haltReason: this.haltReason ?? null,
       outputDelayMs: this.outputDelay.summary(),
       backupLagMs: this.backupLag.summary(),
+      guestHeldMs: Math.round(this.heldMs + (this.heldSinceMs !== undefined ? this.nowMs - this.heldSinceMs : 0)),
     };
   }
 }

@@ -58,6 +58,9 @@ describe("lockstep run with bad input", () => {
     const r = runCli(["run", "--memory", "lots"]);
     expect(r.status).not.toBe(0);
     expect(r.stderr).toContain("--memory must be a positive integer");
+    const t = runCli(["--wasm-tier", "fastest", "run", "--image", "tiny"]);
+    expect(t.status).not.toBe(0);
+    expect(t.stderr).toContain("Allowed choices are baseline, optimizing");
   });
 });
 
