@@ -109,6 +109,11 @@ export class BounceDisk {
     return [...this.waiting.values()].map((w) => w.request);
   }
 
+  /** Bytes of pending read `id` supplied so far (0 if it is not a pending read). */
+  readFilled(id: number): number {
+    return this.waiting.get(id)?.filled ?? 0;
+  }
+
   /**
    * Supplies bytes [at, at + data.length) of read request `id`; the read completes (the guest's
    * controller gets its data) with the part that fills it. Parts come in order. Throws

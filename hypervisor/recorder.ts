@@ -83,9 +83,12 @@ export class Recorder {
   /**
    * A disk read finished (its data in the bounce buffer `data`): logged and delivered at the next
    * boundary, in parts of at most `diskDataChunkBytes`. Never refused: the guest waits for it.
+   * A read the guest already got a part of (the old primary logged it, then died before the rest;
+   * this machine took over and issued the read again) is supplied from where that part ended.
    */
   queueDiskRead(id: number, data: Uint8Array): void {
-    for (let at = 0; at < data.length; at += diskDataChunkBytes) {
+    const from = this.driver.machine.disk?.readFilled(id) ?? 0;
+    for (let at = from; at < data.length; at += diskDataChunkBytes) {
       this.pending.push({ kind: "disk-read", id, at, data: data.subarray(at, at + diskDataChunkBytes) });
     }
   }
