@@ -6,8 +6,10 @@
  * Rules (VMware FT §2.2–2.3):
  *   - Output rule: output produced in slice k may leave only once the backup has acknowledged the
  *     log complete through boundary k (`releasableSlice`). Unprotected, everything may leave.
- *   - Flow control: at most `unackedEntriesMax` entries may be unacknowledged; past that the guest
- *     pauses (`mayRun` false). Nothing is ever dropped.
+ *   - Flow control: at most `unackedEntriesMax` entries, and `unackedBytesMax` bytes of them, may
+ *     be unacknowledged; past that the guest pauses (`mayRun` false) and nothing more is sent until
+ *     acks arrive (backpressure). Nothing is ever dropped. Log frames are batched by entries and by
+ *     bytes, so no frame is ever too large for the peer (a disk-read entry carries up to 256 KiB).
  *   - Lag control: when the backup has executed more than `lagSlicesMax` slices less than the
  *     primary, or the oldest slice it has not executed ended more than `lagMsMax` ago, the guest
  *     pauses until the backup is within half of both (hysteresis).
@@ -33,7 +35,8 @@
  */
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
-import { logBatchEntriesMax, type PeerMessage } from "../wire/peer-messages.js";
+import { entryBytes } from "../../hypervisor/event-log/log-entry.js";
+import { logBatchBytesMax, logBatchEntriesMax, type PeerMessage } from "../wire/peer-messages.js";
 
 export interface PrimaryConfig {
   nodeId: string;
@@ -41,6 +44,8 @@ export interface PrimaryConfig {
   failureTimeoutMs: number;
   /** Flow control bound: entries sent but not acknowledged. */
   unackedEntriesMax: number;
+  /** Flow control bound in bytes (`entryBytes`): the guest pauses and sending stops past it. */
+  unackedBytesMax: number;
   /** Lag control bound, in slices. */
   lagSlicesMax: number;
   /**
@@ -58,6 +63,7 @@ export const defaultPrimaryConfig: Omit<PrimaryConfig, "nodeId"> = {
   heartbeatIntervalMs: 50,
   failureTimeoutMs: 400,
   unackedEntriesMax: 20_000,
+  unackedBytesMax: 32 * 2 ** 20,
   lagSlicesMax: 200,
   lagMsMax: 30,
   logEntriesMax: 2_000_000,
@@ -124,6 +130,8 @@ interface Peer {
 export class PrimaryCore {
   state: PrimaryState = "unprotected";
   private readonly log: LogEntry[] = [];
+  /** logBytes[i]: `entryBytes` of entries [0, i) of the log. */
+  private readonly logBytes: number[] = [0];
   private peer: Peer | undefined;
   private lastHeartbeatMs = Number.NEGATIVE_INFINITY;
   private lagPaused = false;
@@ -178,6 +186,7 @@ export class PrimaryCore {
   append(entry: LogEntry): void {
     if (this.state === "halted") return;
     this.log.push(entry);
+    this.logBytes.push(this.logBytes.at(-1)! + entryBytes(entry));
     if (entry.kind === "progress" && entry.slice > this.completeSlice) this.completeSlice = entry.slice;
   }
 
@@ -253,7 +262,7 @@ export class PrimaryCore {
     const p = this.peer;
     if (!p || this.state === "unprotected") return true;
     if (p.checkpoint === "wanted") return true; // nothing sent yet
-    if (this.log.length - p.have >= this.config.unackedEntriesMax) return false;
+    if (this.log.length - p.have >= this.config.unackedEntriesMax || this.bytesBetween(p.have, this.log.length) >= this.config.unackedBytesMax) return false;
     // no lag control while a backup replays from power-on (it would stall the guest for the whole
     // history); one that joined from a checkpoint starts close behind and is held within bounds
     if (this.state === "joining" && !p.fromCheckpoint) return true;
@@ -357,6 +366,7 @@ export class PrimaryCore {
         p.sent = Math.max(p.sent, p.have);
         p.complete = Math.max(p.complete, Math.min(message.complete, this.completeSlice));
         p.executed = Math.max(p.executed, message.executed);
+        if (p.sent < this.log.length) effects.push(...this.flush()); // backpressure let go
         let newest: { atMs: number } | undefined;
         while (this.unexecuted.length > 0 && this.unexecuted[0]!.slice <= p.executed) newest = this.unexecuted.shift();
         if (newest) this.lagSample = Math.max(0, nowMs - newest.atMs);
@@ -436,12 +446,20 @@ export class PrimaryCore {
     const p = this.peer;
     if (!p || p.checkpoint || this.state === "halted" || this.state === "unprotected" || this.state === "claiming") return [];
     const effects: CoreEffect[] = [];
-    while (p.sent < this.log.length) {
-      const entries = this.log.slice(p.sent, p.sent + logBatchEntriesMax);
-      effects.push({ type: "send", message: { type: "log", epoch: this.epoch, first: p.sent, entries } });
-      p.sent += entries.length;
+    // backpressure: what is in flight stays within the flow-control bound
+    while (p.sent < this.log.length && this.bytesBetween(p.have, p.sent) < this.config.unackedBytesMax) {
+      const limit = Math.min(this.log.length, p.sent + logBatchEntriesMax);
+      let end = p.sent + 1;
+      while (end < limit && this.bytesBetween(p.sent, end + 1) <= logBatchBytesMax) end++;
+      effects.push({ type: "send", message: { type: "log", epoch: this.epoch, first: p.sent, entries: this.log.slice(p.sent, end) } });
+      p.sent = end;
     }
     return effects;
+  }
+
+  /** `entryBytes` of log entries [from, to). */
+  private bytesBetween(from: number, to: number): number {
+    return this.logBytes[to]! - this.logBytes[from]!;
   }
 
   tick(nowMs: number): CoreEffect[] {

@@ -27,6 +27,11 @@ import type { LogHeader } from "../../hypervisor/log-file.js";
 import { bytes as bytesField, count, list, openEnvelope, seal, str, WireError, WireErrorCode, type Fields } from "./envelope.js";
 
 export const logBatchEntriesMax = 4096;
+/**
+ * Entry bytes per log frame at most (by `entryBytes`); far below what a peer accepts
+ * (`wireFrameBytesMax`), and one entry (a disk-read part is at most 256 KiB) always fits.
+ */
+export const logBatchBytesMax = 2 ** 20;
 /** Bytes of checkpoint per message at most. */
 export const checkpointPartBytes = 4 * 2 ** 20;
 /** A checkpoint has at most this many parts (1 GiB). */

@@ -47,6 +47,17 @@ const codecs = [serialInput, keyboardInput, clockAdjust, sliceProgress, digestCh
 const byCode = new Map<number, EntryCodec<LogEntry>>(codecs.map((c) => [c.code, c as unknown as EntryCodec<LogEntry>]));
 const byKind = new Map<string, EntryCodec<LogEntry>>(codecs.map((c) => [c.kind, c as unknown as EntryCodec<LogEntry>]));
 
+/**
+ * Bytes an entry takes on the wire at most, near enough to batch by: the fixed fields of any kind
+ * fit in 64 bytes; data and a console source's client id come on top.
+ */
+export function entryBytes(entry: LogEntry): number {
+  let n = 64;
+  if ("data" in entry) n += entry.data.length;
+  if ("source" in entry && entry.source) n += entry.source.client.length;
+  return n;
+}
+
 export function encodeEntry(entry: LogEntry): unknown[] {
   const codec = byKind.get(entry.kind)!;
   return [codec.code, entry.slice, entry.icount, ...codec.encodeFields(entry)];

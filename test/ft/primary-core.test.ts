@@ -1,17 +1,19 @@
 // PrimaryCore under the faults the simulation found it could not live through: a log frame lost or
 // overtaken with nothing sent after it (the guest then waited for an ack forever), a joining
 // backup asking again for a checkpoint, and the disk lease (how long a protected primary's disk
-// writes may start: the backup cannot have gone live before).
+// writes may start: the backup cannot have gone live before), and log frames batched by bytes with
+// backpressure (frames batched by entry count were refused by the peer: a livelock).
 import { describe, expect, it } from "vitest";
 import { BackupCore } from "../../ft/core/backup-core.js";
 import { diskLeaseMarginMs, PrimaryCore, retransmitMs, type CoreEffect, type PrimaryConfig } from "../../ft/core/primary-core.js";
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
-import type { PeerMessage } from "../../ft/wire/peer-messages.js";
+import { decodePeerMessage, encodePeerMessage, type PeerMessage } from "../../ft/wire/peer-messages.js";
+import { wireFrameBytesMax } from "../../ft/wire/envelope.js";
 
 const header = { recordedAt: "test" } as unknown as LogHeader;
 const failureTimeoutMs = 150;
-const config: PrimaryConfig = { nodeId: "A", heartbeatIntervalMs: 20, failureTimeoutMs, unackedEntriesMax: 400, lagSlicesMax: 50, lagMsMax: 30, logEntriesMax: 1_000_000 };
+const config: PrimaryConfig = { nodeId: "A", heartbeatIntervalMs: 20, failureTimeoutMs, unackedEntriesMax: 400, unackedBytesMax: 4 * 2 ** 20, lagSlicesMax: 50, lagMsMax: 30, logEntriesMax: 1_000_000 };
 const progress = (slice: number): LogEntry => ({ kind: "progress", slice, icount: slice * 1000 });
 const sent = (effects: CoreEffect[], type: PeerMessage["type"]) => effects.flatMap((e) => (e.type === "send" && e.message.type === type ? [e.message] : []));
 
@@ -114,5 +116,51 @@ describe("disk lease", () => {
     const acks = b.step({ type: "log", epoch: 1, first: 0, entries: [progress(1)] }, 3);
     expect(acks).toContainEqual({ type: "send", message: expect.objectContaining({ type: "ack", echo: 42 }) });
     expect(b.tick(30)).toContainEqual({ type: "send", message: expect.objectContaining({ type: "heartbeat", echo: 42 }) });
+  });
+});
+
+describe("PrimaryCore log frames", () => {
+  const part = (slice: number, id: number): LogEntry => ({ kind: "disk-read", slice, icount: slice * 1000, id, at: 0, data: new Uint8Array(256 * 1024).fill(id & 0xff) });
+
+  it("never builds a frame the peer would refuse: frames are batched by bytes", () => {
+    const p = protectedPrimary();
+    // 12 MiB of logged disk reads at one boundary (a join from power-on after heavy reads looks the same)
+    for (let id = 1; id <= 48; id++) p.append(part(4, id));
+    p.append(progress(4));
+    let frames = sent(p.flush(), "log");
+    let next = 3;
+    let count = 0;
+    for (let t = 2; frames.length > 0; t++) {
+      for (const f of frames) {
+        const bytes = encodePeerMessage(f);
+        expect(bytes.byteLength).toBeLessThanOrEqual(wireFrameBytesMax);
+        const back = decodePeerMessage(bytes);
+        expect(back.type === "log" && back.first).toBe(next);
+        next += back.type === "log" ? back.entries.length : 0;
+        count++;
+      }
+      frames = sent(p.step({ type: "ack", epoch: 1, have: next, complete: 3, executed: 3 }, t), "log");
+    }
+    expect(next).toBe(3 + 49);
+    expect(count).toBeGreaterThan(1);
+  });
+
+  it("stops sending, and pauses the guest, past unackedBytesMax; goes on as acks arrive", () => {
+    const p = protectedPrimary();
+    for (let id = 1; id <= 40; id++) p.append(part(4, id)); // 10 MiB, the bound is 4 MiB
+    p.append(progress(4));
+    p.noteSlice(4);
+    const first = sent(p.flush(), "log");
+    const sentThrough = (frames: PeerMessage[]) => Math.max(...frames.map((f) => (f.type === "log" ? f.first + f.entries.length : 0)));
+    const through = sentThrough(first);
+    expect(through).toBeLessThan(3 + 41);
+    expect(sent(p.flush(), "log")).toEqual([]); // nothing more until acks
+    expect(p.mayRun(4, 2)).toBe(false);
+    // the backup acknowledges what it got: the rest goes out
+    const rest = sent(p.step({ type: "ack", epoch: 1, have: through, complete: 3, executed: 3 }, 3), "log");
+    expect(rest.length).toBeGreaterThan(0);
+    expect(rest[0]!.type === "log" && rest[0]!.first).toBe(through);
+    p.step({ type: "ack", epoch: 1, have: 3 + 41, complete: 4, executed: 4 }, 4);
+    expect(p.mayRun(4, 5)).toBe(true);
   });
 });
