@@ -11,6 +11,14 @@
  * the one for k+1.) The input is then in the backup's log, so it is applied exactly once whoever is
  * live.
  */
+/**
+ * Console clients whose applied input is remembered at most. The oldest (by their last input) whose
+ * input is all acknowledged are forgotten beyond it, so the list a checkpoint carries stays bounded
+ * however many clients ever typed. A forgotten client could only have input applied twice if it
+ * resent input whose acknowledgement it never got while this many other clients typed since.
+ */
+export const appliedClientsMax = 1000;
+
 export interface StreamChunk {
   offset: number;
   data: Uint8Array;
@@ -59,8 +67,21 @@ export class ConsoleStream {
 
   /** An input (client, seq) was applied at boundary `boundary`. */
   inputApplied(boundary: number, client: string, seq: number): void {
-    if (seq > (this.appliedInput.get(client) ?? 0)) this.appliedInput.set(client, seq);
+    const applied = this.appliedInput.get(client) ?? 0;
+    // re-inserted: the map's order is the order of the clients' latest input
+    this.appliedInput.delete(client);
+    this.appliedInput.set(client, Math.max(seq, applied));
     this.inacks.push({ slice: boundary + 1, client, seq });
+    if (this.appliedInput.size > appliedClientsMax) this.forgetOldClients();
+  }
+
+  private forgetOldClients(): void {
+    for (const [client, seq] of this.appliedInput) {
+      if (this.appliedInput.size <= appliedClientsMax) return;
+      if ((this.ackedInput.get(client) ?? 0) < seq) continue; // an acknowledgement is still due
+      this.appliedInput.delete(client);
+      this.ackedInput.delete(client);
+    }
   }
 
   /** Releases output of slices <= `slice`; returns input acknowledgements that became due. */

@@ -1,7 +1,8 @@
 // The console stream holds output back until its slice is released, serves any offset it retains,
 // and acknowledges input only once the input's slice is released.
 import { describe, expect, it } from "vitest";
-import { ConsoleStream } from "../../ft/core/console-stream.js";
+import { appliedClientsMax, ConsoleStream } from "../../ft/core/console-stream.js";
+import { decodePeerMessage, encodePeerMessage } from "../../ft/wire/peer-messages.js";
 
 const text = (d: Uint8Array | undefined) => new TextDecoder().decode(d);
 
@@ -58,6 +59,34 @@ describe("ConsoleStream", () => {
     joined.release(3);
     expect(text(joined.read(5)!.data)).toBe(" world!");
     expect(joined.end).toBe(primary.end);
+  });
+
+  it("forgets the oldest acknowledged clients, so a checkpoint's input list stays bounded (10,001 clients typed)", () => {
+    const s = new ConsoleStream();
+    for (let i = 0; i < 10_001; i++) {
+      s.inputApplied(i, `client-${i}`, 1);
+      s.release(i + 1);
+    }
+    // the newest client's ack is due only now; it is kept, with the most recent others
+    s.inputApplied(20_000, "late", 3);
+    expect(s.appliedInput.size).toBeLessThanOrEqual(appliedClientsMax + 1);
+    expect(s.appliedInput.get("late")).toBe(3);
+    expect(s.appliedInput.get("client-10000")).toBe(1);
+    expect(s.appliedInput.has("client-0")).toBe(false);
+    const inputs = [...s.appliedInput.entries()];
+    const m = { type: "checkpoint" as const, epoch: 1, first: 5, slice: 9, part: 0, parts: 1, data: new Uint8Array(1), console: 0, inputs };
+    expect(decodePeerMessage(encodePeerMessage(m))).toEqual(m);
+  });
+
+  it("never forgets a client whose acknowledgement is still due", () => {
+    const s = new ConsoleStream();
+    for (let i = 0; i <= appliedClientsMax; i++) s.inputApplied(i, `c${i}`, 1); // nothing released yet
+    expect(s.appliedInput.size).toBe(appliedClientsMax + 1);
+    expect(s.appliedInput.get("c0")).toBe(1);
+    s.release(appliedClientsMax + 1);
+    s.inputApplied(appliedClientsMax + 1, "next", 1);
+    expect(s.appliedInput.size).toBe(appliedClientsMax);
+    expect(s.appliedInput.has("c0")).toBe(false);
   });
 });
 
