@@ -13,7 +13,8 @@
  * Input a node dropped (its queue to the machine was full) is resent when no acknowledgement came
  * for `resendMs`. Output that no live node holds any more (the client was further behind than the
  * node keeps) cannot be had: the client reports it as a "gap" and goes on from the oldest byte the
- * node holds, instead of asking for it forever.
+ * node holds, instead of asking for it forever. A node that answers no ping for `deadAfterMs` (stopped,
+ * or cut off by a partition: its connection never closes) is left for the others.
  */
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
@@ -33,6 +34,12 @@ export interface ConsoleClientOptions {
   overlapBytes?: number;
   /** Unacknowledged input is sent again when no acknowledgement came for this long (default 1000 ms). */
   resendMs?: number;
+  /**
+   * A node that answered neither a ping nor anything else for this long is given up (default
+   * 3000 ms; pinged every third of it): a node that is stopped (SIGSTOP) or cut off by a partition
+   * never closes its connection, and the client would stay attached to it for ever.
+   */
+  deadAfterMs?: number;
 }
 
 /** Output the client could not get: no live node held it any more. */
@@ -183,10 +190,26 @@ export class ConsoleClient extends EventEmitter {
     url.searchParams.set("token", this.options.token);
     const ws = new WebSocket(url);
     this.ws = ws;
+    const deadAfterMs = this.options.deadAfterMs ?? 3000;
+    let heardAtMs = performance.now();
+    const heard = () => (heardAtMs = performance.now());
+    const pinger = setInterval(() => {
+      if (ws.readyState !== WebSocket.OPEN) return;
+      if (performance.now() - heardAtMs > deadAfterMs) {
+        this.emit("warning", `${base} answered nothing for ${deadAfterMs} ms: trying the others`);
+        ws.terminate();
+        return;
+      }
+      ws.ping();
+    }, deadAfterMs / 3);
+    pinger.unref();
+    ws.on("open", heard);
+    ws.on("pong", heard);
     let attachedAt: number | undefined;
     let contradicted = false;
     ws.binaryType = "nodebuffer";
     ws.on("message", (data: Buffer) => {
+      heard();
       let m;
       try {
         m = decodeConsoleServerMessage(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
@@ -228,6 +251,7 @@ export class ConsoleClient extends EventEmitter {
     });
     ws.on("error", () => {});
     ws.on("close", (code: number, reason: Buffer) => {
+      clearInterval(pinger);
       if (this.ws !== ws) return;
       // 4002: the node no longer holds the offset asked for (a backup that joined from a checkpoint
       // holds output only from a little before it on); it says what it has: ask from there next time

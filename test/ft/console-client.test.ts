@@ -11,7 +11,9 @@ import { decodeConsoleClientMessage, encodeConsoleMessage } from "../../ft/wire/
 /** A console endpoint serving `stream[retainedFrom..)` to whoever attaches. */
 class ScriptedNode {
   readonly attaches: number[] = [];
-  private readonly wss = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  private readonly wss = new WebSocketServer({ host: "127.0.0.1", port: 0, autoPong: false });
+  /** Stopped (like SIGSTOP): answers nothing, and its connections stay open. */
+  frozen = false;
   private readonly sockets = new Set<WebSocket>();
   private readonly ready = new Promise((resolve) => this.wss.once("listening", resolve));
 
@@ -25,8 +27,12 @@ class ScriptedNode {
   ) {
     this.wss.on("connection", (ws) => {
       this.sockets.add(ws);
+      ws.on("ping", (data: Buffer) => {
+        if (!this.frozen) ws.pong(data);
+      });
       ws.send(encodeConsoleMessage({ type: "status", role: "primary", epoch: 1, live: true }));
       ws.on("message", (data: Buffer) => {
+        if (this.frozen) return;
         const m = decodeConsoleClientMessage(new Uint8Array(data));
         if (m.type === "input") {
           this.inputs.push(m.seq);
@@ -153,4 +159,22 @@ describe("ConsoleClient liveness", () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(node.inputs.length).toBe(sent);
   });
+
+  it("leaves a node that stopped answering (its connection still open) for one that is live", async () => {
+    const full = pattern(3000);
+    const first = await new ScriptedNode(full.subarray(0, 1000)).listening();
+    const second = await new ScriptedNode(full).listening();
+    nodes.push(first, second);
+    const client = new ConsoleClient({ urls: [first.url, second.url], token: "t", retryMs: 5, deadAfterMs: 300 });
+    clients.push(client);
+    const warnings: string[] = [];
+    client.on("warning", (w: string) => warnings.push(w));
+    client.start();
+    await until(() => client.offset === 1000, 5000, "the first node's output");
+    first.frozen = true;
+    await until(() => client.offset === 3000, 5000, () => `the second node's output; warnings ${JSON.stringify(warnings)}`);
+    expect(client.connectedTo).toBe(second.url);
+    expect(warnings.some((w) => w.includes("answered nothing for 300 ms"))).toBe(true);
+  });
 });
+
