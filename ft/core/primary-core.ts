@@ -297,13 +297,17 @@ export class PrimaryCore {
           effects.push({ type: "log", level: "warn", msg: "hello from a second backup rejected while the first is alive", fields: { current: this.peer.nodeId, other: message.nodeId } });
           break;
         }
-        if (this.state === "protected" && this.peer && this.peer.nodeId !== message.nodeId) {
-          // The protecting backup fell silent and another asks to join. The silent one may be alive
-          // behind a partition and about to claim the next epoch: this side must win that epoch
-          // before it goes on with a new backup (VMware FT §2.3), never slide over to it.
+        // the protecting backup's node id with nothing kept: it restarted (a fixed --node-id)
+        const restarted = this.peer?.nodeId === message.nodeId && (message.join === true || message.have === 0);
+        if (this.state === "protected" && this.peer && (this.peer.nodeId !== message.nodeId || restarted)) {
+          // The protecting backup fell silent (or restarted) and a backup asks to join. The old one
+          // may be alive behind a partition and about to claim the next epoch: this side must win
+          // that epoch before it goes on with a new backup (VMware FT §2.3), never slide over to it.
+          // (A restarted one kept protection, so output was held for a backup that could not ack.)
           this.state = "claiming";
           this.claimingEpoch = this.epoch + 1;
-          effects.push({ type: "log", level: "warn", msg: "a new backup asks to join while the protecting one is silent: claiming the next epoch first", fields: { silent: this.peer.nodeId, other: message.nodeId } });
+          const msg = restarted ? "the protecting backup restarted: claiming the next epoch before it joins again" : "a new backup asks to join while the protecting one is silent: claiming the next epoch first";
+          effects.push({ type: "log", level: "warn", msg, fields: { silent: this.peer.nodeId, other: message.nodeId } });
           effects.push({ type: "claim-epoch", epoch: this.claimingEpoch });
           break;
         }

@@ -164,3 +164,54 @@ describe("PrimaryCore log frames", () => {
     expect(p.mayRun(4, 5)).toBe(true);
   });
 });
+
+describe("PrimaryCore, a backup asking to join a protected pair", () => {
+  const claims = (effects: CoreEffect[]) => effects.flatMap((e) => (e.type === "claim-epoch" ? [e.epoch] : []));
+
+  it("a second backup while the first is alive is rejected; once it is silent, the next epoch is won before the newcomer is taken", () => {
+    const p = protectedPrimary();
+    // B acked at t=1; C says hello while B is within the failure timeout: rejected, nothing changes
+    expect(sent(p.step({ type: "hello", epoch: 0, nodeId: "C", have: 0 }, 50), "header")).toEqual([]);
+    expect(p.state).toBe("protected");
+    // B fell silent (partitioned, and may claim epoch 2 itself): C's hello must not slide the pair
+    // over to C at epoch 1 — B could go live at epoch 2 while this side releases output C acked
+    const effects = p.step({ type: "hello", epoch: 0, nodeId: "C", have: 0 }, 1 + failureTimeoutMs + 1);
+    expect(claims(effects)).toEqual([2]);
+    expect(sent(effects, "header")).toEqual([]);
+    expect(p.state).toBe("claiming");
+    expect(p.backupId).toBeUndefined();
+    // C's acks count for nothing meanwhile
+    p.step({ type: "ack", epoch: 1, have: 3, complete: 3, executed: 3 }, 200);
+    expect(p.releasableSlice()).toBe(3);
+    // won: alone at epoch 2; C may now join (B, at epoch 1, can never go live: epoch 2 is taken)
+    p.arbiterAnswer(2, true);
+    expect(p.state).toBe("unprotected");
+    expect(sent(p.step({ type: "hello", epoch: 0, nodeId: "C", have: 0 }, 300), "header")).toHaveLength(1);
+    expect(p.backupId).toBe("C");
+  });
+
+  it("the protecting backup, restarted under its node id, joins again after the next epoch is won (it used to keep protection and hold output for ever)", () => {
+    for (const join of [true, false]) {
+      const p = protectedPrimary();
+      const effects = p.step({ type: "hello", epoch: 0, nodeId: "B", have: 0, ...(join ? { join: true } : {}) }, 5);
+      expect(claims(effects)).toEqual([2]);
+      expect(p.state).toBe("claiming");
+      p.arbiterAnswer(2, true);
+      const again = p.step({ type: "hello", epoch: 0, nodeId: "B", have: 0, ...(join ? { join: true } : {}) }, 10);
+      expect(p.state).toBe("joining");
+      expect(again.some((e) => e.type === "checkpoint-wanted")).toBe(join);
+      if (join) expect(p.checkpointWanted).toBe(true);
+      // joining from scratch: output is not held for it, and lag control does not pause the guest
+      p.append(progress(4));
+      p.noteSlice(4, 11);
+      expect(p.releasableSlice()).toBe(4);
+      expect(p.mayRun(4, 1000)).toBe(true);
+    }
+  });
+
+  it("a reconnect of the protecting backup that kept its log stays protected", () => {
+    const p = protectedPrimary();
+    expect(claims(p.step({ type: "hello", epoch: 1, nodeId: "B", have: 3 }, 5))).toEqual([]);
+    expect(p.state).toBe("protected");
+  });
+});
