@@ -34,36 +34,34 @@ const cli = join(root, "dist", "ft", "cli", "main.js");
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-function measure(mode: string, workload: string, tier = "baseline"): { instructions: number; ms: number; mips: number } {
+function measure(mode: string, workload: string, tier: string): { instructions: number; ms: number; mips: number } {
   const out = execFileSync(node, [worker, mode, workload], { encoding: "utf8", timeout: 300_000, env: { ...process.env, LOCKSTEP_WASM_TIER: tier } });
   return JSON.parse(out.trim().split("\n").at(-1)!);
 }
 
+/** What is measured per workload, alternating within each run: stock v86 with V8's tier-up, then stock and deterministic on lockstep's compiler. */
+const speedModes = [
+  { name: "stock, V8 tier-up", mode: "stock", tier: "optimizing" },
+  { name: "stock", mode: "stock", tier: "baseline" },
+  { name: "deterministic", mode: "deterministic", tier: "baseline" },
+] as const;
+
 function speed(): string[] {
   const rows: string[] = [];
   for (const workload of ["tiny-busy", "linux-loop", "linux-boot"]) {
-    const det: number[] = [];
-    const stock: number[] = [];
-    const stockV8: number[] = [];
-    const detMs: number[] = [];
-    const stockMs: number[] = [];
-    const stockV8Ms: number[] = [];
+    const results = speedModes.map(() => ({ mips: [] as number[], ms: [] as number[] }));
     for (let i = 0; i < runs; i++) {
-      const v = measure("stock", workload, "optimizing");
-      const s = measure("stock", workload);
-      const d = measure("deterministic", workload);
-      stockV8.push(v.mips);
-      stock.push(s.mips);
-      det.push(d.mips);
-      stockV8Ms.push(v.ms);
-      stockMs.push(s.ms);
-      detMs.push(d.ms);
-      process.stderr.write(`  ${workload} run ${i + 1}: stock, V8 tier-up ${v.mips.toFixed(1)} MIPS (${v.ms.toFixed(0)} ms); stock ${s.mips.toFixed(1)} MIPS (${s.ms.toFixed(0)} ms), deterministic ${d.mips.toFixed(1)} MIPS (${d.ms.toFixed(0)} ms)\n`);
+      const line = speedModes.map((m, k) => {
+        const r = measure(m.mode, workload, m.tier);
+        results[k]!.mips.push(r.mips);
+        results[k]!.ms.push(r.ms);
+        return `${m.name} ${r.mips.toFixed(1)} MIPS (${r.ms.toFixed(0)} ms)`;
+      });
+      process.stderr.write(`  ${workload} run ${i + 1}: ${line.join("; ")}\n`);
     }
-    const cell = (mips: number[], ms: number[]) => `${median(mips).toFixed(1)} MIPS, ${(median(ms) / 1000).toFixed(2)} s`;
-    rows.push(
-      `| ${workload} | ${cell(stockV8, stockV8Ms)} | ${cell(stock, stockMs)} | ${cell(det, detMs)} | ${(median(det) / median(stock)).toFixed(2)} | ${(median(det) / median(stockV8)).toFixed(2)} |`,
-    );
+    const [stockV8, stock, det] = results.map((r) => ({ mips: median(r.mips), s: median(r.ms) / 1000 }));
+    const cell = (r: { mips: number; s: number }) => `${r.mips.toFixed(1)} MIPS, ${r.s.toFixed(2)} s`;
+    rows.push(`| ${workload} | ${cell(stockV8!)} | ${cell(stock!)} | ${cell(det!)} | ${(det!.mips / stock!.mips).toFixed(2)} | ${(det!.mips / stockV8!.mips).toFixed(2)} |`);
   }
   return rows;
 }

@@ -28,7 +28,8 @@ export function buildProgram(): Command {
     .addOption(
       new Option("--wasm-tier <tier>", "V8 compiler for the emulator's wasm: baseline (Liftoff only, faster for v86 on the hosts measured) or optimizing (V8's default tier-up)")
         .choices(wasmTiers)
-        .default(process.env.LOCKSTEP_WASM_TIER || "baseline"),
+        .default("baseline")
+        .env("LOCKSTEP_WASM_TIER"),
     )
     .hook("preAction", (cmd) => {
       setLogLevel(cmd.opts().logLevel as string);

@@ -143,7 +143,7 @@ export class ConsoleStream {
   /** The newest released bytes, at most `maxBytes` of them (they end at `released`). */
   releasedTail(maxBytes: number): Uint8Array {
     const from = Math.max(this.retainedFrom, this.released - maxBytes);
-    return this.read(from, this.released - from)?.data.slice() ?? new Uint8Array(0);
+    return this.read(from, this.released - from)?.data ?? new Uint8Array(0);
   }
 
   /** The oldest offset still retained. */

@@ -232,11 +232,12 @@ export class NodeCore {
     const core = this.primary;
     const gate = this.role === "primary" && core ? { open: core.mayRun(this.machineSlice, this.nowMs) && !this.diskStalled, progress: core.state === "protected" || core.state === "joining" } : { open: false, progress: false };
     if (gate.open === this.gate.open && gate.progress === this.gate.progress) return [];
-    const running = this.role === "primary" && core !== undefined;
-    if (this.heldSinceMs !== undefined && (gate.open || !running)) {
+    const held = this.role === "primary" && core !== undefined && !gate.open;
+    if (held && this.heldSinceMs === undefined) this.heldSinceMs = this.nowMs;
+    else if (!held && this.heldSinceMs !== undefined) {
       this.heldMs += this.nowMs - this.heldSinceMs;
       this.heldSinceMs = undefined;
-    } else if (this.heldSinceMs === undefined && !gate.open && running && this.gate.open) this.heldSinceMs = this.nowMs;
+    }
     this.gate = gate;
     return [{ type: "machine-gate", ...gate }];
   }
