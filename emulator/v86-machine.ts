@@ -344,10 +344,12 @@ export class V86Machine {
     if (memory.buffer.byteLength < c.memory.byteLength) memory.grow((c.memory.byteLength - memory.buffer.byteLength) / 65536);
     if (memory.buffer.byteLength !== c.memory.byteLength) throw new CheckpointMismatchError(`wasm memory is ${memory.buffer.byteLength} bytes here, ${c.memory.byteLength} in the checkpoint`);
     new Uint8Array(memory.buffer).set(c.memory);
-    // set_state replaced these views with plain arrays; point them back into wasm memory
-    cpu.last_result = new Int32Array(memory.buffer, 112, 1);
-    cpu.mxcsr = new Int32Array(memory.buffer, 824, 1);
-    cpu.fpu_status_word = new Uint16Array(memory.buffer, 1040, 1);
+    // set_state replaced these views with plain arrays; point them back into wasm memory. Views
+    // that follow the memory: it grows while the guest runs (v86's own allocations), and a typed
+    // array over the old buffer would be detached by then (save_state then threw).
+    cpu.last_result = liveView(Int32Array, memory, 112, 1);
+    cpu.mxcsr = liveView(Int32Array, memory, 824, 1);
+    cpu.fpu_status_word = liveView(Uint16Array, memory, 1040, 1);
     // the JIT's own state came with wasm memory (an empty cache); drop any function the table holds
     cpu.jit_clear_all_funcs();
     this.jit.modules.clear();
@@ -383,4 +385,23 @@ export class V86Machine {
     this.destroyed = true;
     this.emulator.destroy();
   }
+}
+
+type TypedArrayOf<T> = { new (buffer: ArrayBuffer, byteOffset: number, length: number): T };
+
+/**
+ * A typed array over `memory` at a fixed place that stays valid when the memory grows (growing
+ * detaches the old ArrayBuffer): every access builds the view over the current buffer. This is how
+ * v86 keeps its own register views; functions come bound to the fresh view.
+ */
+function liveView<T extends object>(Type: TypedArrayOf<T>, memory: WebAssembly.Memory, byteOffset: number, length: number): T {
+  const view = () => new Type(memory.buffer, byteOffset, length);
+  return new Proxy({} as T, {
+    get: (_, key) => {
+      const v = view();
+      const value = Reflect.get(v, key) as unknown;
+      return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(v) : value;
+    },
+    set: (_, key, value) => Reflect.set(view(), key, value),
+  });
 }

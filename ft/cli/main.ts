@@ -15,11 +15,13 @@ import { recordCommand } from "./record-command.js";
 import { replayCommand } from "./replay-command.js";
 import { runCommand } from "./run-command.js";
 
-const positiveInt = (what: string) => (value: string) => {
+const integerAtLeast = (least: number, kind: string) => (what: string) => (value: string) => {
   const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${what} must be a positive integer.`);
+  if (value.trim() === "" || !Number.isInteger(n) || n < least) throw new InvalidArgumentError(`${what} must be a ${kind} integer.`);
   return n;
 };
+const positiveInt = integerAtLeast(1, "positive");
+const nonNegativeInt = integerAtLeast(0, "non-negative");
 
 export function buildProgram(): Command {
   const program = new Command("lockstep")
@@ -121,7 +123,8 @@ export function buildProgram(): Command {
       .option("--token <token>", "shared secret for peers and consoles (default: $LOCKSTEP_TOKEN)")
       .option("--heartbeat-ms <ms>", "heartbeat interval", positiveInt("--heartbeat-ms"), 50)
       .option("--failure-timeout-ms <ms>", "silence after which the peer is declared failed", positiveInt("--failure-timeout-ms"), 400)
-      .option("--node-id <id>", "name of this node in logs and the arbiter");
+      .option("--node-id <id>", "name of this node in logs and the arbiter")
+      .option("--power-on-log-mib <MiB>", "keep the log whole from power-on until it is this large: a backup attaching before then replays it, one attaching later joins from a checkpoint (0: always a checkpoint)", nonNegativeInt("--power-on-log-mib"), 16);
 
   nodeFlags(program.command("primary").description("run a guest as the primary of a lockstep pair"), "127.0.0.1:7101")
     .option("--image <name|config.json>", "bundled image name or machine config file", "linux")

@@ -23,6 +23,7 @@ export interface NodeCommandOptions {
   disk?: string;
   connect?: string;
   join?: boolean;
+  powerOnLogMib: number;
 }
 
 export function parseListen(listen: string): { host: string; port: number } {
@@ -60,6 +61,7 @@ async function runNode(role: "primary" | "backup", o: NodeCommandOptions): Promi
     sharedDir: o.sharedDir,
     ...(o.connect ? { connect: o.connect } : {}),
     ...(o.join ? { join: true } : {}),
+    powerOnLogBytesMax: o.powerOnLogMib * 2 ** 20,
   };
   if (role === "backup" && !o.connect) throw new LockstepError(ErrorCode.usage, "lockstep backup needs --connect ws://PRIMARY:PORT");
   if (role === "primary") delete options.imageOverride;

@@ -2,11 +2,13 @@
  * BackupCore: the backup's side of the logging channel, sans IO. It holds the log received so far
  * (contiguous, in order; duplicates and frames from the future are dropped and the gap re-requested),
  * knows through which slice the log is complete (the replayer may execute up to there and no
- * further), acknowledges, and detects the primary's failure. On failure it asks the arbiter for the
+ * further), acknowledges, and detects the primary's failure. Entries handed to the machine are
+ * forgotten (unless the log is young: RetainedLog), so what it holds stays bounded. On failure it asks the arbiter for the
  * next epoch; winning means going live after replaying everything received (VMware FT §2.3),
  * losing means halting.
  */
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
+import { RetainedLog, type LogRetention } from "./retained-log.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
 import type { PeerMessage } from "../wire/peer-messages.js";
 import { joiningTimeoutMs, notEligible, stallMs, type CoreEffect } from "./primary-core.js";
@@ -15,23 +17,31 @@ export interface BackupConfig {
   nodeId: string;
   heartbeatIntervalMs: number;
   failureTimeoutMs: number;
-  /** Received entries kept at most (the backup's bound: past it the primary is told nothing new). */
-  logEntriesMax: number;
+  /** How long the log is kept whole from power-on (so that, primary after a takeover, it can serve a backup from there). */
+  retention: LogRetention;
   /** Join from a checkpoint of the running machine instead of replaying from power-on. */
   join?: boolean;
 }
 
 export type BackupState = "waiting" | "following" | "claiming" | "live" | "halted";
 
-export type BackupEffect = CoreEffect | { type: "header"; header: LogHeader } | { type: "go-live"; epoch: number };
+export type BackupEffect =
+  | CoreEffect
+  | { type: "header"; header: LogHeader }
+  | { type: "go-live"; epoch: number }
+  /** The primary no longer holds the log this backup lacks: it sends a checkpoint instead (join mode from now on). */
+  | { type: "join-from-checkpoint"; have: number };
 
 export class BackupCore {
   state: BackupState = "waiting";
   epoch = 0;
   header: LogHeader | undefined;
-  /** Entries received, from the primary's entry `base` on (0 from power-on; after a checkpoint otherwise). */
-  readonly entries: LogEntry[] = [];
-  base = 0;
+  /** Entries received and not yet handed to the machine (the young log: all of them), numbered as the primary's. */
+  log: RetainedLog;
+  /** Entries before this one went to the machine. */
+  private passed = 0;
+  /** Joining from a checkpoint (asked for, or the primary said so). */
+  private joinMode: boolean;
   /** The checkpoint this backup started from arrived (join mode). */
   checkpointed = false;
   /** The log is complete through this slice (the last progress entry received). */
@@ -48,7 +58,15 @@ export class BackupCore {
   /** Output through this slice already left the primary unprotected: taking over needs it. */
   eligibleAt = 0;
 
-  constructor(private readonly config: BackupConfig) {}
+  constructor(private readonly config: BackupConfig) {
+    this.log = new RetainedLog(0, config.retention);
+    this.joinMode = config.join === true;
+  }
+
+  /** This backup builds its machine from a checkpoint (not from power-on). */
+  get join(): boolean {
+    return this.joinMode;
+  }
 
   /** The connection to the primary is up: introduce ourselves. */
   connected(nowMs: number): BackupEffect[] {
@@ -57,23 +75,37 @@ export class BackupCore {
     return [this.hello()];
   }
 
+  /** Asks again (a joining backup whose checkpoint never came); unlike `connected`, the primary's silence goes on counting. */
+  askAgain(): BackupEffect[] {
+    return this.state === "following" ? [this.hello()] : [];
+  }
+
   private hello(): BackupEffect {
-    const join = this.config.join === true && !this.checkpointed;
+    const join = this.joinMode && !this.checkpointed;
     return { type: "send", message: { type: "hello", epoch: this.epoch, nodeId: this.config.nodeId, have: this.have, ...(join ? { join: true } : {}) } };
   }
 
   /** Entries held, counted in the primary's log. */
   get have(): number {
-    return this.base + this.entries.length;
+    return this.log.end;
   }
 
   /** The checkpoint arrived: the machine starts at boundary `slice`; the log goes on at entry `first`. */
   checkpointReceived(first: number, slice: number): void {
-    this.entries.length = 0;
-    this.base = first;
+    this.log = new RetainedLog(first, this.config.retention, false);
+    this.passed = first;
     this.complete = slice;
     this.executed = slice;
     this.checkpointed = true;
+  }
+
+  /** Entries received since the last call, for the machine (each once, in order); then forgotten unless the log is young. */
+  takeForMachine(): LogEntry[] {
+    if (this.passed >= this.log.end) return [];
+    const fresh = this.log.slice(this.passed);
+    this.passed = this.log.end;
+    this.log.forgetBefore(this.passed);
+    return fresh;
   }
 
   /** The replayer executed through this slice. */
@@ -111,6 +143,10 @@ export class BackupCore {
           else if (rt !== notEligible) this.eligibleAt = this.eligibleAt === notEligible ? rt : Math.max(this.eligibleAt, rt);
         }
         this.epoch = message.epoch;
+        if (message.checkpoint && !this.joinMode && !this.checkpointed) {
+          this.joinMode = true;
+          effects.push({ type: "join-from-checkpoint", have: this.have });
+        }
         if (!this.header) {
           this.header = message.header;
           this.state = "following";
@@ -120,7 +156,7 @@ export class BackupCore {
       case "log": {
         if (!this.header || message.epoch !== this.epoch) break;
         this.lastHeardMs = nowMs;
-        if (this.config.join && !this.checkpointed) break; // log before our checkpoint: not ours yet
+        if (this.joinMode && !this.checkpointed) break; // log before our checkpoint: not ours yet
         const have = this.have;
         if (message.first > have) {
           // a gap (a frame was lost or overtaken): ask again from what we have, once per heartbeat
@@ -132,9 +168,8 @@ export class BackupCore {
           break;
         }
         for (let i = have - message.first; i < message.entries.length; i++) {
-          if (this.entries.length >= this.config.logEntriesMax) break;
           const e = message.entries[i]!;
-          this.entries.push(e);
+          this.log.append(e);
           if (e.kind === "progress" && e.slice > this.complete) this.complete = e.slice;
         }
         effects.push(...this.ack(true));
@@ -207,7 +242,7 @@ export class BackupCore {
     if (won) {
       this.epoch = epoch;
       this.state = "live";
-      return [{ type: "log", level: "warn", msg: "won the epoch: taking over", fields: { epoch, entries: this.entries.length, complete: this.complete } }, { type: "go-live", epoch }];
+      return [{ type: "log", level: "warn", msg: "won the epoch: taking over", fields: { epoch, entries: this.have, complete: this.complete } }, { type: "go-live", epoch }];
     }
     this.state = "halted";
     return [{ type: "halt", reason: `lost epoch ${epoch}: the primary goes on` }];

@@ -31,6 +31,7 @@ import { BackupCore } from "./backup-core.js";
 import { ConsoleSessions, type ConsoleEffect } from "./console-sessions.js";
 import { ConsoleStream } from "./console-stream.js";
 import { LatencySamples } from "./latency-samples.js";
+import type { RetainedLog } from "./retained-log.js";
 import { defaultPrimaryConfig, PrimaryCore, type CoreEffect, type PrimaryConfig } from "./primary-core.js";
 
 export interface NodeConfig {
@@ -100,8 +101,6 @@ export class NodeCore {
   private machineReady = false;
   private machineStarting = false;
   private machineSlice = 0;
-  /** Backup: entries of BackupCore.entries already passed to the machine. */
-  private entriesPassed = 0;
   private incoming: IncomingCheckpoint | undefined;
   /** Joining: since when this backup has waited for (the next part of) its checkpoint. */
   private checkpointWaitSinceMs: number | undefined;
@@ -136,19 +135,19 @@ export class NodeCore {
     this.header = header;
     this.machineReady = true;
     this.machineSlice = slice;
-    return this.becomePrimary(epoch, [], true, []);
+    return this.becomePrimary(epoch, undefined, []);
   }
 
   /** A backup: wait for a primary. */
   startBackup(): NodeEffect[] {
     const c = this.config;
-    this.backup = new BackupCore({ nodeId: c.nodeId, heartbeatIntervalMs: c.heartbeatIntervalMs, failureTimeoutMs: c.failureTimeoutMs, logEntriesMax: this.primaryConfig().logEntriesMax, ...(c.join ? { join: true } : {}) });
+    this.backup = new BackupCore({ nodeId: c.nodeId, heartbeatIntervalMs: c.heartbeatIntervalMs, failureTimeoutMs: c.failureTimeoutMs, retention: this.primaryConfig().retention, ...(c.join ? { join: true } : {}) });
     this.role = "backup";
     return [];
   }
 
-  private becomePrimary(epoch: number, history: LogEntry[], logFromPowerOn: boolean, reissue: DiskRequest[]): NodeEffect[] {
-    const core = new PrimaryCore(this.primaryConfig(), epoch, this.header!, history, logFromPowerOn);
+  private becomePrimary(epoch: number, log: RetainedLog | undefined, reissue: DiskRequest[]): NodeEffect[] {
+    const core = new PrimaryCore(this.primaryConfig(), epoch, this.header!, log);
     core.noteSlice(this.machineSlice);
     this.primary = core;
     this.backup = undefined;
@@ -168,6 +167,9 @@ export class NodeCore {
     this.machineSlice = Math.max(this.machineSlice, b.slice);
     if (this.role === "backup") {
       for (const o of b.output) this.stream.append(o.slice, o.data);
+      // What a backup executed is all released when it takes over (it goes on unprotected), so
+      // it counts as released now: the stream then keeps only its retained tail.
+      this.stream.release(b.slice);
       return [];
     }
     const core = this.primary!;
@@ -208,15 +210,14 @@ export class NodeCore {
     this.machineReady = true;
     this.machineSlice = slice;
     const c = this.incoming;
-    if (this.config.join && c) {
+    if (this.backup.join && c) {
       this.incoming = undefined;
       this.backup.checkpointReceived(c.first, c.slice);
       this.stream.startAt(c.console, c.inputs, c.consoleTail);
-      this.entriesPassed = 0;
     }
     const joined = this.backup.checkpointed;
     const msg = joined ? "checkpoint received: following the log from there" : "backup machine ready: following the log";
-    const effects: NodeEffect[] = [{ type: "log", level: "info", msg, fields: { slice, epoch: this.backup.epoch, ...(joined ? { first: this.backup.base } : {}) } }];
+    const effects: NodeEffect[] = [{ type: "log", level: "info", msg, fields: { slice, epoch: this.backup.epoch, ...(joined ? { first: this.backup.log.base } : {}) } }];
     effects.push(...this.passEntries());
     if (this.takingOver !== undefined) effects.push({ type: "prepare-takeover", epoch: this.takingOver });
     return effects;
@@ -245,9 +246,9 @@ export class NodeCore {
   /** Backup: new entries go to the machine in order, each once. */
   private passEntries(): NodeEffect[] {
     const b = this.backup;
-    if (!b || !this.machineReady || this.role !== "backup" || this.entriesPassed >= b.entries.length) return [];
-    const fresh = b.entries.slice(this.entriesPassed);
-    this.entriesPassed = b.entries.length;
+    if (!b || !this.machineReady || this.role !== "backup") return [];
+    const fresh = b.takeForMachine();
+    if (fresh.length === 0) return [];
     for (const e of fresh) if (e.kind === "serial" && e.source) this.stream.inputApplied(e.slice, e.source.client, e.source.seq);
     return [{ type: "machine-entries", entries: fresh }];
   }
@@ -344,7 +345,7 @@ export class NodeCore {
 
   /** Backup, joining: collects the checkpoint's parts; when whole, the machine is built from it. */
   private checkpointPart(msg: Extract<PeerMessage, { type: "checkpoint" }>, nowMs: number): NodeEffect[] {
-    if (!this.config.join || this.backup!.checkpointed || this.machineStarting || this.machineReady) return [];
+    if (!this.backup!.join || this.backup!.checkpointed || this.machineStarting || this.machineReady) return [];
     if (!this.header) return this.halt("checkpoint refused: it arrived before the log header");
     this.checkpointWaitSinceMs = nowMs;
     let c = this.incoming;
@@ -415,12 +416,12 @@ export class NodeCore {
    */
   private askCheckpointAgain(nowMs: number): NodeEffect[] {
     const b = this.backup!;
-    if (!this.config.join || b.checkpointed || this.machineStarting || this.machineReady || b.state !== "following") return [];
+    if (!b.join || b.checkpointed || this.machineStarting || this.machineReady || b.state !== "following") return [];
     this.checkpointWaitSinceMs ??= nowMs;
     if (nowMs - this.checkpointWaitSinceMs <= checkpointRetryMs(this.config.failureTimeoutMs)) return [];
     this.checkpointWaitSinceMs = nowMs;
     this.incoming = undefined;
-    return [{ type: "log", level: "warn", msg: "no checkpoint arrived: asking the primary for one again" }, ...this.core(b.connected(nowMs))];
+    return [{ type: "log", level: "warn", msg: "no checkpoint arrived: asking the primary for one again" }, ...this.core(b.askAgain())];
   }
 
   arbiterAnswer(epoch: number, won: boolean | undefined): NodeEffect[] {
@@ -443,8 +444,8 @@ export class NodeCore {
     this.takingOver = undefined;
     this.machineSlice = slice;
     this.gate = { open: false, progress: false };
-    const effects = this.becomePrimary(epoch, b.entries.slice(), !b.checkpointed, pending);
-    effects.push({ type: "log", level: "warn", msg: "took over: now the primary", fields: { epoch, slice, entries: b.entries.length } });
+    const effects = this.becomePrimary(epoch, b.log, pending);
+    effects.push({ type: "log", level: "warn", msg: "took over: now the primary", fields: { epoch, slice, entries: b.have } });
     return effects;
   }
 
@@ -468,10 +469,15 @@ export class NodeCore {
         case "header":
           this.header = e.header;
           // a joining backup builds its machine from the checkpoint instead
-          if (!this.config.join && !this.machineStarting && !this.machineReady) {
+          if (!this.backup?.join && !this.machineStarting && !this.machineReady) {
             this.machineStarting = true;
             out.push({ type: "start-machine", header: e.header });
           }
+          break;
+        case "join-from-checkpoint":
+          if (this.machineStarting || this.machineReady) {
+            out.push(...this.halt(`the primary no longer holds the log this backup needs from entry ${e.have} on, and its machine is already built: start the backup again (it then joins from a checkpoint)`));
+          } else out.push({ type: "log", level: "info", msg: "the primary's log no longer starts at power-on: joining from a checkpoint", fields: { have: e.have } });
           break;
         case "go-live":
           this.takingOver = e.epoch;
@@ -489,6 +495,12 @@ export class NodeCore {
     return out;
   }
 
+  /** The log this node holds now: its oldest entry, entries, bytes, and whether it is still whole from power-on. */
+  logHeld(): { from: number; entries: number; bytes: number; fromPowerOn: boolean } | undefined {
+    const log = this.primary?.heldLog ?? this.backup?.log;
+    return log && { from: log.base, entries: log.count, bytes: log.bytes, fromPowerOn: log.fromPowerOn };
+  }
+
   status(): Record<string, unknown> {
     return {
       role: this.role,
@@ -497,7 +509,8 @@ export class NodeCore {
       protected: this.primary?.state === "protected",
       backup: this.primary?.backupId ?? null,
       lagSlices: this.primary ? (this.primary.lagSlices(this.machineSlice) ?? null) : null,
-      logEntries: this.primary?.logLength ?? this.backup?.entries.length ?? 0,
+      logEntries: this.primary?.logLength ?? this.backup?.have ?? 0,
+      logHeld: this.logHeld() ?? null,
       logComplete: this.backup?.complete ?? null,
       consoleClients: this.consoles.size,
       outputBytes: this.stream.end,

@@ -24,6 +24,10 @@
  *     until a margin before that. Without it, a primary that stalled (a long pause) while its backup
  *     took over would, on waking, act on acks still in its socket and write what the backup had
  *     acknowledged — over newer writes of the new primary.
+ *   - Retention: the log is held from the oldest entry the backup has not acknowledged (a
+ *     retransmission starts there), so memory stays bounded however long the pair runs. Only while
+ *     the log is young (`LogRetention`) is it kept whole from power-on; after that a backup that
+ *     attaches without a log is sent a checkpoint instead (the header tells it so).
  *   - Failure detection: no heartbeat, log or ack traffic from the backup for `failureTimeoutMs`
  *     means the backup is suspected; the primary then asks the arbiter for the next epoch and only on
  *     winning continues alone (unprotected); losing means the backup went live: halt.
@@ -35,8 +39,8 @@
  */
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
-import { entryBytes } from "../../hypervisor/event-log/log-entry.js";
 import { logBatchBytesMax, logBatchEntriesMax, type PeerMessage } from "../wire/peer-messages.js";
+import { defaultLogRetention, RetainedLog, type LogRetention } from "./retained-log.js";
 
 export interface PrimaryConfig {
   nodeId: string;
@@ -55,8 +59,8 @@ export interface PrimaryConfig {
    * pause, a compile, the scheduler) never catches up by itself: the primary gives it the time.
    */
   lagMsMax: number;
-  /** The whole log is kept so that a backup can join from power-on; past this, joins are refused. */
-  logEntriesMax: number;
+  /** How long the log is kept whole from power-on (see RetainedLog). */
+  retention: LogRetention;
 }
 
 export const defaultPrimaryConfig: Omit<PrimaryConfig, "nodeId"> = {
@@ -66,7 +70,7 @@ export const defaultPrimaryConfig: Omit<PrimaryConfig, "nodeId"> = {
   unackedBytesMax: 32 * 2 ** 20,
   lagSlicesMax: 200,
   lagMsMax: 30,
-  logEntriesMax: 2_000_000,
+  retention: defaultLogRetention,
 };
 
 /** Slices whose end time is kept for lag control at most (a backup that stops acking stops the guest long before). */
@@ -110,8 +114,16 @@ export type CoreEffect =
 
 interface Peer {
   nodeId: string;
-  /** Entries the backup holds. */
+  /** Entries the backup holds (from which the log is sent to it). */
   have: number;
+  /** The most entries this backup (this incarnation) acknowledged holding: it never holds fewer. */
+  acked: number;
+  /**
+   * A checkpoint was sent and another one asked for since (a retried hello crossed it): the backup
+   * may have built its machine from the earlier one, whose log starts here. Kept until its acks
+   * show it is past the newest checkpoint.
+   */
+  floor?: number;
   /** Slice the backup's log is complete through. */
   complete: number;
   /** Slices the backup has executed. */
@@ -129,9 +141,7 @@ interface Peer {
 
 export class PrimaryCore {
   state: PrimaryState = "unprotected";
-  private readonly log: LogEntry[] = [];
-  /** logBytes[i]: `entryBytes` of entries [0, i) of the log. */
-  private readonly logBytes: number[] = [0];
+  private readonly log: RetainedLog;
   private peer: Peer | undefined;
   private lastHeartbeatMs = Number.NEGATIVE_INFINITY;
   private lagPaused = false;
@@ -156,12 +166,10 @@ export class PrimaryCore {
     private readonly config: PrimaryConfig,
     public epoch: number,
     private readonly header: LogHeader,
-    /** Entries already in the log when this core starts (a backup that took over keeps its log). */
-    history: LogEntry[] = [],
-    /** The log starts at power-on (false: at a checkpoint; then backups can only join from a checkpoint). */
-    private readonly logFromPowerOn = true,
+    /** The log so far (a backup that took over keeps the one it received); a new, empty one by default. */
+    log?: RetainedLog,
   ) {
-    for (const e of history) this.append(e);
+    this.log = log ?? new RetainedLog(0, config.retention);
   }
 
   get protectedBy(): string | undefined {
@@ -178,16 +186,33 @@ export class PrimaryCore {
     return this.state === "protected" || this.state === "joining" ? this.peer?.nodeId : undefined;
   }
 
+  /** Entries logged since power-on (the index of the next one). */
   get logLength(): number {
-    return this.log.length;
+    return this.log.end;
+  }
+
+  /** The log as held now (read only: status). */
+  get heldLog(): Readonly<Pick<RetainedLog, "base" | "count" | "bytes" | "fromPowerOn">> {
+    return this.log;
   }
 
   /** Appends an entry the recorder produced (already applied on the primary). */
   append(entry: LogEntry): void {
     if (this.state === "halted") return;
-    this.log.push(entry);
-    this.logBytes.push(this.logBytes.at(-1)! + entryBytes(entry));
+    this.log.append(entry);
     if (entry.kind === "progress" && entry.slice > this.completeSlice) this.completeSlice = entry.slice;
+    this.forget();
+  }
+
+  /**
+   * Drops what no backup can need: entries the attached backup acknowledged (it asks again from its
+   * `have`), or all of them with none attached or one waiting for a checkpoint. Kept whole while
+   * the log is young (RetainedLog.fromPowerOn).
+   */
+  private forget(): void {
+    const p = this.peer;
+    const needed = p && this.state !== "unprotected" && p.checkpoint !== "wanted" ? p.have : this.log.end;
+    this.log.forgetBefore(Math.min(needed, p?.floor ?? needed));
   }
 
   /** The runtime ran through this slice; `atMs`: when it ended (host ms), for lag in time. */
@@ -262,7 +287,7 @@ export class PrimaryCore {
     const p = this.peer;
     if (!p || this.state === "unprotected") return true;
     if (p.checkpoint === "wanted") return true; // nothing sent yet
-    if (this.log.length - p.have >= this.config.unackedEntriesMax || this.bytesBetween(p.have, this.log.length) >= this.config.unackedBytesMax) return false;
+    if (this.log.end - p.have >= this.config.unackedEntriesMax || this.log.bytesBetween(p.have, this.log.end) >= this.config.unackedBytesMax) return false;
     // no lag control while a backup replays from power-on (it would stall the guest for the whole
     // history); one that joined from a checkpoint starts close behind and is held within bounds
     if (this.state === "joining" && !p.fromCheckpoint) return true;
@@ -318,37 +343,41 @@ export class PrimaryCore {
         if (message.join && this.state === "joining" && this.peer?.nodeId === message.nodeId && this.peer.checkpoint) {
           // it asks again while its checkpoint is being taken or sent: that one is on its way
           this.peer.lastHeardMs = nowMs;
-          effects.push(this.headerMessage());
+          effects.push(this.headerMessage(true));
           break;
         }
-        if (message.have > this.log.length) {
-          effects.push({ type: "log", level: "warn", msg: "backup claims more log than exists; starting it over", fields: { have: message.have, log: this.log.length } });
-        }
-        const have = message.join ? 0 : message.have <= this.log.length ? message.have : 0;
-        if (have === 0 && !message.join && !this.logFromPowerOn) {
-          effects.push({ type: "log", level: "warn", msg: "this primary's log starts at a checkpoint, not power-on: a backup must join from a checkpoint (--join)", fields: { nodeId: message.nodeId } });
-          break;
-        }
-        if (this.log.length >= this.config.logEntriesMax && have === 0 && !message.join) {
-          effects.push({ type: "log", level: "warn", msg: "log too long for a backup to join from power-on", fields: { entries: this.log.length } });
-          break;
+        const end = this.log.end;
+        if (message.have > end) {
+          effects.push({ type: "log", level: "warn", msg: "backup claims more log than exists; starting it over", fields: { have: message.have, log: end } });
         }
         const known = this.peer?.nodeId === message.nodeId ? this.peer : undefined;
+        // A hello overtaken by its own later acks asks for less than the backup holds (it never
+        // loses entries; a restarted one says 0): go on from what it acknowledged.
+        const have = message.have > end ? 0 : known && message.have > 0 ? Math.max(message.have, known.acked) : message.have;
+        // The entries it lacks are no longer held (the log is kept from what the backup acknowledged,
+        // and whole from power-on only while young): it joins from a checkpoint instead.
+        const join = message.join === true || have < this.log.base;
+        if (join && !message.join) {
+          effects.push({ type: "log", level: "info", msg: "the log a backup lacks is no longer held: it joins from a checkpoint", fields: { nodeId: message.nodeId, have, heldFrom: this.log.base } });
+        }
+        const floor = known && (known.checkpoint === undefined && known.fromCheckpoint ? Math.min(known.floor ?? known.have, known.have) : known.floor);
         this.peer = {
           nodeId: message.nodeId,
-          have,
-          complete: known && have > 0 ? known.complete : 0,
-          executed: known && have > 0 ? known.executed : 0,
-          sent: have,
+          have: join ? 0 : have,
+          acked: known && !join && have > 0 ? known.acked : 0,
+          ...(floor !== undefined ? { floor } : {}),
+          complete: known && !join && have > 0 ? known.complete : 0,
+          executed: known && !join && have > 0 ? known.executed : 0,
+          sent: join ? 0 : have,
           lastHeardMs: nowMs,
-          ...(message.join ? { checkpoint: "wanted" as const, fromCheckpoint: true } : {}),
+          ...(join ? { checkpoint: "wanted" as const, fromCheckpoint: true } : {}),
         };
         if (this.state === "unprotected") {
           this.state = "joining";
           effects.push({ type: "log", level: "info", msg: "backup attached: catching up", fields: { backup: message.nodeId, epoch: this.epoch, have } });
         }
-        effects.push(this.headerMessage());
-        if (message.join) effects.push({ type: "checkpoint-wanted" });
+        effects.push(this.headerMessage(join));
+        if (join) effects.push({ type: "checkpoint-wanted" });
         else effects.push(...this.flush());
         break;
       }
@@ -363,18 +392,22 @@ export class PrimaryCore {
           break;
         }
         p.lastHeardMs = nowMs;
-        if (message.have > this.log.length) break; // impossible from an honest backup: ignore
+        if (message.have > this.log.end) break; // impossible from an honest backup: ignore
         if (message.have > p.have) p.waitingSinceMs = undefined;
         p.have = Math.max(p.have, message.have);
+        p.acked = Math.max(p.acked, message.have);
+        if (p.floor !== undefined && p.checkpoint === undefined && message.have >= p.have) p.floor = undefined;
         this.heardByBackup(message.echo);
         p.sent = Math.max(p.sent, p.have);
         p.complete = Math.max(p.complete, Math.min(message.complete, this.completeSlice));
         p.executed = Math.max(p.executed, message.executed);
-        if (p.sent < this.log.length) effects.push(...this.flush()); // backpressure let go
+        if (p.sent < this.log.end) effects.push(...this.flush()); // backpressure let go
+        this.forget();
         let newest: { atMs: number } | undefined;
         while (this.unexecuted.length > 0 && this.unexecuted[0]!.slice <= p.executed) newest = this.unexecuted.shift();
         if (newest) this.lagSample = Math.max(0, nowMs - newest.atMs);
-        if (this.state === "joining" && p.executed >= this.currentSlice - this.config.lagSlicesMax / 2) {
+        // (a backup still waiting for its checkpoint has no machine, whatever it says it executed)
+        if (this.state === "joining" && p.checkpoint === undefined && p.executed >= this.currentSlice - this.config.lagSlicesMax / 2) {
           // caught up: from here on output waits for its ack, and the backup may take over once
           // its log covers what already left
           this.protectedFrom = this.releasableSlice();
@@ -407,9 +440,10 @@ export class PrimaryCore {
     if (echo !== undefined) this.heardByBackupAtMs = Math.max(this.heardByBackupAtMs, Math.min(echo, this.nowMs));
   }
 
-  private headerMessage(): CoreEffect {
+  /** `checkpoint`: the backup is sent a checkpoint to build its machine from (not the log from power-on). */
+  private headerMessage(checkpoint = false): CoreEffect {
     const releasedThrough = this.state === "protected" ? this.releasedThrough : notEligible;
-    return { type: "send", message: { type: "header", epoch: this.epoch, nodeId: this.config.nodeId, header: this.header, releasedThrough } };
+    return { type: "send", message: { type: "header", epoch: this.epoch, nodeId: this.config.nodeId, header: this.header, releasedThrough, ...(checkpoint ? { checkpoint: true } : {}) } };
   }
 
   /**
@@ -420,7 +454,7 @@ export class PrimaryCore {
     const p = this.peer;
     if (!p || p.checkpoint !== "wanted") return;
     p.checkpoint = "sending";
-    p.have = p.sent = Math.min(first, this.log.length);
+    p.have = p.sent = Math.min(first, this.log.end);
   }
 
   /** The checkpoint could not be sent (the joiner went away, or encoding failed): take another. */
@@ -451,19 +485,15 @@ export class PrimaryCore {
     if (!p || p.checkpoint || this.state === "halted" || this.state === "unprotected" || this.state === "claiming") return [];
     const effects: CoreEffect[] = [];
     // backpressure: what is in flight stays within the flow-control bound
-    while (p.sent < this.log.length && this.bytesBetween(p.have, p.sent) < this.config.unackedBytesMax) {
-      const limit = Math.min(this.log.length, p.sent + logBatchEntriesMax);
+    const log = this.log;
+    while (p.sent < log.end && log.bytesBetween(p.have, p.sent) < this.config.unackedBytesMax) {
+      const limit = Math.min(log.end, p.sent + logBatchEntriesMax);
       let end = p.sent + 1;
-      while (end < limit && this.bytesBetween(p.sent, end + 1) <= logBatchBytesMax) end++;
+      while (end < limit && log.bytesBetween(p.sent, end + 1) <= logBatchBytesMax) end++;
       effects.push({ type: "send", message: { type: "log", epoch: this.epoch, first: p.sent, entries: this.log.slice(p.sent, end) } });
       p.sent = end;
     }
     return effects;
-  }
-
-  /** `entryBytes` of log entries [from, to). */
-  private bytesBetween(from: number, to: number): number {
-    return this.logBytes[to]! - this.logBytes[from]!;
   }
 
   tick(nowMs: number): CoreEffect[] {

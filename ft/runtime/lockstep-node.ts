@@ -27,6 +27,7 @@ import type { LogHeader } from "../../hypervisor/log-file.js";
 import { MachineThread, type MachineEvents } from "../../hypervisor/machine-thread/machine-thread.js";
 import type { Arbiter } from "../arbiter/arbiter.js";
 import { NodeCore, type NodeEffect } from "../core/node-core.js";
+import { defaultLogRetention } from "../core/retained-log.js";
 import { NodeServer } from "../transport/node-server.js";
 import type { PeerMessage } from "../wire/peer-messages.js";
 import { sendCheckpoint, type CheckpointSent } from "./checkpoint-sender.js";
@@ -57,6 +58,8 @@ export interface NodeOptions {
   sharedDir?: string;
   /** Backup: join from a checkpoint of the running primary instead of replaying from power-on. */
   join?: boolean;
+  /** Bytes of log kept whole from power-on (a backup attaching later is sent a checkpoint); default 16 MiB. */
+  powerOnLogBytesMax?: number;
   /** Backup: the primary's address (ws://host:port) and, if the log's machine is not bundled, its config. */
   connect?: string;
   imageOverride?: string;
@@ -87,7 +90,13 @@ export class LockstepNode extends EventEmitter {
   private constructor(readonly options: NodeOptions) {
     super();
     this.log = options.logger.child({ component: "node", nodeId: options.nodeId });
-    this.core = new NodeCore({ nodeId: options.nodeId, heartbeatIntervalMs: options.heartbeatIntervalMs, failureTimeoutMs: options.failureTimeoutMs, ...(options.join ? { join: true } : {}) });
+    this.core = new NodeCore({
+      nodeId: options.nodeId,
+      heartbeatIntervalMs: options.heartbeatIntervalMs,
+      failureTimeoutMs: options.failureTimeoutMs,
+      ...(options.join ? { join: true } : {}),
+      ...(options.powerOnLogBytesMax !== undefined ? { primary: { retention: { ...defaultLogRetention, powerOnLogBytesMax: options.powerOnLogBytesMax } } } : {}),
+    });
     const registry = nodeMetrics(this.core, () => this.machine);
     this.disk = new SharedDisk(this.log);
     this.link = new PeerLink(this.log, {

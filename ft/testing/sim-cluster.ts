@@ -39,6 +39,9 @@ export { simOptionsFromSeed, type SimOptions } from "./sim-options.js";
  */
 const simCheckpointPartBytes = 512;
 
+/** A node holds no more log than this once it no longer keeps it whole (flow control lets 400 be unacknowledged). */
+const logHeldEntriesMax = 1000;
+
 /** Ticks without new faults at the end of a run; the pair must be working again by its last quarter. */
 const calmTicks = 2000;
 
@@ -77,7 +80,7 @@ export class SimCluster {
   private readonly disk: SimSharedDisk;
   private readonly consoles: SimConsoles;
   private readonly check: SimInvariants;
-  private readonly ownStats = { failovers: 0, kills: 0, pauses: 0, joins: 0, checkpointsRestored: 0, partitions: 0, halts: 0, messages: 0, dropped: 0, lost: 0, reissued: 0, diskOutages: 0, diskStalls: 0 };
+  private readonly ownStats = { failovers: 0, kills: 0, pauses: 0, joins: 0, checkpointsRestored: 0, toldToJoin: 0, logHeldMax: 0, partitions: 0, halts: 0, messages: 0, dropped: 0, lost: 0, reissued: 0, diskOutages: 0, diskStalls: 0 };
   /** The VM is gone: its only live copy died while no backup could take over (unprotected). */
   lost = false;
 
@@ -116,7 +119,7 @@ export class SimCluster {
   }
 
   private node(name: string, nodeId: string, join: boolean): SimNode {
-    const n = new SimNode(name, nodeId, join);
+    const n = new SimNode(name, nodeId, join, this.options.powerOnLogEntriesMax);
     this.everyNode.set(nodeId, n);
     return n;
   }
@@ -196,6 +199,7 @@ export class SimCluster {
       if (!this.running(n)) continue;
       n.diskPath.run(this.tick);
       if (this.running(n)) this.tickNode(n);
+      this.checkLogHeld(n);
     }
     this.consoles.step(calm);
     this.check.tick();
@@ -305,6 +309,7 @@ export class SimCluster {
         case "start-machine":
           n.machine = e.checkpoint ? ScriptedMachineThread.fromCheckpoint(e.checkpoint.bytes, this.events(n)) : new ScriptedMachineThread(new ScriptedMachine(this.machineOptions), "backup", this.events(n));
           if (e.checkpoint) this.ownStats.checkpointsRestored++;
+          if (e.checkpoint && !n.join) this.ownStats.toldToJoin++; // it asked for the log from power-on, which was no longer held
           this.apply(n, n.core.machineStarted(n.machine.slice));
           break;
         case "machine-input":
@@ -357,7 +362,10 @@ export class SimCluster {
           break;
         case "peer-accept":
         case "peer-refuse":
+          break;
         case "log":
+          // SIM_LOG=1 with SIM_SEED=n: what the nodes said, to follow a failing seed
+          if (process.env.SIM_LOG) console.log(`tick ${this.tick} ${n.name} ${e.level} ${e.msg} ${JSON.stringify(e.fields ?? {})}`);
           break;
       }
     }
@@ -403,6 +411,19 @@ export class SimCluster {
   }
 
   /** After healing: one live primary, whose guest runs (no fault left it waiting for good), and the consoles' checks. */
+  /**
+   * A node's log stays bounded once it no longer keeps it whole from power-on: a primary holds
+   * what its backup has not acknowledged (flow control bounds that), a backup what its machine has
+   * not been given.
+   */
+  private checkLogHeld(n: SimNode): void {
+    const held = n.core.logHeld();
+    if (!held) return;
+    const young = held.fromPowerOn;
+    if (!young) this.ownStats.logHeldMax = Math.max(this.ownStats.logHeldMax, held.entries);
+    if (!young && held.entries > logHeldEntriesMax) this.fail(`${n.name} holds ${held.entries} log entries (bounded: at most ${logHeldEntriesMax})`);
+  }
+
   private checkEnd(): void {
     const live = this.nodes.filter((n) => n.alive && n.core.role === "primary" && n.core.primary!.state !== "halted");
     if (live.length !== 1) this.fail(`after healing, ${live.length} live primaries`);

@@ -5,6 +5,7 @@
  */
 import type { BackendDiskPort } from "../../hypervisor/disk/disk-port.js";
 import { NodeCore } from "../core/node-core.js";
+import { defaultLogRetention } from "../core/retained-log.js";
 import type { ScriptedMachineThread } from "./scripted-machine-thread.js";
 import { SimDiskPath } from "./sim-disk.js";
 
@@ -42,7 +43,8 @@ export class SimNode {
   constructor(
     readonly name: string,
     readonly nodeId: string,
-    join: boolean,
+    readonly join: boolean,
+    powerOnLogEntriesMax: number,
   ) {
     this.diskPath = new SimDiskPath(nodeId);
     this.core = new NodeCore({
@@ -50,7 +52,7 @@ export class SimNode {
       heartbeatIntervalMs,
       failureTimeoutMs,
       ...(join ? { join: true } : {}),
-      primary: { unackedEntriesMax: 400, lagSlicesMax: 50, logEntriesMax: 1_000_000 },
+      primary: { unackedEntriesMax: 400, lagSlicesMax: 50, retention: { ...defaultLogRetention, powerOnLogEntriesMax } },
       consoleRetainBytes: 1 << 30,
     });
   }

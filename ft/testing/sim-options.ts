@@ -2,6 +2,7 @@
  * The faults of one simulated run, drawn from its seed: each seed enables a different mix at
  * different rates, so that many seeds cover many combinations.
  */
+import { defaultLogRetention } from "../core/retained-log.js";
 import { SeededRandom } from "./seeded-random.js";
 
 export interface SimOptions {
@@ -29,6 +30,8 @@ export interface SimOptions {
   diskLatencyMaxTicks: number;
   /** Chance per tick that a node's path to the disk fails (for up to 200 ticks). */
   diskOutageRate: number;
+  /** Log entries a node keeps whole from power-on (small: backups that attach later are sent a checkpoint). */
+  powerOnLogEntriesMax: number;
 }
 
 export function simOptionsFromSeed(seed: number, ticks = 3000): SimOptions {
@@ -49,5 +52,6 @@ export function simOptionsFromSeed(seed: number, ticks = 3000): SimOptions {
     diskEvery: r.int(4, 20),
     diskLatencyMaxTicks: r.int(1, 8),
     diskOutageRate: r.chance(0.3) ? r.next() * 0.002 : 0,
+    powerOnLogEntriesMax: r.chance(0.5) ? r.int(0, 300) : defaultLogRetention.powerOnLogEntriesMax,
   };
 }

@@ -10,10 +10,11 @@
  *                                  log continues with entry `first`; the console stream's offset
  *                                  there and the input seq applied per console client; consoleTail
  *                                  (part 0): the released output just before that offset
- *   primary -> backup   header    {epoch, nodeId, header, releasedThrough}
+ *   primary -> backup   header    {epoch, nodeId, header, releasedThrough, checkpoint?}
  *                                  the log header (machine, clock, disk) and the slice through which
  *                                  output already left unprotected: the backup may take over only
- *                                  once its log is complete through it
+ *                                  once its log is complete through it; checkpoint: the log this
+ *                                  backup lacks is no longer held, a checkpoint comes instead
  *   primary -> backup   log       {epoch, first, entries}      entries [first, first + n) of the log
  *   backup  -> primary  ack       {epoch, have, complete, executed, echo?}
  *                                  have: entries held; complete: slice the log is complete through;
@@ -55,7 +56,7 @@ export type PeerMessage =
       /** The released console output just before `console` (first part only; older peers omit it). */
       consoleTail?: Uint8Array;
     }
-  | { type: "header"; epoch: number; nodeId: string; header: LogHeader; releasedThrough: number }
+  | { type: "header"; epoch: number; nodeId: string; header: LogHeader; releasedThrough: number; checkpoint?: boolean }
   | { type: "log"; epoch: number; first: number; entries: LogEntry[] }
   | { type: "ack"; epoch: number; have: number; complete: number; executed: number; echo?: number }
   | { type: "heartbeat"; epoch: number; nodeId: string; at?: number; echo?: number };
@@ -96,7 +97,8 @@ export function decodePeerMessage(bytes: Uint8Array): PeerMessage {
       if (typeof h !== "object" || h === null || typeof h.format !== "number" || typeof h.machine !== "object" || typeof h.clock !== "object") {
         throw new WireError(WireErrorCode.malformed, "Frame header: field header must be a log header");
       }
-      return { type: "header", epoch, nodeId: str(f, "nodeId"), header: h as unknown as LogHeader, releasedThrough: count(f, "releasedThrough") };
+      if (f.checkpoint !== undefined && typeof f.checkpoint !== "boolean") throw new WireError(WireErrorCode.malformed, "Frame header: field checkpoint must be a boolean");
+      return { type: "header", epoch, nodeId: str(f, "nodeId"), header: h as unknown as LogHeader, releasedThrough: count(f, "releasedThrough"), ...(f.checkpoint === true ? { checkpoint: true } : {}) };
     }
     case "log": {
       const first = count(f, "first");

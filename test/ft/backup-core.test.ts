@@ -3,13 +3,14 @@
 // left the backup unable to take over from a dead primary.
 import { describe, expect, it } from "vitest";
 import { BackupCore } from "../../ft/core/backup-core.js";
+import { defaultLogRetention } from "../../ft/core/retained-log.js";
 import { notEligible } from "../../ft/core/primary-core.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
 import type { PeerMessage } from "../../ft/wire/peer-messages.js";
 
 const header = { recordedAt: "test" } as unknown as LogHeader;
 const headerMsg = (epoch: number, releasedThrough: number): PeerMessage => ({ type: "header", epoch, nodeId: "A", header, releasedThrough });
-const config = { nodeId: "B", heartbeatIntervalMs: 20, failureTimeoutMs: 150, logEntriesMax: 1000 };
+const config = { nodeId: "B", heartbeatIntervalMs: 20, failureTimeoutMs: 150, retention: defaultLogRetention };
 
 describe("BackupCore eligibility", () => {
   it("ignores a stale 'not yet' of the same epoch that arrives after a number", () => {

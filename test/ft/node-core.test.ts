@@ -1,7 +1,9 @@
 // NodeCore, in two situations the simulation found: a primary that stalled while its backup took
 // over must not write, on waking, what the backup had acknowledged (the write landed over a newer
 // one of the new primary: a write the new primary's guest had seen completed was lost), and a
-// joining backup whose checkpoint never arrived whole asks for another one.
+// joining backup whose checkpoint never arrived whole asks for another one — and one whose
+// primary fell silent still gives up (its own retries used to reset the silence, so it asked for
+// ever), and is never counted as caught up before its checkpoint went out.
 import { describe, expect, it } from "vitest";
 import type { DiskRequest } from "../../emulator/bounce-disk.js";
 import { checkpointRetryMs, NodeCore, type NodeEffect } from "../../ft/core/node-core.js";
@@ -101,5 +103,34 @@ describe("a joining backup", () => {
     expect(hellos[1]).toBeGreaterThan(200 + retry);
     expect(hellos[1]).toBeLessThanOrEqual(200 + retry + 10);
     expect(core.backup!.state).toBe("following");
+  });
+
+  it("gives up when the primary falls silent: its own requests do not count as the primary's traffic", () => {
+    const core = new NodeCore({ ...config, nodeId: "B", join: true });
+    core.startBackup();
+    core.peerConnected(0);
+    core.peerMessage({ type: "header", epoch: 1, nodeId: "A", header, releasedThrough: notEligible }, 5);
+    let asked = 0;
+    for (let t = 10; t <= 3000 && core.role !== "halted"; t += 10) {
+      for (const e of core.tick(t, 0)) if (e.type === "send" && e.message.type === "hello") asked++;
+    }
+    expect(asked).toBeGreaterThan(0);
+    expect(core.role).toBe("halted");
+    expect(core.haltReason).toMatch(/primary silent before this backup caught up/);
+  });
+});
+
+describe("a primary and a backup joining early in the run", () => {
+  it("is not protected before the checkpoint went out, whatever the backup says it executed", () => {
+    const core = new NodeCore(config);
+    core.startPrimary(1, header, 0);
+    core.machineBatch(batch(20, 0), 0); // slice 20: within lag bounds of slice 0
+    core.peerMessage({ type: "hello", epoch: 0, nodeId: "B", have: 0, join: true }, 1, true);
+    core.peerMessage({ type: "ack", epoch: 1, have: 0, complete: 0, executed: 0 }, 2);
+    expect(core.primary!.state).toBe("joining");
+    // its request again, while the checkpoint is taken: no epoch claimed for a "restarted" backup
+    const again = core.peerMessage({ type: "hello", epoch: 1, nodeId: "B", have: 0, join: true }, 3, true);
+    expect(again.some((e) => e.type === "claim-epoch")).toBe(false);
+    expect(core.primary!.state).toBe("joining");
   });
 });

@@ -5,6 +5,7 @@
 // backpressure (frames batched by entry count were refused by the peer: a livelock).
 import { describe, expect, it } from "vitest";
 import { BackupCore } from "../../ft/core/backup-core.js";
+import { defaultLogRetention, RetainedLog } from "../../ft/core/retained-log.js";
 import { diskLeaseMarginMs, PrimaryCore, retransmitMs, type CoreEffect, type PrimaryConfig } from "../../ft/core/primary-core.js";
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
@@ -13,7 +14,7 @@ import { wireFrameBytesMax } from "../../ft/wire/envelope.js";
 
 const header = { recordedAt: "test" } as unknown as LogHeader;
 const failureTimeoutMs = 150;
-const config: PrimaryConfig = { nodeId: "A", heartbeatIntervalMs: 20, failureTimeoutMs, unackedEntriesMax: 400, unackedBytesMax: 4 * 2 ** 20, lagSlicesMax: 50, lagMsMax: 30, logEntriesMax: 1_000_000 };
+const config: PrimaryConfig = { nodeId: "A", heartbeatIntervalMs: 20, failureTimeoutMs, unackedEntriesMax: 400, unackedBytesMax: 4 * 2 ** 20, lagSlicesMax: 50, lagMsMax: 30, retention: defaultLogRetention };
 const progress = (slice: number): LogEntry => ({ kind: "progress", slice, icount: slice * 1000 });
 const sent = (effects: CoreEffect[], type: PeerMessage["type"]) => effects.flatMap((e) => (e.type === "send" && e.message.type === type ? [e.message] : []));
 
@@ -61,7 +62,7 @@ describe("PrimaryCore retransmission", () => {
 
 describe("PrimaryCore and a joining backup that asks again", () => {
   it("ignores the question while its checkpoint is being taken or sent, and takes a new one after", () => {
-    const p = new PrimaryCore(config, 1, header, [], false);
+    const p = new PrimaryCore(config, 1, header, new RetainedLog(0, defaultLogRetention, false));
     p.append(progress(1));
     const first = p.step({ type: "hello", epoch: 0, nodeId: "B", have: 0, join: true }, 0);
     expect(first.some((e) => e.type === "checkpoint-wanted")).toBe(true);
@@ -109,7 +110,7 @@ describe("disk lease", () => {
   });
 
   it("a backup echoes the newest heartbeat time of its primary in its heartbeats and acks", () => {
-    const b = new BackupCore({ nodeId: "B", heartbeatIntervalMs: 20, failureTimeoutMs, logEntriesMax: 1000 });
+    const b = new BackupCore({ nodeId: "B", heartbeatIntervalMs: 20, failureTimeoutMs, retention: defaultLogRetention });
     b.step({ type: "header", epoch: 1, nodeId: "A", header, releasedThrough: 0 }, 0);
     b.step({ type: "heartbeat", epoch: 1, nodeId: "A", at: 42 }, 1);
     b.step({ type: "heartbeat", epoch: 1, nodeId: "A", at: 40 }, 2); // overtaken

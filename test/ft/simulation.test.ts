@@ -10,7 +10,7 @@
 // exactly once, checked at every ack and every takeover. After the faults heal, the guest runs again
 // and all console input is acknowledged. Seeds come in two files (this one and
 // simulation-more.test.ts) so that they run on both cores; SIM_SEEDS sets how many per file
-// (default 1000); SIM_SEED runs one.
+// (default 1000); SIM_SEED runs one, and SIM_LOG=1 with it prints what the nodes log.
 import { describe, expect, it } from "vitest";
 import { SimCluster, simOptionsFromSeed } from "../../ft/testing/sim-cluster.js";
 
@@ -46,6 +46,7 @@ describe("simulated lockstep pair", () => {
         atLeast("pauses", 10);
         atLeast("joins", 10);
         atLeast("checkpointsRestored", 10);
+        atLeast("toldToJoin", 10); // a backup asked for a log no longer held and was sent a checkpoint
         atLeast("dropped", 100);
         atLeast("diskWrites", 1000);
         atLeast("diskReads", 100);

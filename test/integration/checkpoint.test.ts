@@ -96,6 +96,25 @@ describe("deterministic checkpoint", () => {
     expect(serial).toContain("bg-done");
   }, 300_000);
 
+  it("a machine restored early whose wasm memory then grows can still be checkpointed", async () => {
+    // v86's wasm memory grows while linux boots; a restored machine's register views used to be
+    // fixed to the buffer of the moment, detached by the growth, and save_state threw
+    // "Cannot perform Construct on a detached ArrayBuffer" (a backup that joined from a
+    // checkpoint, took over and then served a joining backup halted).
+    const a = await GuestDriver.boot({ image: "linux" });
+    closers.push(a);
+    a.runSlices(50);
+    const cp = a.recorder.checkpoint()!;
+    const b = await sessionFromCheckpoint({ loaded: a.loaded, diskBytes: a.disk!.byteLength, clock: a.session.clock.params }, await decodeCheckpoint(await encodeCheckpoint(cp)));
+    closers.push(b);
+    const memory = (b.machine as unknown as { cpu: { wasm_memory: WebAssembly.Memory } }).cpu.wasm_memory;
+    const before = memory.buffer.byteLength;
+    for (let i = 0; i < 3000 && memory.buffer.byteLength === before; i++) b.driver.runSlice();
+    expect(memory.buffer.byteLength, "the guest's boot grew wasm memory").toBeGreaterThan(before);
+    b.machine.clearJit();
+    expect(b.machine.captureCheckpoint().memory.byteLength).toBe(memory.buffer.byteLength);
+  }, 120_000);
+
   it("refuses a corrupted or truncated checkpoint", async () => {
     const flipped = Buffer.from(encoded);
     flipped[flipped.length >> 1]! ^= 0x40;

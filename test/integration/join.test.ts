@@ -1,6 +1,9 @@
 // Re-protection from a checkpoint (FT VMotion), with real processes: kill the primary, let the
 // backup take over, join a new backup from a checkpoint of the running survivor (--join), kill the
 // new primary: the second takeover works and the console counter stream is still contiguous.
+// The first primary keeps no log from power-on (--power-on-log-mib 0, as any primary after its
+// log outgrew the bound): the first backup, started without --join, is sent a checkpoint instead
+// of a log that is no longer held.
 import { afterAll, describe, expect, it } from "vitest";
 import { ConsoleClient } from "../../ft/runtime/console-client.js";
 import { until as poll } from "../../ft/runtime/until.js";
@@ -11,7 +14,7 @@ afterAll(() => cluster.stop());
 
 describe("re-protection from a checkpoint", () => {
   it("takeover, --join a new backup, takeover again: the counter stream stays contiguous", async () => {
-    const a = await cluster.start("A", "primary", ["--image", "linux"]);
+    const a = await cluster.start("A", "primary", ["--image", "linux", "--power-on-log-mib", "0"]);
     const b = await cluster.start("B", "backup", ["--connect", a.url]);
     const client = new ConsoleClient({ urls: [a.url, b.url], token });
     let out = "";
@@ -22,7 +25,9 @@ describe("re-protection from a checkpoint", () => {
     const counters = () => [...out.matchAll(/^c(\d+)\r$/gm)].map((m) => Number(m[1]));
     try {
       await until(() => /lockstep:\/root# /.test(out), 90_000, "the prompt");
-      await until(async () => (await a.status()).protected === true, 30_000, "B to protect A");
+      await until(async () => (await a.status()).protected === true, 30_000, () => `B to protect A; B: ${b.stderr.slice(-2500)}\nA: ${a.stderr.slice(-2500)}`);
+      expect(b.stderr).toMatch(/the primary's log no longer starts at power-on: joining from a checkpoint/);
+      expect(b.stderr).toMatch(/checkpoint received: following the log from there/);
       client.send(Buffer.from("i=0; while true; do echo c$i; i=$((i+1)); usleep 10000; done\r"));
       await until(() => (counters().at(-1) ?? 0) >= 30, 30_000, "counting");
       a.kill("SIGKILL");
