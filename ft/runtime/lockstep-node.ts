@@ -157,6 +157,7 @@ export class LockstepNode extends EventEmitter {
       peerBytesSent: this.peerBytesSent,
       peerBytesReceived: this.peerBytesReceived,
       uptimeMs: Math.round(performance.now() - this.startedAtMs),
+      memory: memoryMiB(),
     };
   }
 
@@ -373,4 +374,11 @@ export class LockstepNode extends EventEmitter {
     }
     this.effects(effects);
   }
+}
+
+/** This process's memory (MiB): resident set (the machine thread included), the main thread's JS heap, and buffers outside it. */
+function memoryMiB(): { rss: number; heapUsed: number; external: number; arrayBuffers: number } {
+  const m = process.memoryUsage();
+  const mib = (n: number) => Math.round((n / 2 ** 20) * 10) / 10;
+  return { rss: mib(m.rss), heapUsed: mib(m.heapUsed), external: mib(m.external), arrayBuffers: mib(m.arrayBuffers) };
 }
