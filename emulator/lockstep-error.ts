@@ -19,6 +19,7 @@ export const ErrorCode = {
   diskMismatch: "LOCKSTEP_ERR_DISK_MISMATCH",
   checkpointCorrupt: "LOCKSTEP_ERR_CHECKPOINT_CORRUPT",
   usage: "LOCKSTEP_ERR_USAGE",
+  pairRunning: "LOCKSTEP_ERR_PAIR_RUNNING",
   logMissing: "LOCKSTEP_ERR_LOG_MISSING",
   logTruncated: "LOCKSTEP_ERR_LOG_TRUNCATED",
   logCorrupt: "LOCKSTEP_ERR_LOG_CORRUPT",

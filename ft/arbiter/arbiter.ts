@@ -8,4 +8,14 @@ export interface Arbiter {
   claim(epoch: number, nodeId: string): Promise<boolean | undefined>;
   /** The highest epoch claimed so far (0 if none), or undefined if unreachable. */
   current(): Promise<number | undefined>;
+  /**
+   * What names this arbiter for every node that uses it (a file arbiter's directory holds a random
+   * id made once): both nodes of a pair must name the same, or each could win the same epoch at its
+   * own. Undefined if unreachable.
+   */
+  identity(): Promise<string | undefined>;
+  /** Records where a node of this arbiter's pair listens (for `lockstep primary` to find a pair already running). */
+  announce(nodeId: string, url: string): Promise<void>;
+  /** Where the nodes announced so far listen (some may be gone). */
+  announced(): Promise<Array<{ nodeId: string; url: string }>>;
 }

@@ -10,9 +10,12 @@
  *
  * Every call is asynchronous and bounded by `timeoutMs`: a hung mount answers "unreachable"
  * (undefined) and never stalls the node's event loop; the claim is asked again.
+ *
+ * The directory also holds `arbiter-id` (a random id made by the first node that used it: nodes of
+ * one pair must show the same) and `node-<id>.json` (where each node listens).
  */
 import { randomUUID } from "node:crypto";
-import { link, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { link, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Arbiter } from "./arbiter.js";
 
@@ -36,6 +39,39 @@ export class FileArbiter implements Arbiter {
         () => undefined,
       ),
     );
+  }
+
+  identity(): Promise<string | undefined> {
+    const file = join(this.dir, "arbiter-id");
+    const read = () => readFile(file, "utf8").then((t) => t.trim() || undefined);
+    return this.bounded(
+      read().catch(async () => {
+        // the first node here makes it (exactly one of two racing ones does)
+        await writeFile(file, randomUUID() + "\n", { flag: "wx" }).catch(() => {});
+        return read().catch(() => undefined);
+      }),
+    );
+  }
+
+  async announce(nodeId: string, url: string): Promise<void> {
+    const file = join(this.dir, `node-${encodeURIComponent(nodeId)}.json`);
+    const temp = `${file}.${randomUUID()}`;
+    await this.bounded(writeFile(temp, JSON.stringify({ nodeId, url }) + "\n").then(() => rename(temp, file)));
+  }
+
+  async announced(): Promise<Array<{ nodeId: string; url: string }>> {
+    const names = (await this.bounded(readdir(this.dir).catch(() => [] as string[]))) ?? [];
+    const nodes: Array<{ nodeId: string; url: string }> = [];
+    for (const name of names.filter((n) => /^node-.*\.json$/.test(n))) {
+      const text = await this.bounded(readFile(join(this.dir, name), "utf8").catch(() => undefined));
+      try {
+        const v = JSON.parse(text ?? "") as { nodeId?: unknown; url?: unknown };
+        if (typeof v.nodeId === "string" && typeof v.url === "string") nodes.push({ nodeId: v.nodeId, url: v.url });
+      } catch {
+        // half-made or foreign: not a node
+      }
+    }
+    return nodes;
   }
 
   /** The node id that holds epoch `epoch`, null if nobody does, undefined if the directory cannot be read. */

@@ -21,6 +21,8 @@ export interface BackupConfig {
   retention: LogRetention;
   /** Join from a checkpoint of the running machine instead of replaying from power-on. */
   join?: boolean;
+  /** The arbiter's identity, said in the hello (the primary refuses a backup of another arbiter). */
+  arbiterId?: string;
 }
 
 export type BackupState = "waiting" | "following" | "claiming" | "live" | "halted";
@@ -82,7 +84,8 @@ export class BackupCore {
 
   private hello(): BackupEffect {
     const join = this.joinMode && !this.checkpointed;
-    return { type: "send", message: { type: "hello", epoch: this.epoch, nodeId: this.config.nodeId, have: this.have, ...(join ? { join: true } : {}) } };
+    const arbiter = this.config.arbiterId;
+    return { type: "send", message: { type: "hello", epoch: this.epoch, nodeId: this.config.nodeId, have: this.have, ...(join ? { join: true } : {}), ...(arbiter !== undefined ? { arbiter } : {}) } };
   }
 
   /** Entries held, counted in the primary's log. */

@@ -44,6 +44,8 @@ export interface NodeConfig {
   primary?: Partial<Omit<PrimaryConfig, "nodeId" | "heartbeatIntervalMs" | "failureTimeoutMs">>;
   /** Console bytes kept for clients that resume (default 1 MiB). */
   consoleRetainBytes?: number;
+  /** The arbiter's identity (Arbiter.identity): a backup says it in its hello, a primary refuses another. */
+  arbiterId?: string;
 }
 
 
@@ -65,9 +67,9 @@ export type NodeEffect =
   | { type: "disk-release"; slice: number; untilMs: number }
   /** Compress and send the checkpoint just taken (the log goes on with entry `first`). */
   | { type: "send-checkpoint"; first: number; console: number; inputs: Array<[string, number]>; consoleTail: Uint8Array }
-  /** Accept (replace the current peer with) or refuse a connection that said hello. */
+  /** Accept (replace the current peer with) or refuse a connection that said hello; `fatal`: it can never be accepted (the backup should stop). */
   | { type: "peer-accept" }
-  | { type: "peer-refuse"; reason: string }
+  | { type: "peer-refuse"; reason: string; fatal?: boolean }
   | ConsoleEffect;
 
 /**
@@ -141,7 +143,7 @@ export class NodeCore {
   /** A backup: wait for a primary. */
   startBackup(): NodeEffect[] {
     const c = this.config;
-    this.backup = new BackupCore({ nodeId: c.nodeId, heartbeatIntervalMs: c.heartbeatIntervalMs, failureTimeoutMs: c.failureTimeoutMs, retention: this.primaryConfig().retention, ...(c.join ? { join: true } : {}) });
+    this.backup = new BackupCore({ nodeId: c.nodeId, heartbeatIntervalMs: c.heartbeatIntervalMs, failureTimeoutMs: c.failureTimeoutMs, retention: this.primaryConfig().retention, ...(c.join ? { join: true } : {}), ...(c.arbiterId !== undefined ? { arbiterId: c.arbiterId } : {}) });
     this.role = "backup";
     return [];
   }
@@ -320,6 +322,12 @@ export class NodeCore {
       const effects: NodeEffect[] = [];
       if (candidate) {
         if (msg.type !== "hello") return [{ type: "log", level: "warn", msg: "peer frame before hello ignored", fields: { type: msg.type } }];
+        const ours = this.config.arbiterId;
+        if (ours !== undefined && msg.arbiter !== undefined && msg.arbiter !== ours) {
+          // each side would claim epochs where the other cannot see them: both could go live
+          const reason = `another arbiter (backup ${msg.arbiter.slice(0, 8)}, primary ${ours.slice(0, 8)}): both nodes must name the same --shared-dir`;
+          return [{ type: "log", level: "warn", msg: "backup refused: another arbiter", fields: { backup: msg.nodeId, theirs: msg.arbiter, ours } }, { type: "peer-refuse", reason, fatal: true }];
+        }
         const stepped = this.core(core.step(msg, nowMs));
         if (core.backupId !== msg.nodeId) return [...stepped, { type: "peer-refuse", reason: "hello rejected" }];
         effects.push({ type: "peer-accept" }, ...stepped);

@@ -18,6 +18,7 @@
  * and heartbeats are served at once, never after a batch of slices.
  */
 import { EventEmitter } from "node:events";
+import { hostname } from "node:os";
 import type { Logger } from "pino";
 import type { WebSocket } from "ws";
 import type { DiskRequest } from "../../emulator/bounce-disk.js";
@@ -58,6 +59,8 @@ export interface NodeOptions {
   sharedDir?: string;
   /** Backup: join from a checkpoint of the running primary instead of replaying from power-on. */
   join?: boolean;
+  /** The arbiter's identity (set by startPrimary / startBackup from `arbiter`). */
+  arbiterId?: string;
   /** Bytes of log kept whole from power-on (a backup attaching later is sent a checkpoint); default 16 MiB. */
   powerOnLogBytesMax?: number;
   /** Backup: the primary's address (ws://host:port) and, if the log's machine is not bundled, its config. */
@@ -95,6 +98,7 @@ export class LockstepNode extends EventEmitter {
       heartbeatIntervalMs: options.heartbeatIntervalMs,
       failureTimeoutMs: options.failureTimeoutMs,
       ...(options.join ? { join: true } : {}),
+      ...(options.arbiterId !== undefined ? { arbiterId: options.arbiterId } : {}),
       ...(options.powerOnLogBytesMax !== undefined ? { primary: { retention: { ...defaultLogRetention, powerOnLogBytesMax: options.powerOnLogBytesMax } } } : {}),
     });
     const registry = nodeMetrics(this.core, () => this.machine);
@@ -108,6 +112,7 @@ export class LockstepNode extends EventEmitter {
       mayAccept: () => this.core.role === "primary",
       message: (msg, from) => this.onPeerMessage(msg, from),
       disconnected: () => this.core.peerDisconnected(),
+      refusedForGood: (reason) => this.effects(this.core.halt(`the primary refused this backup: ${reason}`)),
     });
     this.consoles = new ConsoleServer(this.log, {
       opened: (session) => this.effects(this.core.consoleOpened(session)),
@@ -128,6 +133,12 @@ export class LockstepNode extends EventEmitter {
 
   get role(): "primary" | "backup" | "halted" {
     return this.core.role;
+  }
+
+  /** Where this node's endpoints are (status, console, peer), as another host would name it. */
+  get url(): string {
+    const h = this.options.host;
+    return `http://${h === "0.0.0.0" || h === "::" || h === "" ? hostname() : h.includes(":") ? `[${h}]` : h}:${this.port}`;
   }
 
   get port(): number {
@@ -164,9 +175,10 @@ export class LockstepNode extends EventEmitter {
   // ---------------------------------------------------------------- starting
 
   static async startPrimary(options: NodeOptions): Promise<LockstepNode> {
-    const node = new LockstepNode(options);
     const current = await options.arbiter.current();
     if (current === undefined) throw new LockstepError(ErrorCode.usage, "The arbiter cannot be reached", "check --shared-dir");
+    await refuseIfPairRunning(options.arbiter);
+    const node = new LockstepNode({ ...options, arbiterId: await arbiterIdentity(options.arbiter) });
     const epoch = current + 1;
     if (!(await options.arbiter.claim(epoch, options.nodeId))) {
       throw new LockstepError(ErrorCode.usage, `Epoch ${epoch} was claimed by another node`, "another primary is starting in the same shared directory");
@@ -175,15 +187,17 @@ export class LockstepNode extends EventEmitter {
     node.header = header;
     node.machine = await MachineThread.start(init, node.machineEvents());
     await node.server.listen();
+    await options.arbiter.announce(options.nodeId, node.url);
     node.effects(node.core.startPrimary(epoch, header, node.machine.slice));
     node.log.info({ epoch, port: node.port, image: header.machine.name }, "primary started");
     return node;
   }
 
   static async startBackup(options: NodeOptions): Promise<LockstepNode> {
-    const node = new LockstepNode(options);
+    const node = new LockstepNode({ ...options, arbiterId: await arbiterIdentity(options.arbiter) });
     node.effects(node.core.startBackup());
     await node.server.listen();
+    await options.arbiter.announce(options.nodeId, node.url);
     node.link.dial(options.connect!, options.token);
     node.ticker = setInterval(() => node.tick(), tickIntervalMs);
     node.log.info({ port: node.port, primary: options.connect }, "backup started");
@@ -367,7 +381,7 @@ export class LockstepNode extends EventEmitter {
       const refused = effects.find((e) => e.type === "peer-refuse");
       if (refused) {
         this.effects(effects); // the refusal's log line
-        this.link.refuse(from, refused.reason);
+        this.link.refuse(from, refused.reason, refused.fatal === true);
         return;
       }
       if (effects.some((e) => e.type === "peer-accept")) this.link.adopt(from);
@@ -381,4 +395,26 @@ function memoryMiB(): { rss: number; heapUsed: number; external: number; arrayBu
   const m = process.memoryUsage();
   const mib = (n: number) => Math.round((n / 2 ** 20) * 10) / 10;
   return { rss: mib(m.rss), heapUsed: mib(m.heapUsed), external: mib(m.external), arrayBuffers: mib(m.arrayBuffers) };
+}
+
+async function arbiterIdentity(arbiter: Arbiter): Promise<string> {
+  const id = await arbiter.identity();
+  if (id === undefined) throw new LockstepError(ErrorCode.usage, "The arbiter cannot be reached", "check --shared-dir");
+  return id;
+}
+
+/**
+ * A second `lockstep primary` on the arbiter of a pair that is running would start a second guest
+ * on the same disk (it wins the next epoch; the running primary notices only when it next claims
+ * one). Any node of this arbiter that still answers as a live primary or backup stops it.
+ */
+async function refuseIfPairRunning(arbiter: Arbiter): Promise<void> {
+  for (const { nodeId, url } of await arbiter.announced()) {
+    const s = await fetch(new URL("/status", url), { signal: AbortSignal.timeout(1000) })
+      .then((r) => (r.ok ? (r.json() as Promise<{ role?: unknown; epoch?: unknown }>) : undefined))
+      .catch(() => undefined);
+    if (s && (s.role === "primary" || s.role === "backup")) {
+      throw new LockstepError(ErrorCode.pairRunning, `A lockstep pair is already running on this shared directory: ${nodeId} at ${url} is its ${s.role} (epoch ${String(s.epoch)})`, "stop that pair first, or give this one its own --shared-dir (and disk)");
+    }
+  }
 }

@@ -27,7 +27,12 @@ export interface PeerLinkEvents {
   message(msg: PeerMessage, from: WebSocket): void;
   /** Primary: the peer's connection closed. */
   disconnected(): void;
+  /** Backup: the primary refused it for good (close code 4004): it must not dial again. */
+  refusedForGood(reason: string): void;
 }
+
+/** Close code of a refusal that will not change (another arbiter): the backup stops. */
+const refusedForGoodCode = 4004;
 
 export class PeerLink {
   private peer: WebSocket | undefined;
@@ -61,9 +66,10 @@ export class PeerLink {
     });
     ws.on("message", (data: Buffer) => this.onFrame(data, ws));
     ws.on("error", () => {});
-    ws.on("close", () => {
+    ws.on("close", (code: number, reason: Buffer) => {
       if (this.peer === ws) this.peer = undefined;
       clearTimeout(this.reconnectTimer);
+      if (code === refusedForGoodCode) return this.events.refusedForGood(reason.toString());
       if (!this.closed) this.reconnectTimer = setTimeout(() => this.dial(address, token), 100);
     });
   }
@@ -98,8 +104,10 @@ export class PeerLink {
     this.peer = ws;
   }
 
-  refuse(ws: WebSocket, reason: string): void {
-    ws.close(4003, reason);
+  /** `forGood`: the backup can never be accepted (4004: it stops dialing); otherwise 4003. */
+  refuse(ws: WebSocket, reason: string, forGood = false): void {
+    // a close reason is at most 123 bytes
+    ws.close(forGood ? refusedForGoodCode : 4003, Buffer.from(reason).subarray(0, 123).toString());
   }
 
   /** Sends to the peer if its connection is open; otherwise the message is dropped. */

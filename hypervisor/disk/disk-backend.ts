@@ -8,7 +8,7 @@
  *   nbd     an NBD export (newstyle protocol, e.g. nbdkit) for hosts that share no filesystem
  *   memory  an image in this process (run/record of a fresh disk; tests)
  */
-import { constants } from "node:fs";
+import { constants, writeSync } from "node:fs";
 import { open, stat, type FileHandle } from "node:fs/promises";
 import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
 
@@ -17,8 +17,21 @@ export interface DiskBackend {
   readonly description: string;
   readonly bytes: number;
   read(offset: number, length: number): Promise<Uint8Array>;
-  write(offset: number, data: Uint8Array): Promise<void>;
+  /**
+   * `mayStart` (the disk lease) is asked at the last moment before the data leaves this process
+   * — for a file, in the same synchronous step as the `pwrite` — and if it says no the write is
+   * not made and the promise rejects with WriteNotStarted. A process stopped between an earlier
+   * check and a write queued on a thread pool would otherwise write, on waking, whenever it woke.
+   */
+  write(offset: number, data: Uint8Array, mayStart?: () => boolean): Promise<void>;
   close(): Promise<void>;
+}
+
+/** A write whose lease had ended when it was about to start: nothing was written; not a disk failure. */
+export class WriteNotStarted extends Error {
+  constructor() {
+    super("write not started: the disk lease had ended");
+  }
 }
 
 export const sectorBytes = 512;
@@ -32,7 +45,8 @@ export class MemoryDiskBackend implements DiskBackend {
   async read(offset: number, length: number): Promise<Uint8Array> {
     return this.image.slice(offset, offset + length);
   }
-  async write(offset: number, data: Uint8Array): Promise<void> {
+  async write(offset: number, data: Uint8Array, mayStart?: () => boolean): Promise<void> {
+    if (mayStart && !mayStart()) throw new WriteNotStarted();
     this.image.set(data, offset);
   }
   async close(): Promise<void> {}
@@ -88,8 +102,15 @@ export class FileDiskBackend implements DiskBackend {
     return out;
   }
 
-  async write(offset: number, data: Uint8Array): Promise<void> {
+  async write(offset: number, data: Uint8Array, mayStart?: () => boolean): Promise<void> {
     let done = 0;
+    if (mayStart) {
+      // under a lease: the check and the pwrite in one synchronous step, on this thread (a write
+      // handed to the thread pool could start whenever a stopped process wakes)
+      if (!mayStart()) throw new WriteNotStarted();
+      while (done < data.length) done += writeSync(this.handle.fd, data, done, data.length - done, offset + done);
+      return;
+    }
     while (done < data.length) {
       const { bytesWritten } = await this.handle.write(data, done, data.length - done, offset + done);
       done += bytesWritten;

@@ -17,7 +17,7 @@
  * a write that the old primary already made is made again with the same data.
  */
 import type { DiskRequest } from "../../emulator/bounce-disk.js";
-import type { DiskBackend } from "./disk-backend.js";
+import { WriteNotStarted, type DiskBackend } from "./disk-backend.js";
 
 export interface DiskSchedulerOptions {
   /** A read finished: queue its completion (with the data) for the next slice boundary. */
@@ -126,7 +126,9 @@ export class DiskScheduler {
   private start(item: Item): void {
     item.running = true;
     const r = item.request;
-    const op = r.op === "read" ? this.backend.read(r.offset, r.length) : this.backend.write(r.offset, r.data!).then(() => undefined);
+    // a write under a lease asks it again at the very last moment (see DiskBackend.write)
+    const mayStart = this.writableUntilMs === Number.POSITIVE_INFINITY ? undefined : () => this.writable(item);
+    const op = r.op === "read" ? this.backend.read(r.offset, r.length) : this.backend.write(r.offset, r.data!, mayStart).then(() => undefined);
     op.then(
       (data) => {
         if (this.closed) return;
@@ -149,6 +151,11 @@ export class DiskScheduler {
       },
       (e: unknown) => {
         if (this.closed) return;
+        if (e instanceof WriteNotStarted) {
+          // the lease ended on the way: it waits for the next release, like one never started
+          item.running = false;
+          return;
+        }
         const reason = `${r.op} of ${r.length} bytes at ${r.offset} on ${this.backend.description} failed: ${(e as Error).message}`;
         if (this.stallReason === undefined) {
           this.stallReason = reason;

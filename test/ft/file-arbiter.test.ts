@@ -60,3 +60,25 @@ describe("FileArbiter", () => {
     writeFileSync(fifo, ""); // let the hung read go
   });
 });
+
+describe("FileArbiter identity and announcements", () => {
+  it("gives every user of one directory the same identity, another directory another; lists the nodes announced", async () => {
+    const [d1, d2] = [0, 1].map(() => mkdtempSync(join(tmpdir(), "lockstep-arbiter-id-")));
+    try {
+      const ids = await Promise.all([new FileArbiter(d1!).identity(), new FileArbiter(d1!).identity(), new FileArbiter(d2!).identity()]);
+      expect(ids[0]).toMatch(/^[0-9a-f-]{36}$/);
+      expect(ids[1]).toBe(ids[0]);
+      expect(ids[2]).not.toBe(ids[0]);
+      const a = new FileArbiter(d1!);
+      await a.announce("A", "http://127.0.0.1:7101");
+      await a.announce("B", "http://127.0.0.1:7102");
+      await a.announce("A", "http://127.0.0.1:7201"); // restarted elsewhere
+      expect((await a.announced()).sort((x, y) => x.nodeId.localeCompare(y.nodeId))).toEqual([
+        { nodeId: "A", url: "http://127.0.0.1:7201" },
+        { nodeId: "B", url: "http://127.0.0.1:7102" },
+      ]);
+    } finally {
+      for (const d of [d1, d2]) rmSync(d!, { recursive: true, force: true });
+    }
+  });
+});

@@ -134,3 +134,15 @@ describe("a primary and a backup joining early in the run", () => {
     expect(core.primary!.state).toBe("joining");
   });
 });
+
+describe("a backup of another arbiter", () => {
+  it("is refused for good at hello, before it becomes the peer", () => {
+    const core = new NodeCore({ ...config, arbiterId: "arbiter-one" });
+    core.startPrimary(1, header, 0);
+    const effects = core.peerMessage({ type: "hello", epoch: 0, nodeId: "B", have: 0, arbiter: "arbiter-two" }, 1, true);
+    expect(effects).toContainEqual(expect.objectContaining({ type: "peer-refuse", fatal: true }));
+    expect(core.primary!.peerId).toBeUndefined();
+    const same = core.peerMessage({ type: "hello", epoch: 0, nodeId: "B", have: 0, arbiter: "arbiter-one" }, 2, true);
+    expect(same).toContainEqual({ type: "peer-accept" });
+  });
+});

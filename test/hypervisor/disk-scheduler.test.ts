@@ -3,7 +3,10 @@
 // paused, and nothing is lost.
 import { describe, expect, it } from "vitest";
 import type { DiskRequest } from "../../emulator/bounce-disk.js";
-import type { DiskBackend } from "../../hypervisor/disk/disk-backend.js";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { FileDiskBackend, WriteNotStarted, type DiskBackend } from "../../hypervisor/disk/disk-backend.js";
 import { DiskScheduler } from "../../hypervisor/disk/disk-scheduler.js";
 
 /** A backend whose operations stay in flight until the test settles them. */
@@ -105,5 +108,62 @@ describe("DiskScheduler", () => {
     await tick();
     expect(backend.ops).toHaveLength(1);
     expect(done).toEqual([]);
+  });
+});
+
+// A primary stopped (SIGSTOP, a frozen host) between the scheduler's lease check and the write
+// itself — a write queued on the thread pool — wrote on waking, over newer data of the primary
+// that took over. The lease is asked again at the last moment, in the same step as the pwrite.
+describe("DiskScheduler and a lease that ends before a write starts", () => {
+  it("does not write when the lease ended between the scheduler's check and the backend's start; the write waits for a new lease", async () => {
+    let now = 0;
+    const starts: Array<() => void> = [];
+    const written: number[] = [];
+    const stalls: Array<string | undefined> = [];
+    // the backend starts each write later (a busy thread pool), asking the lease at that moment
+    const backend: DiskBackend = {
+      description: "late",
+      bytes: 1 << 20,
+      read: async (_o, length) => new Uint8Array(length),
+      write: (offset, _data, mayStart) =>
+        new Promise((ok, fail) =>
+          starts.push(() => {
+            if (mayStart && !mayStart()) return fail(new WriteNotStarted());
+            written.push(offset);
+            ok();
+          }),
+        ),
+      close: async () => {},
+    };
+    const s = new DiskScheduler(backend, { onRead: () => {}, onWrite: () => {}, onStall: (r) => stalls.push(r), setTimer: () => {}, now: () => now });
+    s.submit([write(1, 10, 0xaa)], 5);
+    s.release(5, 100);
+    expect(starts).toHaveLength(1);
+    now = 5000; // stopped here, woken long after the lease
+    starts.shift()!();
+    await tick();
+    expect(written).toEqual([]);
+    expect(stalls).toEqual([]); // not a disk failure
+    expect(s.heldWrites + s.outstanding).toBeGreaterThan(0);
+    s.release(5, 6000); // still the primary after all: a fresh lease
+    starts.shift()!();
+    await tick();
+    expect(written).toEqual([10 * 512]);
+  });
+
+  it("file backend: a write whose lease has ended leaves the file as it was", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "lockstep-lease-"));
+    const path = join(dir, "disk.img");
+    writeFileSync(path, new Uint8Array(4096));
+    const backend = await FileDiskBackend.open(path);
+    try {
+      await expect(backend.write(512, new Uint8Array(512).fill(7), () => false)).rejects.toBeInstanceOf(WriteNotStarted);
+      expect(readFileSync(path).subarray(512, 1024).every((b) => b === 0)).toBe(true);
+      await backend.write(512, new Uint8Array(512).fill(7), () => true);
+      expect(readFileSync(path).subarray(512, 1024).every((b) => b === 7)).toBe(true);
+    } finally {
+      await backend.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
