@@ -23,6 +23,7 @@ interface DemoNode {
 export async function demoCommand(options: { image: string }): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "lockstep-demo-"));
   const token = randomBytes(16).toString("hex");
+  const peerToken = randomBytes(16).toString("hex");
   const logFile = join(dir, "nodes.log");
   const logFd = openSync(logFile, "a");
   const nodes: DemoNode[] = [];
@@ -37,7 +38,7 @@ export async function demoCommand(options: { image: string }): Promise<void> {
     const args = role === "primary" ? ["--image", options.image] : [];
     if (how.connect) args.push("--connect", how.connect);
     if (how.join) args.push("--join");
-    const proc = await NodeProcess.start({ role, name, sharedDir: dir, token, args, stderr: logFd, ...(how.port !== undefined ? { port: how.port } : {}) });
+    const proc = await NodeProcess.start({ role, name, sharedDir: dir, token, peerToken, args, stderr: logFd, ...(how.port !== undefined ? { port: how.port } : {}) });
     const node: DemoNode = { process: proc, role };
     nodes.push(node);
     const onEvent = (ev: NodeEvent) => {

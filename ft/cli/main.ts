@@ -120,7 +120,11 @@ export function buildProgram(): Command {
     c
       .option("--listen <host:port>", "address for the peer, console and status endpoints (loopback unless told otherwise)", defaultListen)
       .requiredOption("--shared-dir <dir>", "directory both hosts share: the arbiter's epoch lock lives here")
-      .option("--token <token>", "shared secret for peers and consoles (default: $LOCKSTEP_TOKEN)")
+      .option("--token <token>", "console credential: what `lockstep console` must show (default: $LOCKSTEP_TOKEN)")
+      .option("--peer-token <token>", "peer credential, the same on both nodes and not the console's: what the backup shows on the logging channel (default: $LOCKSTEP_PEER_TOKEN)")
+      .option("--tls-cert <file>", "serve HTTPS/WSS with this certificate (PEM; with --tls-key)")
+      .option("--tls-key <file>", "the certificate's private key (PEM)")
+      .option("--tls-ca <file>", "certificates to trust for a wss:// primary (PEM; default: the system's)")
       .option("--heartbeat-ms <ms>", "heartbeat interval", positiveInt("--heartbeat-ms"), 50)
       .option("--failure-timeout-ms <ms>", "silence after which the peer is declared failed", positiveInt("--failure-timeout-ms"), 400)
       .option("--node-id <id>", "name of this node in logs and the arbiter")
@@ -143,15 +147,17 @@ export function buildProgram(): Command {
     .command("console")
     .description("attach the terminal to the guest's console, following whichever node is live (Ctrl-] quits)")
     .argument("<url...>", "node addresses, e.g. ws://127.0.0.1:7101 ws://127.0.0.1:7102")
-    .option("--token <token>", "shared secret (default: $LOCKSTEP_TOKEN)")
-    .action(async (urls: string[], o) => consoleCommand(urls, o.token));
+    .option("--token <token>", "console credential (default: $LOCKSTEP_TOKEN)")
+    .option("--tls-ca <file>", "certificates to trust for wss:// nodes (PEM; default: the system's)")
+    .action(async (urls: string[], o) => consoleCommand(urls, o.token, o.tlsCa));
 
   program
     .command("status")
     .description("role, epoch, slice, lag, log and protection of each node")
     .argument("<url...>", "node addresses")
     .option("--json", "machine-readable output")
-    .action(async (urls: string[], o) => statusCommand(urls, Boolean(o.json)));
+    .option("--tls-ca <file>", "certificates to trust for https:// nodes (PEM; default: the system's)")
+    .action(async (urls: string[], o) => statusCommand(urls, Boolean(o.json), o.tlsCa));
 
   program
     .command("demo")

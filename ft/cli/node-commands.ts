@@ -3,10 +3,11 @@
  * OS process; the console follows whichever node is live.
  */
 import { hostname } from "node:os";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
 import { FileArbiter } from "../arbiter/file-arbiter.js";
 import { ConsoleClient } from "../runtime/console-client.js";
+import { getJson } from "../runtime/get-json.js";
 import { LockstepNode, type NodeOptions } from "../runtime/lockstep-node.js";
 import { rootLogger } from "../logger.js";
 import { attachTerminal, escapeKeyName } from "./terminal-console.js";
@@ -15,6 +16,10 @@ export interface NodeCommandOptions {
   listen: string;
   sharedDir: string;
   token?: string;
+  peerToken?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
   heartbeatMs: number;
   failureTimeoutMs: number;
   nodeId?: string;
@@ -34,8 +39,26 @@ export function parseListen(listen: string): { host: string; port: number } {
 
 export function requireToken(token: string | undefined): string {
   const t = token ?? process.env.LOCKSTEP_TOKEN;
-  if (!t || t.length < 8) throw new LockstepError(ErrorCode.usage, "A shared token of at least 8 characters is required", "pass --token or set LOCKSTEP_TOKEN");
+  if (!t || t.length < 8) throw new LockstepError(ErrorCode.usage, "A console token of at least 8 characters is required", "pass --token or set LOCKSTEP_TOKEN");
   return t;
+}
+
+/** The peer credential: its own secret, not the console's (a console user must not be able to pose as the backup). */
+export function requirePeerToken(peerToken: string | undefined, consoleToken: string): string {
+  const t = peerToken ?? process.env.LOCKSTEP_PEER_TOKEN;
+  if (!t || t.length < 8) throw new LockstepError(ErrorCode.usage, "A peer token of at least 8 characters is required", "pass --peer-token or set LOCKSTEP_PEER_TOKEN (the same on both nodes, and not the console's --token)");
+  if (t === consoleToken) throw new LockstepError(ErrorCode.usage, "The peer token must differ from the console token", "anyone who may use the console could otherwise pose as the backup");
+  return t;
+}
+
+/** Reads a PEM file named by a --tls-* option. */
+export function readPem(path: string | undefined, what: string): Buffer | undefined {
+  if (path === undefined) return undefined;
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new LockstepError(ErrorCode.usage, `${what} ${path} cannot be read (${(e as NodeJS.ErrnoException).code})`);
+  }
 }
 
 async function runNode(role: "primary" | "backup", o: NodeCommandOptions): Promise<void> {
@@ -51,6 +74,8 @@ async function runNode(role: "primary" | "backup", o: NodeCommandOptions): Promi
     host,
     port,
     token: requireToken(o.token),
+    peerToken: requirePeerToken(o.peerToken, requireToken(o.token)),
+    ...tlsOptions(o),
     arbiter: new FileArbiter(o.sharedDir),
     logger: rootLogger().child({ role, nodeId }),
     heartbeatIntervalMs: o.heartbeatMs,
@@ -85,8 +110,9 @@ async function runNode(role: "primary" | "backup", o: NodeCommandOptions): Promi
 export const primaryCommand = (o: NodeCommandOptions) => runNode("primary", o);
 export const backupCommand = (o: NodeCommandOptions) => runNode("backup", o);
 
-export async function consoleCommand(urls: string[], token: string | undefined): Promise<void> {
-  const client = new ConsoleClient({ urls, token: requireToken(token) });
+export async function consoleCommand(urls: string[], token: string | undefined, tlsCa?: string): Promise<void> {
+  const ca = readPem(tlsCa, "--tls-ca");
+  const client = new ConsoleClient({ urls, token: requireToken(token), ...(ca ? { ca } : {}) });
   const log = rootLogger().child({ component: "console" });
   client.on("output", (b: Uint8Array) => process.stdout.write(b));
   client.on("attached", (url: string, epoch: number) => log.info({ url, epoch }, "attached"));
@@ -108,13 +134,13 @@ export async function consoleCommand(urls: string[], token: string | undefined):
   client.close();
 }
 
-export async function statusCommand(urls: string[], json: boolean): Promise<void> {
+export async function statusCommand(urls: string[], json: boolean, tlsCa?: string): Promise<void> {
   const rows: Array<Record<string, unknown>> = [];
+  const ca = readPem(tlsCa, "--tls-ca");
   for (const u of urls) {
     const url = new URL("/status", u.replace(/^ws/, "http"));
     try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
-      rows.push({ url: u, ...((await res.json()) as Record<string, unknown>) });
+      rows.push({ url: u, ...(await getJson<Record<string, unknown>>(url, { timeoutMs: 2000, ...(ca ? { ca } : {}) })) });
     } catch (e) {
       rows.push({ url: u, role: "unreachable", error: (e as Error).message });
     }
@@ -133,4 +159,12 @@ export async function statusCommand(urls: string[], json: boolean): Promise<void
       `${r.url}  ${String(r.role).padEnd(8)} epoch ${r.epoch}  ${r.role === "primary" ? (r.protected ? `protected by ${r.backup}` : "UNPROTECTED") : `state ${r.state}`}  slice ${r.slice}  lag ${lag}  log ${r.logEntries} entries  console ${r.releasedBytes}/${r.outputBytes} bytes\n`,
     );
   }
+}
+
+function tlsOptions(o: NodeCommandOptions): { tls?: { cert: Buffer; key: Buffer }; ca?: Buffer } {
+  if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new LockstepError(ErrorCode.usage, "--tls-cert and --tls-key go together");
+  const cert = readPem(o.tlsCert, "--tls-cert");
+  const key = readPem(o.tlsKey, "--tls-key");
+  const ca = readPem(o.tlsCa, "--tls-ca");
+  return { ...(cert && key ? { tls: { cert, key } } : {}), ...(ca ? { ca } : {}) };
 }

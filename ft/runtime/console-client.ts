@@ -24,7 +24,10 @@ import { consoleInputBytesMax, decodeConsoleServerMessage, encodeConsoleMessage,
 
 export interface ConsoleClientOptions {
   urls: string[];
+  /** The console credential. */
   token: string;
+  /** Certificates to trust for wss:// nodes (PEM; default: the system's). */
+  ca?: Buffer;
   clientId?: string;
   /** Reconnect delay after a failed or lost connection. */
   retryMs?: number;
@@ -187,8 +190,7 @@ export class ConsoleClient extends EventEmitter {
     const base = this.options.urls[this.urlIndex % this.options.urls.length]!;
     this.urlIndex++;
     const url = new URL("/console", base.replace(/^http/, "ws"));
-    url.searchParams.set("token", this.options.token);
-    const ws = new WebSocket(url);
+    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${this.options.token}` }, ...(this.options.ca ? { ca: this.options.ca } : {}) });
     this.ws = ws;
     const deadAfterMs = this.options.deadAfterMs ?? 3000;
     let heardAtMs = performance.now();

@@ -29,6 +29,7 @@ import { MachineThread, type MachineEvents } from "../../hypervisor/machine-thre
 import type { Arbiter } from "../arbiter/arbiter.js";
 import { NodeCore, type NodeEffect } from "../core/node-core.js";
 import { defaultLogRetention } from "../core/retained-log.js";
+import { getJson } from "./get-json.js";
 import { NodeServer } from "../transport/node-server.js";
 import type { PeerMessage } from "../wire/peer-messages.js";
 import { sendCheckpoint, type CheckpointSent } from "./checkpoint-sender.js";
@@ -42,7 +43,14 @@ export interface NodeOptions {
   nodeId: string;
   host: string;
   port: number;
+  /** Console credential. */
   token: string;
+  /** Peer credential (the logging channel); must differ from the console's. */
+  peerToken: string;
+  /** Serve HTTPS/WSS with this certificate and key (PEM). */
+  tls?: { cert: Buffer; key: Buffer };
+  /** Certificates to trust when dialing a wss:// primary (PEM; default: the system's). */
+  ca?: Buffer;
   arbiter: Arbiter;
   logger: Logger;
   heartbeatIntervalMs: number;
@@ -122,7 +130,9 @@ export class LockstepNode extends EventEmitter {
     this.server = new NodeServer({
       host: options.host,
       port: options.port,
-      token: options.token,
+      consoleToken: options.token,
+      peerToken: options.peerToken,
+      ...(options.tls ? { tls: options.tls } : {}),
       status: () => this.status(),
       metrics: () => registry.metrics(),
       onPeer: (ws, req) => this.link.accept(ws, req),
@@ -138,7 +148,7 @@ export class LockstepNode extends EventEmitter {
   /** Where this node's endpoints are (status, console, peer), as another host would name it. */
   get url(): string {
     const h = this.options.host;
-    return `http://${h === "0.0.0.0" || h === "::" || h === "" ? hostname() : h.includes(":") ? `[${h}]` : h}:${this.port}`;
+    return `${this.options.tls ? "https" : "http"}://${h === "0.0.0.0" || h === "::" || h === "" ? hostname() : h.includes(":") ? `[${h}]` : h}:${this.port}`;
   }
 
   get port(): number {
@@ -177,7 +187,7 @@ export class LockstepNode extends EventEmitter {
   static async startPrimary(options: NodeOptions): Promise<LockstepNode> {
     const current = await options.arbiter.current();
     if (current === undefined) throw new LockstepError(ErrorCode.usage, "The arbiter cannot be reached", "check --shared-dir");
-    await refuseIfPairRunning(options.arbiter);
+    await refuseIfPairRunning(options.arbiter, options.ca);
     const node = new LockstepNode({ ...options, arbiterId: await arbiterIdentity(options.arbiter) });
     const epoch = current + 1;
     if (!(await options.arbiter.claim(epoch, options.nodeId))) {
@@ -198,7 +208,7 @@ export class LockstepNode extends EventEmitter {
     node.effects(node.core.startBackup());
     await node.server.listen();
     await options.arbiter.announce(options.nodeId, node.url);
-    node.link.dial(options.connect!, options.token);
+    node.link.dial(options.connect!, options.peerToken, options.ca);
     node.ticker = setInterval(() => node.tick(), tickIntervalMs);
     node.log.info({ port: node.port, primary: options.connect }, "backup started");
     return node;
@@ -408,11 +418,9 @@ async function arbiterIdentity(arbiter: Arbiter): Promise<string> {
  * on the same disk (it wins the next epoch; the running primary notices only when it next claims
  * one). Any node of this arbiter that still answers as a live primary or backup stops it.
  */
-async function refuseIfPairRunning(arbiter: Arbiter): Promise<void> {
+async function refuseIfPairRunning(arbiter: Arbiter, ca: Buffer | undefined): Promise<void> {
   for (const { nodeId, url } of await arbiter.announced()) {
-    const s = await fetch(new URL("/status", url), { signal: AbortSignal.timeout(1000) })
-      .then((r) => (r.ok ? (r.json() as Promise<{ role?: unknown; epoch?: unknown }>) : undefined))
-      .catch(() => undefined);
+    const s = await getJson<{ role?: unknown; epoch?: unknown }>(new URL("/status", url), { timeoutMs: 1000, ...(ca ? { ca } : {}) }).catch(() => undefined);
     if (s && (s.role === "primary" || s.role === "backup")) {
       throw new LockstepError(ErrorCode.pairRunning, `A lockstep pair is already running on this shared directory: ${nodeId} at ${url} is its ${s.role} (epoch ${String(s.epoch)})`, "stop that pair first, or give this one its own --shared-dir (and disk)");
     }

@@ -24,7 +24,10 @@ export interface NodeProcessOptions {
   name: string;
   /** --shared-dir: the arbiter directory the nodes of a pair share. */
   sharedDir: string;
+  /** Console credential (--token). */
   token: string;
+  /** Peer credential (--peer-token); default: the console's with "-peer" appended. */
+  peerToken?: string;
   /** Further options of the command: --image, --connect, --join, --disk ... */
   args?: string[];
   /** The port to listen on. Default 0: the OS picks a free one and the node reports it when listening. */
@@ -73,7 +76,7 @@ export class NodeProcess extends EventEmitter {
     this.role = options.role;
     this.port = options.port ?? 0;
     const cli = join(packageRoot(), "dist", "ft", "cli", "main.js");
-    const argv = [cli, options.role, "--listen", `127.0.0.1:${this.port}`, "--shared-dir", options.sharedDir, "--token", options.token, "--node-id", options.name, ...(options.args ?? [])];
+    const argv = [cli, options.role, "--listen", `127.0.0.1:${this.port}`, "--shared-dir", options.sharedDir, "--token", options.token, "--peer-token", options.peerToken ?? `${options.token}-peer`, "--node-id", options.name, ...(options.args ?? [])];
     const stderr = options.stderr ?? "capture";
     // taskset execs the node in its own place, so the child's pid and signals are the node's
     const [command, args] = options.cpus !== undefined ? ["taskset", ["-c", options.cpus, process.execPath, ...argv]] : [process.execPath, argv];

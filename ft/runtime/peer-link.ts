@@ -53,11 +53,10 @@ export class PeerLink {
   }
 
   /** Backup: dials the primary at `address` (ws://host:port), and again 100 ms after every close. */
-  dial(address: string, token: string): void {
+  dial(address: string, token: string, ca?: Buffer): void {
     if (this.closed || !this.events.mayDial()) return;
-    const url = new URL("/peer", address);
-    url.searchParams.set("token", token);
-    const ws = new WebSocket(url, { maxPayload: 64 * 2 ** 20 });
+    const url = new URL("/peer", address.replace(/^http/, "ws"));
+    const ws = new WebSocket(url, { maxPayload: 64 * 2 ** 20, headers: { authorization: `Bearer ${token}` }, ...(ca ? { ca } : {}) });
     ws.binaryType = "nodebuffer";
     ws.on("open", () => {
       this.peer = ws;
@@ -70,7 +69,7 @@ export class PeerLink {
       if (this.peer === ws) this.peer = undefined;
       clearTimeout(this.reconnectTimer);
       if (code === refusedForGoodCode) return this.events.refusedForGood(reason.toString());
-      if (!this.closed) this.reconnectTimer = setTimeout(() => this.dial(address, token), 100);
+      if (!this.closed) this.reconnectTimer = setTimeout(() => this.dial(address, token, ca), 100);
     });
   }
 

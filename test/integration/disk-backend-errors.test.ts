@@ -28,7 +28,7 @@ async function nbdkit(socket: string, file: string, extra: string[] = []): Promi
   return child;
 }
 
-const primaryArgs = (disk: string) => ["primary", "--listen", "127.0.0.1:0", "--shared-dir", join(cluster.dir, "arb"), "--token", token, "--image", "linux", "--disk", disk];
+const primaryArgs = (disk: string) => ["primary", "--listen", "127.0.0.1:0", "--shared-dir", join(cluster.dir, "arb"), "--token", token, "--peer-token", `${token}-peer`, "--image", "linux", "--disk", disk];
 
 describe("disk backend errors", () => {
   it("a missing disk, and a read-only NBD export, are refused with a stable code", async () => {

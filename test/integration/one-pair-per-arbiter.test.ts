@@ -29,7 +29,7 @@ describe("one pair per arbiter", () => {
     expect(String(halted.reason)).toMatch(/refused this backup: another arbiter .*same --shared-dir/);
     expect((await a.status()).backup).toBeNull();
 
-    const second = runCli(["primary", "--shared-dir", dirs[0]!, "--listen", "127.0.0.1:0", "--token", token, "--image", "tiny"], { timeoutMs: 30_000 });
+    const second = runCli(["primary", "--shared-dir", dirs[0]!, "--listen", "127.0.0.1:0", "--token", token, "--peer-token", `${token}-peer`, "--image", "tiny"], { timeoutMs: 30_000 });
     expect(second.status).not.toBe(0);
     expect(second.stderr).toMatch(/LOCKSTEP_ERR_PAIR_RUNNING: A lockstep pair is already running on this shared directory: A at http:\/\/127\.0\.0\.1:\d+ is its primary/);
     expect((await a.status()).epoch).toBe(1); // the running pair lost nothing to it

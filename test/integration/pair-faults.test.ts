@@ -75,15 +75,19 @@ describe("pair faults with real processes", () => {
 
   it("bad input on the channel and the console is rejected; the pair stays protected", async () => {
     const { a, b } = await protectedPair();
-    const open = (path: string, tok = token) =>
+    const open = (path: string, tok = path === "/peer" ? `${token}-peer` : token, inUrl = false) =>
       new Promise<WebSocket | number>((resolve) => {
-        const ws = new WebSocket(`${a.url}${path}?token=${tok}`);
+        const ws = inUrl ? new WebSocket(`${a.url}${path}?token=${tok}`) : new WebSocket(`${a.url}${path}`, { headers: { authorization: `Bearer ${tok}` } });
         ws.on("open", () => resolve(ws));
         ws.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
         ws.on("error", () => {});
       });
     expect(await open("/peer", "wrong-token-xyz")).toBe(401);
     expect(await open("/console", "wrong-token-xyz")).toBe(401);
+    // the console credential does not open the logging channel (a console user posing as the backup)
+    expect(await open("/peer", token)).toBe(401);
+    // a credential in the URL is refused (URLs end up in logs)
+    expect(await open("/console", token, true)).toBe(401);
     const closed = (ws: WebSocket) => new Promise<number>((resolve) => ws.on("close", (code) => resolve(code)));
     const frames: Uint8Array[] = [
       new Uint8Array([0xc1, 0xff, 0x00]), // not msgpack
