@@ -112,6 +112,10 @@ export class NodeCore {
   /** Host ms a running primary's guest was held by flow or lag control (or a failing disk), in total. */
   private heldMs = 0;
   private heldSinceMs: number | undefined;
+  /** A backup is joining from a checkpoint: when it asked, and the guest's held time then. */
+  private joinStart: { atMs: number; heldMs: number } | undefined;
+  /** The last join from a checkpoint: how long until protected, and how long the guest was held meanwhile (ms). */
+  lastJoin: { ms: number; guestHeldMs: number } | undefined;
   private outputPending: Array<{ end: number; atMs: number; protected: boolean }> = [];
   /** Host ms of the newest event that carried the time (for decisions taken on events without it). */
   private nowMs = 0;
@@ -332,8 +336,13 @@ export class NodeCore {
         if (core.backupId !== msg.nodeId) return [...stepped, { type: "peer-refuse", reason: "hello rejected" }];
         effects.push({ type: "peer-accept" }, ...stepped);
       } else {
+        const before = core.state;
         effects.push(...this.core(core.step(msg, nowMs)));
         if (msg.type === "ack") this.sampleLag();
+        if (before === "joining" && core.state === "protected" && this.joinStart) {
+          this.lastJoin = { ms: Math.round(nowMs - this.joinStart.atMs), guestHeldMs: Math.round(this.guestHeldMs() - this.joinStart.heldMs) };
+          this.joinStart = undefined;
+        }
       }
       effects.push(...this.release(nowMs), ...this.gateEffects());
       return effects;
@@ -407,7 +416,9 @@ export class NodeCore {
     this.nowMs = Math.max(this.nowMs, nowMs);
     this.machineSlice = Math.max(this.machineSlice, machineSlice);
     if (this.primary && this.role === "primary") {
-      return [...this.core(this.primary.tick(nowMs)), ...this.release(nowMs), ...this.gateEffects()];
+      const effects = [...this.core(this.primary.tick(nowMs)), ...this.release(nowMs), ...this.gateEffects()];
+      if (this.primary.state !== "joining") this.joinStart = undefined; // that join ended without protection
+      return effects;
     }
     if (this.backup && this.role === "backup") {
       this.backup.setExecuted(this.machineSlice);
@@ -472,6 +483,7 @@ export class NodeCore {
     for (const e of effects) {
       switch (e.type) {
         case "checkpoint-wanted":
+          this.joinStart ??= { atMs: this.nowMs, heldMs: this.guestHeldMs() };
           out.push({ type: "log", level: "info", msg: "a backup joins from a checkpoint: taking one at the next boundary without disk I/O in flight" }, { type: "machine-checkpoint" });
           break;
         case "header":
@@ -503,6 +515,11 @@ export class NodeCore {
     return out;
   }
 
+  /** Host ms a running primary's guest has been held by flow or lag control (or a failing disk), in total. */
+  private guestHeldMs(): number {
+    return this.heldMs + (this.heldSinceMs !== undefined ? this.nowMs - this.heldSinceMs : 0);
+  }
+
   /** The log this node holds now: its oldest entry, entries, bytes, and whether it is still whole from power-on. */
   logHeld(): { from: number; entries: number; bytes: number; fromPowerOn: boolean } | undefined {
     const log = this.primary?.heldLog ?? this.backup?.log;
@@ -526,7 +543,9 @@ export class NodeCore {
       haltReason: this.haltReason ?? null,
       outputDelayMs: this.outputDelay.summary(),
       backupLagMs: this.backupLag.summary(),
-      guestHeldMs: Math.round(this.heldMs + (this.heldSinceMs !== undefined ? this.nowMs - this.heldSinceMs : 0)),
+      guestHeldMs: Math.round(this.guestHeldMs()),
+      lastJoinProtectedMs: this.lastJoin?.ms ?? null,
+      lastJoinGuestHeldMs: this.lastJoin?.guestHeldMs ?? null,
     };
   }
 }

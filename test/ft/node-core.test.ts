@@ -146,3 +146,22 @@ describe("a backup of another arbiter", () => {
     expect(same).toContainEqual({ type: "peer-accept" });
   });
 });
+
+describe("the pause a join costs the guest", () => {
+  it("is measured from the backup's request to protection: the time the guest was held meanwhile", () => {
+    const core = new NodeCore(config);
+    core.startPrimary(1, header, 0);
+    core.machineBatch(batch(1, 0), 0);
+    expect(core.peerMessage({ type: "hello", epoch: 0, nodeId: "B", have: 0, join: true }, 1, true)).toContainEqual({ type: "machine-checkpoint" });
+    core.checkpointTaken();
+    core.checkpointSent();
+    // the backup builds its machine; the primary runs ahead until lag control holds it (at 20)
+    for (let s = 2; s <= 60; s++) core.machineBatch(batch(s, 20), 20);
+    expect(core.status().guestHeldMs).toBe(0);
+    core.tick(120, 60);
+    expect(core.primary!.state).toBe("joining");
+    core.peerMessage({ type: "ack", epoch: 1, have: core.primary!.logLength, complete: 60, executed: 60 }, 120);
+    expect(core.primary!.state).toBe("protected");
+    expect(core.lastJoin).toEqual({ ms: 119, guestHeldMs: 100 });
+  });
+});
