@@ -35,7 +35,7 @@ export class SharedDisk {
         this.log.info({ disk: location, sizeMiB: config.disk.sizeMiB }, "made a fresh shared disk");
       }
     } else if (location && !/^nbd/.test(location)) location = resolve(location);
-    if (location) this.backend = await openDiskBackend(location);
+    if (location) this.backend = await openDiskBackend(location, { logger: this.log });
     return this.backend ? { bytes: this.backend.bytes, location } : undefined;
   }
 
@@ -43,7 +43,7 @@ export class SharedDisk {
   async openAtTakeover(location: string, givenUp: () => boolean): Promise<boolean> {
     for (let attempt = 0; !this.backend; attempt++) {
       try {
-        this.backend = await openDiskBackend(location);
+        this.backend = await openDiskBackend(location, { logger: this.log });
       } catch (e) {
         if (attempt === 0) this.log.error({ disk: location, reason: (e as Error).message }, "the shared disk cannot be opened: retrying every second before going live");
         await new Promise((r) => setTimeout(r, 1000));

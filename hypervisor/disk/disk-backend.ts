@@ -11,6 +11,7 @@
 import { constants, writeSync } from "node:fs";
 import { open, stat, type FileHandle } from "node:fs/promises";
 import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
+import type { NbdOptions } from "./nbd-backend.js";
 
 export interface DiskBackend {
   /** For logs and errors, e.g. "file /shared/disk.img" or "nbd://127.0.0.1:10809/". */
@@ -122,11 +123,14 @@ export class FileDiskBackend implements DiskBackend {
   }
 }
 
-/** Opens a backend by location: a file path, or an NBD URL (nbd://host[:port]/export, nbd+unix:///export?socket=PATH). */
-export async function openDiskBackend(location: string): Promise<DiskBackend> {
+/**
+ * Opens a backend by location: a file path, or an NBD URL (nbd://host[:port]/export,
+ * nbd+unix:///export?socket=PATH), which logs its lost connections and reconnects to `options.logger`.
+ */
+export async function openDiskBackend(location: string, options: NbdOptions): Promise<DiskBackend> {
   if (/^nbd(\+unix)?:\/\//.test(location)) {
     const { NbdDiskBackend } = await import("./nbd-backend.js");
-    return NbdDiskBackend.connect(location);
+    return NbdDiskBackend.connect(location, options);
   }
   return FileDiskBackend.open(location);
 }
