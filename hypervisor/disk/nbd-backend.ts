@@ -27,7 +27,7 @@
 import { connect, type Socket } from "node:net";
 import type { Logger } from "pino";
 import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
-import type { DiskBackend } from "./disk-backend.js";
+import { WriteNotStarted, type DiskBackend } from "./disk-backend.js";
 
 const NBDMAGIC = 0x4e42444d41474943n; // "NBDMAGIC"
 const IHAVEOPT = 0x49484156454f5054n; // "IHAVEOPT"
@@ -464,10 +464,12 @@ export class NbdDiskBackend implements DiskBackend {
     return conn;
   }
 
-  private async request(cmd: number, offset: number, length: number, data?: Uint8Array): Promise<Uint8Array> {
+  private async request(cmd: number, offset: number, length: number, data?: Uint8Array, mayStart?: () => boolean): Promise<Uint8Array> {
     this.active++;
     try {
       const conn = await this.connection();
+      // the lease, asked again right before the request goes into the socket (a reconnect may have taken long)
+      if (mayStart && !mayStart()) throw new WriteNotStarted();
       return await conn.request(cmd, offset, length, this.nextCookie++, data);
     } finally {
       this.active--;
@@ -478,8 +480,8 @@ export class NbdDiskBackend implements DiskBackend {
     return this.request(CMD_READ, offset, length);
   }
 
-  async write(offset: number, data: Uint8Array): Promise<void> {
-    await this.request(CMD_WRITE, offset, data.length, data);
+  async write(offset: number, data: Uint8Array, mayStart?: () => boolean): Promise<void> {
+    await this.request(CMD_WRITE, offset, data.length, data, mayStart);
   }
 
   /** Fails what is in flight and closes; resolves within a second even when the server hangs. */
