@@ -83,4 +83,18 @@ describe("wire codec", () => {
     expect(bad({ ...header, disk: { bytes: 100 } })).toMatch(/disk\.bytes must be an integer from 512/);
     expect(bad({ ...header, disk: { bytes: 1 << 20, location: 5 } })).toMatch(/disk\.location must be a non-empty string, not 5/);
   });
+
+  it("quotes a huge unknown type or version short in the refusal (the whole value went into the message and the node's log)", () => {
+    const messageOf = (b: Uint8Array) => {
+      try {
+        decodePeerMessage(b);
+      } catch (e) {
+        if (e instanceof WireError) return e.message;
+        throw e;
+      }
+      throw new Error("expected a WireError");
+    };
+    expect(messageOf(packr.pack({ v: 1, type: "t".repeat(2 ** 20) }))).toMatch(/^Unknown frame type "t{40}…"$/);
+    expect(messageOf(packr.pack({ v: "v".repeat(2 ** 20), type: "ack" }))).toMatch(/^Frame has version "v{40}…"; this side speaks 1$/);
+  });
 });

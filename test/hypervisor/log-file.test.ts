@@ -212,6 +212,12 @@ describe("log file", () => {
     expect(bad([3, 0, 0, null, 1e-300]).code).toBe(ErrorCode.logCorrupt);
   });
 
+  it("refuses an entry whose fields are maps with toString or valueOf keys (describing them threw a TypeError)", () => {
+    const bad = (raw: unknown) => errorOf(() => decodeEntry(packr.unpack(packr.pack(raw)), "t")).message;
+    expect(bad([1, { toString: 1 }, 0, new Uint8Array([1])])).toMatch(/slice a map is not a non-negative integer/);
+    expect(bad([1, 0, { valueOf: 0, toString: "x" }, new Uint8Array([1])])).toMatch(/instruction count a map is not/);
+  });
+
   it("finds how a log ends without reading it entry by entry", () => {
     const r = new LogReader(writeLog("end.lslog"));
     expect(r.findEnd()).toEqual({ last: entries.at(-1), truncatedAt: undefined });
