@@ -116,7 +116,7 @@ export async function replayLog(reader: LogReader, options: Omit<ReplayCommandOp
       clock: header.clock,
       digestEverySlices: header.digestEverySlices,
       paced: false,
-      ...(startSlice > 0 ? { checkpoint: { bytes: loadCheckpointBytes(reader.path, startSlice), slice: startSlice } } : {}),
+      ...(startSlice > 0 ? { checkpoint: { bytes: loadCheckpointBytes(reader.path, startSlice, loaded.config.memoryMiB), slice: startSlice } } : {}),
       replay: { file: reader.path, allowTruncated: options.allowTruncated, startSlice, ...(options.until !== undefined ? { untilSlice: options.until } : {}) },
     },
     {
