@@ -95,7 +95,7 @@ export function decodePeerMessage(bytes: Uint8Array): PeerMessage {
     case "header": {
       let header: LogHeader;
       try {
-        header = validateHeader(f.header, "Frame header: the log header");
+        header = validateHeader(f.header, "Frame header: the primary's log");
       } catch (e) {
         throw new WireError(WireErrorCode.malformed, (e as Error).message);
       }
