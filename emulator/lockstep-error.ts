@@ -50,3 +50,25 @@ export class LockstepError extends Error {
 export function isLockstepError(e: unknown): e is LockstepError {
   return e instanceof LockstepError;
 }
+
+/**
+ * A short description of a value decoded from untrusted bytes, for an error message: never throws
+ * (a decoded map may carry keys such as `toString` that break `String(v)`) and never runs long.
+ */
+export function describeValue(v: unknown): string {
+  switch (typeof v) {
+    case "string":
+      return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
+    case "number":
+    case "boolean":
+    case "bigint":
+    case "undefined":
+      return String(v);
+    default:
+      if (v === null) return "null";
+      if (v instanceof Uint8Array) return `${v.byteLength} bytes`;
+      if (Array.isArray(v)) return `a list of ${v.length} items`;
+      if (v instanceof Date) return "a timestamp";
+      return "a map";
+  }
+}

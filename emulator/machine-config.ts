@@ -48,7 +48,8 @@ export interface LoadedMachine {
 /** v86 loads the initrd at 64 MiB; the kernel then needs room to unpack it. */
 const initrdLoadAddressMiB = 64;
 const initrdHeadroomMiB = 16;
-const memoryMiBMax = 2048;
+/** Guest memory at most (MiB); also bounds what a checkpoint may decompress to. */
+export const memoryMiBMax = 2048;
 
 export function sha256Hex(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");

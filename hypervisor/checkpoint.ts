@@ -5,12 +5,17 @@
  * entry, which clears the JIT cache on every machine that follows the log.
  *
  * On the wire and on disk: "LSCKPT" + u32 format + u32 crc32 of the body + gzip(msgpack body).
- * A corrupted or truncated checkpoint is refused with LOCKSTEP_ERR_CHECKPOINT_CORRUPT.
+ * A corrupted or truncated checkpoint is refused with LOCKSTEP_ERR_CHECKPOINT_CORRUPT, and so is one
+ * that would decompress to more than the machine it is for can hold (its guest memory plus
+ * `checkpointOverheadBytes`: a small gzip stream could otherwise expand to any size), or whose
+ * decoded parts do not have the shapes a session is restored from.
  */
 import { promisify } from "node:util";
 import { gunzip, gzip, constants as zlibConstants, crc32 } from "node:zlib";
-import { ErrorCode, LockstepError } from "../emulator/lockstep-error.js";
+import { describeValue, ErrorCode, LockstepError } from "../emulator/lockstep-error.js";
+import { memoryMiBMax } from "../emulator/machine-config.js";
 import type { MachineCheckpoint } from "../emulator/v86-machine.js";
+import { isRate } from "./event-log/clock-adjust.js";
 import { packr } from "./log-file.js";
 import { MachineSession, type SessionOptions } from "./machine-session.js";
 import type { DriverState, SliceDriver } from "./slice-driver.js";
@@ -25,6 +30,18 @@ export interface SessionCheckpoint {
 export const checkpointFormat = 1;
 const magic = Buffer.from("LSCKPT");
 const headBytes = magic.length + 8;
+/**
+ * What a checkpoint holds beyond guest RAM: the rest of v86's wasm memory (CPU state, the JIT's and
+ * the allocator's structures; about 13 MiB, growing a little as the guest runs) and its device state
+ * (up to 15 MiB for the linux guest, most of it VGA memory). Generous: a checkpoint refused for its
+ * size cannot be used at all.
+ */
+export const checkpointOverheadBytes = 256 * 2 ** 20;
+
+/** Decompressed bytes at most of a checkpoint of a machine with this much guest memory. */
+export function checkpointBytesMax(guestMemoryMiB: number): number {
+  return guestMemoryMiB * 2 ** 20 + checkpointOverheadBytes;
+}
 
 /** Captures a machine, clock and driver at the boundary where the checkpoint entry was just applied. */
 export function captureSession(driver: SliceDriver): SessionCheckpoint {
@@ -40,7 +57,11 @@ export async function encodeCheckpoint(c: SessionCheckpoint): Promise<Buffer> {
   return Buffer.concat([head, body]);
 }
 
-export async function decodeCheckpoint(bytes: Uint8Array): Promise<SessionCheckpoint> {
+/**
+ * Decodes and checks a checkpoint for a machine of `guestMemoryMiB` (default: the largest a machine
+ * config allows). Throws LOCKSTEP_ERR_CHECKPOINT_CORRUPT saying what is wrong.
+ */
+export async function decodeCheckpoint(bytes: Uint8Array, guestMemoryMiB = memoryMiBMax): Promise<SessionCheckpoint> {
   const bad = (why: string): never => {
     throw new LockstepError(ErrorCode.checkpointCorrupt, `Checkpoint refused: ${why}`);
   };
@@ -50,20 +71,80 @@ export async function decodeCheckpoint(bytes: Uint8Array): Promise<SessionCheckp
   if (format !== checkpointFormat) bad(`format ${format}, this lockstep reads ${checkpointFormat}`);
   const body = b.subarray(headBytes);
   if (crc32(body) !== b.readUInt32BE(magic.length + 4)) bad(`checksum mismatch over ${body.length} bytes (corrupted or truncated)`);
+  const outputMax = checkpointBytesMax(guestMemoryMiB);
   let raw: Buffer;
   try {
-    raw = await promisify(gunzip)(body);
+    raw = await promisify(gunzip)(body, { maxOutputLength: outputMax });
   } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE") {
+      return bad(`it decompresses to more than ${outputMax} bytes, more than a machine of ${guestMemoryMiB} MiB can hold`);
+    }
     return bad(`cannot be decompressed: ${(e as Error).message}`);
   }
-  const c = packr.unpack(raw) as SessionCheckpoint;
-  if (!c || typeof c !== "object" || !c.machine || !(c.machine.memory instanceof Uint8Array) || !(c.machine.devices instanceof Uint8Array) || !c.clock || !c.driver) {
-    bad("missing parts");
+  let decoded: unknown;
+  try {
+    decoded = packr.unpack(raw);
+  } catch (e) {
+    return bad(`its body does not decode: ${(e as Error).message}`);
   }
+  const c = checkShape(decoded, bad);
   // msgpackr yields Buffers that view the whole body: copy into plain arrays
   c.machine.memory = new Uint8Array(c.machine.memory);
   c.machine.devices = new Uint8Array(c.machine.devices);
   return c;
+}
+
+/** Checks every part a session is restored from; `bad` throws naming the field. */
+function checkShape(raw: unknown, bad: (why: string) => never): SessionCheckpoint {
+  const field = (name: string, want: string, v: unknown): never => bad(`${name} must be ${want}, not ${describeValue(v)}`);
+  const map = (v: unknown, name: string): Record<string, unknown> => {
+    if (typeof v !== "object" || v === null || Array.isArray(v) || v instanceof Uint8Array || v instanceof Date) field(name, "a map", v);
+    return v as Record<string, unknown>;
+  };
+  const count = (v: unknown, name: string, most = Number.MAX_SAFE_INTEGER): void => {
+    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0 || v > most) field(name, `an integer from 0 to ${most}`, v);
+  };
+  const finite = (v: unknown, name: string): void => {
+    if (typeof v !== "number" || !Number.isFinite(v)) field(name, "a finite number", v);
+  };
+  const bytes = (v: unknown, name: string): void => {
+    if (!Array.isArray(v) || !v.every((b) => typeof b === "number" && Number.isInteger(b) && b >= 0 && b <= 255)) field(name, "a list of bytes", v);
+  };
+  const boolean = (v: unknown, name: string): void => {
+    if (typeof v !== "boolean") field(name, "true or false", v);
+  };
+
+  const c = map(raw, "the checkpoint");
+  const m = map(c.machine, "machine");
+  if (!(m.memory instanceof Uint8Array) || m.memory.byteLength % 65536 !== 0) field("machine.memory", "whole 64 KiB pages of wasm memory", m.memory);
+  if (!(m.devices instanceof Uint8Array)) field("machine.devices", "bytes", m.devices);
+  count(m.icount, "machine.icount");
+  count(m.counter, "machine.counter", 0xffffffff);
+  const h = map(m.hidden, "machine.hidden");
+  bytes(h.kbd, "machine.hidden.kbd");
+  bytes(h.mouse, "machine.hidden.mouse");
+  const ps2 = map(h.ps2, "machine.hidden.ps2");
+  boolean(ps2.nextByteIsReady, "machine.hidden.ps2.nextByteIsReady");
+  boolean(ps2.nextByteIsAux, "machine.hidden.ps2.nextByteIsAux");
+  finite(ps2.wheelMovement, "machine.hidden.ps2.wheelMovement");
+  finite(ps2.lastMousePacket, "machine.hidden.ps2.lastMousePacket");
+  if (!Array.isArray(h.uartInput) || h.uartInput.length > 4) field("machine.hidden.uartInput", "a list of at most 4 UARTs' input", h.uartInput);
+  (h.uartInput as unknown[]).forEach((u, i) => bytes(u, `machine.hidden.uartInput[${i}]`));
+  count(h.fwPointer, "machine.hidden.fwPointer");
+  if (m.diskNextId !== null) count(m.diskNextId, "machine.diskNextId");
+  const k = map(c.clock, "clock");
+  finite(k.baseMs, "clock.baseMs");
+  count(k.baseIcount, "clock.baseIcount");
+  if (!isRate(k.msPerInstruction)) field("clock.msPerInstruction", "a rate a log allows", k.msPerInstruction);
+  finite(k.lastReadMs, "clock.lastReadMs");
+  if (!Array.isArray(k.rng) || k.rng.length !== 4 || !k.rng.every((w) => typeof w === "number" && Number.isInteger(w) && w >= 0 && w <= 0xffffffff)) {
+    field("clock.rng", "four 32-bit words", k.rng);
+  }
+  const d = map(c.driver, "driver");
+  count(d.slice, "driver.slice");
+  boolean(d.halted, "driver.halted");
+  finite(d.nextDeadlineMs, "driver.nextDeadlineMs");
+  return c as unknown as SessionCheckpoint;
 }
 
 /** Opens a session of the same machine config and makes it the checkpointed one. */

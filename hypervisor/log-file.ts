@@ -9,11 +9,20 @@
  * written: a frame is either whole or (at the end) missing, never rewritten. Truncation (a partial
  * frame at the end) and corruption (a bad checksum or an undecodable frame) are reported with the byte
  * offset of the frame; `allowTruncated` stops cleanly at the last whole frame instead.
+ *
+ * A log file is untrusted input: the header is checked field by field after decoding, and the
+ * entries must follow each other the way a recorder writes them: slices never go back, entries of
+ * one slice share its instruction count, a later slice never has a smaller one, nothing follows
+ * power-off, and no two consecutive entries (nor power-on and the first) are more than
+ * `digestEverySlices` slices apart, since the recorder logs a digest at least that often. That last
+ * rule bounds the work a replay does on the word of one entry: a log naming a far-future slice is
+ * refused when read, instead of being executed for ever.
  */
 import { closeSync, fstatSync, openSync, readSync, writeSync } from "node:fs";
 import { crc32 } from "node:zlib";
-import { ErrorCode, LockstepError } from "../emulator/lockstep-error.js";
-import type { DiskSpec, MachineConfig } from "../emulator/machine-config.js";
+import { describeValue, ErrorCode, LockstepError } from "../emulator/lockstep-error.js";
+import { fileRoles, memoryMiBMax, type DiskSpec, type FileRef, type FileRole, type MachineConfig } from "../emulator/machine-config.js";
+import { isRate, msPerInstructionMax, msPerInstructionMin } from "./event-log/clock-adjust.js";
 import { decodeEntry, encodeEntry, logFormatVersion, type LogEntry } from "./event-log/log-entry.js";
 import type { ClockParams } from "./virtual-clock.js";
 import { packr } from "./msgpack.js";
@@ -24,6 +33,13 @@ const frameHeadBytes = 8;
 /** Bounds: a header or a frame larger than this is corrupt, not data. */
 export const headerBytesMax = 16 * 2 ** 20;
 export const frameBytesMax = 4 * 2 ** 20;
+/**
+ * Digest cadence at most (slices). A log file's entries are at most this far apart, so it also
+ * bounds how many slices a replay runs before it can tell whether the log agrees with it.
+ */
+export const digestEverySlicesMax = 100_000;
+/** The JavaScript Date range: a header's epoch must be a representable date. */
+const epochMsMax = 8.64e15;
 
 // re-exported for hypervisor/checkpoint.ts, which packs checkpoints with the same configuration
 export { packr };
@@ -49,6 +65,91 @@ export interface LogHeader {
   initialState: { kind: "power-on" };
   digestEverySlices: number;
   recordedAt: string;
+}
+
+type Fields = Record<string, unknown>;
+
+/**
+ * Checks a decoded header field by field (everything the replayer, the dump and a backup use) and
+ * returns it, rebuilt from the checked fields. Throws LOCKSTEP_ERR_LOG_CORRUPT naming the field;
+ * `where` begins the message ("Log FILE", "The primary's log"). The machine is checked for its
+ * shape only: whether it is the machine here is `checkHeader`'s business.
+ */
+export function validateHeader(raw: unknown, where: string): LogHeader {
+  const bad = (field: string, want: string, value: unknown): never => {
+    throw new LockstepError(ErrorCode.logCorrupt, `${where} has a malformed header: ${field} must be ${want}, not ${describeValue(value)}`, undefined, { field });
+  };
+  const map = (v: unknown, field: string): Fields => {
+    if (typeof v !== "object" || v === null || Array.isArray(v) || v instanceof Uint8Array || v instanceof Date) bad(field, "a map", v);
+    return v as Fields;
+  };
+  const str = (v: unknown, field: string, nonEmpty = false): string => {
+    if (typeof v !== "string" || (nonEmpty && v.length === 0)) bad(field, nonEmpty ? "a non-empty string" : "a string", v);
+    return v as string;
+  };
+  const int = (v: unknown, field: string, least: number, most = Number.MAX_SAFE_INTEGER): number => {
+    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < least || v > most) bad(field, `an integer from ${least} to ${most}`, v);
+    return v as number;
+  };
+  const sha256 = (v: unknown, field: string): string => {
+    if (typeof v !== "string" || !/^[0-9a-f]{64}$/.test(v)) bad(field, "a sha256 (64 hex digits)", v);
+    return v as string;
+  };
+  const diskSpec = (v: unknown, field: string): DiskSpec => {
+    const d = map(v, field);
+    const format = d.format === "ext2" || d.format === "raw" ? d.format : bad(`${field}.format`, `"ext2" or "raw"`, d.format);
+    return { sizeMiB: int(d.sizeMiB, `${field}.sizeMiB`, 1), format };
+  };
+
+  const h = map(raw, "the header");
+  const m = map(h.machine, "machine");
+  const kind = m.kind === "multiboot" || m.kind === "linux" ? m.kind : bad("machine.kind", `"multiboot" or "linux"`, m.kind);
+  const files: Partial<Record<FileRole, FileRef>> = {};
+  for (const [role, ref] of Object.entries(map(m.files, "machine.files"))) {
+    if (!(fileRoles as readonly string[]).includes(role)) bad("machine.files", `keyed by ${fileRoles.join(", ")}`, role);
+    const r = map(ref, `machine.files.${role}`);
+    files[role as FileRole] = { path: str(r.path, `machine.files.${role}.path`), sha256: sha256(r.sha256, `machine.files.${role}.sha256`) };
+  }
+  const machine: MachineConfig = {
+    name: str(m.name, "machine.name", true),
+    description: str(m.description, "machine.description"),
+    kind,
+    memoryMiB: int(m.memoryMiB, "machine.memoryMiB", 1, memoryMiBMax),
+    ...(m.cmdline !== undefined ? { cmdline: str(m.cmdline, "machine.cmdline") } : {}),
+    files,
+    ...(m.disk !== undefined ? { disk: diskSpec(m.disk, "machine.disk") } : {}),
+  };
+
+  let disk: DiskInfo | null = null;
+  if (h.disk !== null) {
+    const d = map(h.disk, "disk");
+    const bytes = int(d.bytes, "disk.bytes", 512);
+    if (bytes % 512 !== 0) bad("disk.bytes", "a multiple of 512", bytes);
+    disk = {
+      bytes,
+      ...(d.sha256 !== undefined ? { sha256: sha256(d.sha256, "disk.sha256") } : {}),
+      ...(d.fresh !== undefined ? { fresh: diskSpec(d.fresh, "disk.fresh") } : {}),
+      ...(d.location !== undefined ? { location: str(d.location, "disk.location", true) } : {}),
+    };
+  }
+
+  const c = map(h.clock, "clock");
+  if (typeof c.epochMs !== "number" || !(Math.abs(c.epochMs) <= epochMsMax)) bad("clock.epochMs", `a number from -${epochMsMax} to ${epochMsMax}`, c.epochMs);
+  if (!isRate(c.msPerInstruction)) bad("clock.msPerInstruction", `a number from ${msPerInstructionMin} to ${msPerInstructionMax}`, c.msPerInstruction);
+  const clock: ClockParams = { epochMs: c.epochMs as number, msPerInstruction: c.msPerInstruction as number, seed: int(c.seed, "clock.seed", 0) };
+
+  if (map(h.initialState, "initialState").kind !== "power-on") bad("initialState.kind", `"power-on"`, (h.initialState as Fields).kind);
+  return {
+    format: int(h.format, "format", 1),
+    v86: str(h.v86, "v86"),
+    lockstep: str(h.lockstep, "lockstep"),
+    machine,
+    disk,
+    clock,
+    initialState: { kind: "power-on" },
+    digestEverySlices: int(h.digestEverySlices, "digestEverySlices", 0, digestEverySlicesMax),
+    recordedAt: str(h.recordedAt, "recordedAt"),
+  };
 }
 
 export function encodeHeader(header: LogHeader): Buffer {
@@ -140,6 +241,7 @@ export class LogReader {
   private bufStart = 0;
   private readonly fileBytes: number;
   private index = 0;
+  private previous: LogEntry | undefined;
 
   constructor(
     readonly path: string,
@@ -179,11 +281,24 @@ export class LogReader {
       this.close();
       throw new LockstepError(ErrorCode.logCorrupt, `Log ${path} has a corrupt header (checksum mismatch at offset ${prefixBytes})`);
     }
+    let raw: unknown;
     try {
-      this.header = packr.unpack(body) as LogHeader;
+      raw = packr.unpack(body);
     } catch (e) {
       this.close();
       throw new LockstepError(ErrorCode.logCorrupt, `Log ${path} has an undecodable header: ${(e as Error).message}`);
+    }
+    try {
+      this.header = validateHeader(raw, `Log ${path}`);
+      const bad = (field: string, want: string, value: unknown): never => {
+        throw new LockstepError(ErrorCode.logCorrupt, `Log ${path} has a malformed header: ${field} must be ${want}, not ${describeValue(value)}`, undefined, { field });
+      };
+      if (this.header.format !== version) bad("format", `${version}, as its prefix says`, this.header.format);
+      // the digest cadence bounds the distance between entries (see above): a file needs one
+      if (this.header.digestEverySlices < 1) bad("digestEverySlices", `an integer from 1 to ${digestEverySlicesMax} in a log file`, this.header.digestEverySlices);
+    } catch (e) {
+      this.close();
+      throw e;
     }
     this.offset = prefixBytes + headerBytes;
   }
@@ -192,27 +307,79 @@ export class LogReader {
   next(): LogEntry | undefined {
     const at = this.offset;
     if (at >= this.fileBytes) return undefined;
+    const frame = this.frame(at, this.index);
+    if (typeof frame === "string") return this.truncated(at, frame);
+    const entry = this.decodeFrame(frame, at, this.index);
+    this.checkSequence(entry, at);
+    this.previous = entry;
+    this.offset = at + frameHeadBytes + frame.length;
+    this.index++;
+    return entry;
+  }
+
+  /**
+   * How the log ends, found by walking the frames' lengths from the next frame on (only the last
+   * whole frame is decoded): its last entry, and the offset of a partial frame after it. Leaves the
+   * reader where it was.
+   */
+  findEnd(): { last: LogEntry | undefined; truncatedAt: number | undefined } {
+    let at = this.offset;
+    let index = this.index;
+    let last: { at: number; index: number; payload: Buffer } | undefined;
+    while (at < this.fileBytes) {
+      const frame = this.frame(at, index);
+      if (typeof frame === "string") return { last: last && this.decodeFrame(last.payload, last.at, last.index), truncatedAt: at };
+      last = { at, index, payload: frame };
+      at += frameHeadBytes + frame.length;
+      index++;
+    }
+    return { last: last ? this.decodeFrame(last.payload, last.at, last.index) : this.previous, truncatedAt: undefined };
+  }
+
+  /** The checksummed payload of frame `index` at `at`, or why it is cut off. */
+  private frame(at: number, index: number): Buffer | string {
     const head = this.read(at, frameHeadBytes);
-    if (!head) return this.truncated(at, "its frame header is cut off");
+    if (!head) return "its frame header is cut off";
     const length = head.readUInt32BE(0);
     if (length === 0 || length > frameBytesMax) {
       throw new LockstepError(ErrorCode.logCorrupt, `Log ${this.path} is corrupt at offset ${at}: frame length ${length} (1 to ${frameBytesMax})`, undefined, { offset: at });
     }
+    const crc = head.readUInt32BE(4);
     const payload = this.read(at + frameHeadBytes, length);
-    if (!payload) return this.truncated(at, `its ${length}-byte frame is cut off after ${this.fileBytes - at - frameHeadBytes} bytes`);
-    if (crc32(payload) !== head.readUInt32BE(4)) {
-      throw new LockstepError(ErrorCode.logCorrupt, `Log ${this.path} is corrupt at offset ${at}: frame ${this.index} fails its checksum`, undefined, { offset: at });
+    if (!payload) return `its ${length}-byte frame is cut off after ${this.fileBytes - at - frameHeadBytes} bytes`;
+    if (crc32(payload) !== crc) {
+      throw new LockstepError(ErrorCode.logCorrupt, `Log ${this.path} is corrupt at offset ${at}: frame ${index} fails its checksum`, undefined, { offset: at });
     }
+    return payload;
+  }
+
+  private decodeFrame(payload: Buffer, at: number, index: number): LogEntry {
     let raw: unknown;
     try {
       raw = packr.unpack(payload);
     } catch (e) {
-      throw new LockstepError(ErrorCode.logCorrupt, `Log ${this.path} is corrupt at offset ${at}: frame ${this.index} does not decode (${(e as Error).message})`, undefined, { offset: at });
+      throw new LockstepError(ErrorCode.logCorrupt, `Log ${this.path} is corrupt at offset ${at}: frame ${index} does not decode (${(e as Error).message})`, undefined, { offset: at });
     }
-    const entry = decodeEntry(raw, `${this.index} at offset ${at} of ${this.path}`);
-    this.offset = at + frameHeadBytes + length;
-    this.index++;
-    return entry;
+    return decodeEntry(raw, `${index} at offset ${at} of ${this.path}`);
+  }
+
+  /** Refuses an entry that cannot follow the previous one in a recorder's log (see above). */
+  private checkSequence(e: LogEntry, at: number): void {
+    const p = this.previous;
+    const bad = (why: string): never => {
+      throw new LockstepError(ErrorCode.logCorrupt, `Log ${this.path} is corrupt at offset ${at}: entry ${this.index} (${e.kind}, slice ${e.slice}) ${why}`, undefined, {
+        offset: at,
+        index: this.index,
+      });
+    };
+    if (p?.kind === "control" && p.action === "power-off") bad("follows power-off, the end of a recording");
+    const from = p?.slice ?? 0;
+    if (e.slice < from) bad(`comes after an entry of slice ${from}: slices never go back`);
+    if (e.slice - from > this.header.digestEverySlices) {
+      bad(`is ${e.slice - from} slices after ${p ? "the entry before it" : "power-on"}; the recorder logs a digest every ${this.header.digestEverySlices} slices`);
+    }
+    if (p && e.slice === p.slice && e.icount !== p.icount) bad(`has instruction count ${e.icount}, another entry of that slice ${p.icount}`);
+    if (p && e.icount < p.icount) bad(`has instruction count ${e.icount}, below the ${p.icount} of an earlier slice`);
   }
 
   private truncated(at: number, why: string): undefined {

@@ -4,6 +4,10 @@
  * against its own machine, and stops at the first disagreement with a divergence error carrying both
  * sides (rr and QEMU replay: a missing or mismatched event stops the run at once). It never reads the
  * wall clock: idle time costs nothing to replay.
+ *
+ * Instruction counts never go down, so a machine already past the instruction count of the next
+ * entry can never meet it: that is a divergence at once, not after running on to the entry's slice
+ * (which a damaged log may put arbitrarily far ahead).
  */
 import { DiskCompletionError } from "../emulator/bounce-disk.js";
 import { ErrorCode, LockstepError } from "../emulator/lockstep-error.js";
@@ -85,8 +89,22 @@ export class Replayer {
       }
       const result = d.runSlice();
       this.options.onSlice?.(result, d.slice);
+      this.checkReachable(pending);
     }
     return undefined;
+  }
+
+  /** Throws when the machine ran past the instruction count of the entry it is heading for. */
+  private checkReachable(pending: LogEntry | undefined): void {
+    const d = this.driver;
+    if (!pending || d.icount <= pending.icount) return;
+    throw new LockstepError(
+      ErrorCode.divergence,
+      `Replay diverged before slice ${pending.slice}: the log's next entry is at instruction count ${pending.icount} but replay is at ${d.icount} already, at slice ${d.slice} ` +
+        `(last agreement at slice ${this.lastVerifiedSlice}; entry: ${describeEntry(pending)})`,
+      "the log does not belong to this machine and disk, was tampered with, or execution is not deterministic",
+      { slice: d.slice, what: "the instruction count", log: pending.icount, replay: d.icount, lastVerifiedSlice: this.lastVerifiedSlice },
+    );
   }
 
   /**
@@ -107,6 +125,7 @@ export class Replayer {
       if (n === slicesMax) break;
       const result = d.runSlice();
       this.options.onSlice?.(result, d.slice);
+      this.checkReachable(pending);
     }
     return undefined;
   }

@@ -1,5 +1,5 @@
 /** `lockstep log dump`: the header, then one line per entry with its byte offset (like `rr dump`). */
-import { describeEntry } from "../../hypervisor/event-log/log-entry.js";
+import { describeEntry, type LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import { LogReader } from "../../hypervisor/log-file.js";
 
 export function logDumpCommand(file: string, allowTruncated: boolean): void {
@@ -14,14 +14,17 @@ export function logDumpCommand(file: string, allowTruncated: boolean): void {
     out.push(`# clock epoch ${new Date(h.clock.epochMs).toISOString()}, ${(1 / h.clock.msPerInstruction / 1000).toFixed(1)} MIPS nominal, seed ${h.clock.seed}; digest every ${h.digestEverySlices} slices`);
     process.stdout.write(out.join("\n") + "\n");
     let index = 0;
+    let last: LogEntry | undefined;
     for (;;) {
       const offset = reader.offset;
       const entry = reader.next();
       if (!entry) break;
       process.stdout.write(`${String(index).padStart(6)} @${offset} ${describeEntry(entry)}\n`);
+      last = entry;
       index++;
     }
     if (reader.truncatedAt !== undefined) process.stdout.write(`# truncated at offset ${reader.truncatedAt}\n`);
+    if (!(last?.kind === "control" && last.action === "power-off")) process.stdout.write(`# ends at slice ${last?.slice ?? 0} without power-off (cut short)\n`);
   } finally {
     reader.close();
   }

@@ -6,6 +6,7 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import { wasmTiers } from "../../emulator/wasm-tier.js";
 import { isLockstepError } from "../../emulator/lockstep-error.js";
+import { digestEverySlicesMax } from "../../hypervisor/log-file.js";
 import { setLogLevel } from "../logger.js";
 import { imagesCommand } from "./images-command.js";
 import { logDumpCommand } from "./log-dump-command.js";
@@ -59,7 +60,16 @@ export function buildProgram(): Command {
     .option("--write-back", "write the disk back to --disk at the end (replay needs no disk: the log carries every read)")
     .option("--input <script>", "drive the console from a script (wait/send/sendline/keys/sleep) instead of the terminal")
     .option("--fast", "do not pace to wall time: run as fast as possible and skip idle time")
-    .option("--digest-every <slices>", "log a state digest every N slices", positiveInt("--digest-every"), 1000)
+    .option(
+      "--digest-every <slices>",
+      `log a state digest every N slices (at most ${digestEverySlicesMax}: no two entries of a log are further apart)`,
+      (v) => {
+        const n = positiveInt("--digest-every")(v);
+        if (n > digestEverySlicesMax) throw new InvalidArgumentError(`--digest-every must be at most ${digestEverySlicesMax}.`);
+        return n;
+      },
+      1000,
+    )
     .option("--checkpoint-every <slices>", "also write a checkpoint every N slices next to the log (for replay --from)", positiveInt("--checkpoint-every"))
     .option("--seed <n>", "seed of the guest's random generator (default: random)", (v) => positiveInt("--seed")(v))
     .option("--force", "overwrite an existing log file")
@@ -90,7 +100,10 @@ export function buildProgram(): Command {
     .option("--disk <file>", "compare this disk with what the replayed guest wrote (every written sector must match); replay itself needs no disk")
     .option("--until <slice>", "stop at this slice", (v) => positiveInt("--until")(v))
     .option("--from <slice>", "start at the recording's nearest checkpoint at or before this slice (see record --checkpoint-every)", (v) => positiveInt("--from")(v))
-    .option("--allow-truncated", "replay up to the last whole frame of a log cut short")
+    .option(
+      "--allow-truncated",
+      "replay a log that ends without power-off (a recording still being written, or whose recorder was killed) up to its last whole frame; without it such a log is refused (LOCKSTEP_ERR_LOG_TRUNCATED, exit status 2)",
+    )
     .option("--json", "print a JSON summary (slices, instructions, digests checked, wall time) instead of the output")
     .option("--no-output", "do not print the guest's serial output")
     .action(async (file, opts) =>

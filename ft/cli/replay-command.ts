@@ -3,6 +3,12 @@
  * and every digest, printing the serial output it reproduces. The machine runs on its own thread (the
  * same machine thread as every node's); it never reads the wall clock on the guest's path, so idle
  * time replays at no cost.
+ *
+ * A log must end with power-off. One that does not (its last frame cut off, or simply no power-off:
+ * a recording still being written, or whose recorder was killed) is refused before any work with
+ * LOCKSTEP_ERR_LOG_TRUNCATED, saying where it ends; `--allow-truncated` replays what is there and
+ * reports the replay as cut short. A replay that ends quietly on a partial log would pass for a
+ * verified one.
  */
 import { createHash } from "node:crypto";
 import { SingleBar, Presets } from "cli-progress";
@@ -76,6 +82,7 @@ export async function replayLog(reader: LogReader, options: Omit<ReplayCommandOp
   }
   const loaded = loadMachine(image, options.memory !== undefined ? { memoryMiB: options.memory } : {});
   checkHeader(header, loaded);
+  if (!options.allowTruncated) refuseCutShort(reader);
   // the disk to compare with at the end is opened first: a missing one is an error before the work
   const checkDisk = options.disk ? await FileDiskBackend.open(options.disk, { readOnly: true }) : undefined;
   if (checkDisk && header.disk && checkDisk.bytes !== header.disk.bytes) {
@@ -109,7 +116,7 @@ export async function replayLog(reader: LogReader, options: Omit<ReplayCommandOp
       clock: header.clock,
       digestEverySlices: header.digestEverySlices,
       paced: false,
-      ...(startSlice > 0 ? { checkpoint: { bytes: loadCheckpointBytes(reader.path, startSlice), slice: startSlice } } : {}),
+      ...(startSlice > 0 ? { checkpoint: { bytes: loadCheckpointBytes(reader.path, startSlice, loaded.config.memoryMiB), slice: startSlice } } : {}),
       replay: { file: reader.path, allowTruncated: options.allowTruncated, startSlice, ...(options.until !== undefined ? { untilSlice: options.until } : {}) },
     },
     {
@@ -174,4 +181,24 @@ export async function replayLog(reader: LogReader, options: Omit<ReplayCommandOp
     guestMs: result.guestMs,
     wallMs: Math.round(performance.now() - started),
   };
+}
+
+/** Throws LOCKSTEP_ERR_LOG_TRUNCATED unless the log ends with a whole power-off entry. */
+function refuseCutShort(reader: LogReader): void {
+  const { last, truncatedAt } = reader.findEnd();
+  if (truncatedAt !== undefined) {
+    throw new LockstepError(
+      ErrorCode.logTruncated,
+      `Log ${reader.path} is truncated at offset ${truncatedAt}: its last frame is cut off after slice ${last?.slice ?? 0} (the recording was cut short)`,
+      "pass --allow-truncated to replay up to the last whole frame",
+      { offset: truncatedAt },
+    );
+  }
+  if (last?.kind === "control" && last.action === "power-off") return;
+  throw new LockstepError(
+    ErrorCode.logTruncated,
+    `Log ${reader.path} ends at slice ${last?.slice ?? 0} without power-off: cut short? (a recording still being written, or whose recorder was killed)`,
+    "pass --allow-truncated to replay what is there",
+    { slice: last?.slice ?? 0 },
+  );
 }

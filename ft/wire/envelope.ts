@@ -4,6 +4,7 @@
  * must not depend on earlier frames), bounded in size, and validated field by field. A frame that
  * fails is rejected with a stable code and never reaches protocol logic.
  */
+import { describeValue } from "../../emulator/lockstep-error.js";
 import { packr } from "../../hypervisor/msgpack.js";
 
 export const wireVersion = 1;
@@ -45,9 +46,9 @@ export function openEnvelope<T extends string>(bytes: Uint8Array, types: readonl
     throw new WireError(WireErrorCode.malformed, "Frame is not a map");
   }
   const f = raw as Fields;
-  if (f.v !== wireVersion) throw new WireError(WireErrorCode.version, `Frame has version ${JSON.stringify(f.v)}; this side speaks ${wireVersion}`);
+  if (f.v !== wireVersion) throw new WireError(WireErrorCode.version, `Frame has version ${describeValue(f.v)}; this side speaks ${wireVersion}`);
   if (typeof f.type !== "string" || !(types as readonly string[]).includes(f.type)) {
-    throw new WireError(WireErrorCode.malformed, `Unknown frame type ${JSON.stringify(f.type)}`);
+    throw new WireError(WireErrorCode.malformed, `Unknown frame type ${describeValue(f.type)}`);
   }
   return f as Fields & { type: T };
 }

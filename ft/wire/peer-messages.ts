@@ -26,7 +26,7 @@
  *                                  received — proof of when it last heard the primary (disk lease)
  */
 import { decodeEntry, encodeEntry, type LogEntry } from "../../hypervisor/event-log/log-entry.js";
-import type { LogHeader } from "../../hypervisor/log-file.js";
+import { validateHeader, type LogHeader } from "../../hypervisor/log-file.js";
 import { bytes as bytesField, count, list, openEnvelope, seal, str, WireError, WireErrorCode, type Fields } from "./envelope.js";
 
 export const logBatchEntriesMax = 4096;
@@ -95,12 +95,14 @@ export function decodePeerMessage(bytes: Uint8Array): PeerMessage {
       return { type: "checkpoint", epoch, first: count(f, "first"), slice: count(f, "slice"), part, parts, data: new Uint8Array(bytesField(f, "data", checkpointPartBytes)), console: count(f, "console"), inputs, ...consoleTail(f) };
     }
     case "header": {
-      const h = f.header as Record<string, unknown> | undefined;
-      if (typeof h !== "object" || h === null || typeof h.format !== "number" || typeof h.machine !== "object" || typeof h.clock !== "object") {
-        throw new WireError(WireErrorCode.malformed, "Frame header: field header must be a log header");
+      let header: LogHeader;
+      try {
+        header = validateHeader(f.header, "Frame header: the primary's log");
+      } catch (e) {
+        throw new WireError(WireErrorCode.malformed, (e as Error).message);
       }
       if (f.checkpoint !== undefined && typeof f.checkpoint !== "boolean") throw new WireError(WireErrorCode.malformed, "Frame header: field checkpoint must be a boolean");
-      return { type: "header", epoch, nodeId: str(f, "nodeId"), header: h as unknown as LogHeader, releasedThrough: count(f, "releasedThrough"), ...(f.checkpoint === true ? { checkpoint: true } : {}) };
+      return { type: "header", epoch, nodeId: str(f, "nodeId"), header, releasedThrough: count(f, "releasedThrough"), ...(f.checkpoint === true ? { checkpoint: true } : {}) };
     }
     case "log": {
       const first = count(f, "first");

@@ -7,6 +7,20 @@
  */
 import type { EntryCodec } from "./log-entry.js";
 
+/**
+ * Bounds of what a log may say about time: far beyond any real run (a forward jump of 31 years; a
+ * rate of 10^-12 to 1000 ms per instruction) but small enough that guest time stays finite. An
+ * overflow to Infinity would stop the machine with a bare error deep in the clock instead of a
+ * refusal of the entry that caused it.
+ */
+export const clockAdvanceMsMax = 1e12;
+export const msPerInstructionMin = 1e-12;
+export const msPerInstructionMax = 1e3;
+
+export function isRate(v: unknown): v is number {
+  return typeof v === "number" && v >= msPerInstructionMin && v <= msPerInstructionMax;
+}
+
 export interface ClockAdjustEntry {
   kind: "clock";
   slice: number;
@@ -24,13 +38,11 @@ export const clockAdjust: EntryCodec<ClockAdjustEntry> = {
   decodeFields(slice, icount, [advanceMs, msPerInstruction]) {
     const entry: ClockAdjustEntry = { kind: "clock", slice, icount };
     if (advanceMs !== null) {
-      if (typeof advanceMs !== "number" || !(advanceMs >= 0) || !Number.isFinite(advanceMs)) throw "advanceMs must be a finite number >= 0";
+      if (typeof advanceMs !== "number" || !(advanceMs >= 0 && advanceMs <= clockAdvanceMsMax)) throw `advanceMs must be a number from 0 to ${clockAdvanceMsMax}`;
       entry.advanceMs = advanceMs;
     }
     if (msPerInstruction !== null) {
-      if (typeof msPerInstruction !== "number" || !(msPerInstruction > 0) || !Number.isFinite(msPerInstruction)) {
-        throw "msPerInstruction must be a finite number > 0";
-      }
+      if (!isRate(msPerInstruction)) throw `msPerInstruction must be a number from ${msPerInstructionMin} to ${msPerInstructionMax}`;
       entry.msPerInstruction = msPerInstruction;
     }
     if (entry.advanceMs === undefined && entry.msPerInstruction === undefined) throw "adjusts nothing";

@@ -7,7 +7,7 @@
  * FORMAT VERSION: bump `logFormatVersion` whenever a kind is added or removed, a code changes, or
  * the shape or meaning of any entry changes (QEMU replay's rule).
  */
-import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
+import { describeValue, ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
 import { clockAdjust, type ClockAdjustEntry } from "./clock-adjust.js";
 import { control, type ControlEntry } from "./control.js";
 import { digestCheck, type DigestEntry } from "./digest-check.js";
@@ -71,9 +71,9 @@ export function decodeEntry(raw: unknown, where: string): LogEntry {
   if (!Array.isArray(raw) || raw.length < 3) bad("not an array of at least 3 items");
   const [code, slice, icount, ...fields] = raw as unknown[];
   if (typeof code !== "number") bad("kind code is not a number");
-  const codec = byCode.get(code as number) ?? bad(`unknown kind code ${String(code)}`);
-  if (!isCount(slice)) bad(`slice ${String(slice)} is not a non-negative integer`);
-  if (!isCount(icount)) bad(`instruction count ${String(icount)} is not a non-negative integer`);
+  const codec = byCode.get(code as number) ?? bad(`unknown kind code ${describeValue(code)}`);
+  if (!isCount(slice)) bad(`slice ${describeValue(slice)} is not a non-negative integer`);
+  if (!isCount(icount)) bad(`instruction count ${describeValue(icount)} is not a non-negative integer`);
   try {
     return codec.decodeFields(slice as number, icount as number, fields);
   } catch (e) {

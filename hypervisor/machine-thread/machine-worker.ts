@@ -123,7 +123,7 @@ async function buildSession(): Promise<MachineSession> {
   const loaded = loadMachine(init.image, init.load);
   const options = { loaded, ...(init.diskBytes !== undefined ? { diskBytes: init.diskBytes } : {}), clock: init.clock, ...(init.jit !== undefined ? { jit: init.jit } : {}) };
   if (!init.checkpoint) return MachineSession.open(options);
-  const c = await decodeCheckpoint(init.checkpoint.bytes);
+  const c = await decodeCheckpoint(init.checkpoint.bytes, loaded.config.memoryMiB);
   if (c.driver.slice !== init.checkpoint.slice) throw new LockstepError(ErrorCode.checkpointCorrupt, `the checkpoint is at slice ${c.driver.slice}, the primary said ${init.checkpoint.slice}`);
   return sessionFromCheckpoint(options, c);
 }

@@ -2,8 +2,10 @@
 // naming what is wrong; --allow-truncated replays up to the last whole frame.
 import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { crc32 } from "node:zlib";
 import { beforeAll, describe, expect, it } from "vitest";
 import { packageRoot } from "../../emulator/package-root.js";
+import { packr } from "../../hypervisor/msgpack.js";
 import { runCli } from "../support/cli.js";
 import { scratch } from "../support/record-replay.js";
 
@@ -14,6 +16,13 @@ function variant(name: string, mutate: (b: Buffer) => Buffer): string {
   const path = join(scratch, name);
   writeFileSync(path, mutate(Buffer.from(readFileSync(log))));
   return path;
+}
+
+/** Byte offsets of a log's frames (after the 20-byte prefix and the header). */
+function frameOffsets(b: Buffer): number[] {
+  const at: number[] = [];
+  for (let o = 20 + b.readUInt32BE(12); o < b.length; o += 8 + b.readUInt32BE(o)) at.push(o);
+  return at;
 }
 
 function expectError(args: string[], code: string, message?: RegExp) {
@@ -106,5 +115,56 @@ describe("lockstep record / replay / log dump", () => {
     expectError(["record", "--image", "tiny", "--out", join(scratch, "y.lslog"), "--force", "--input", join(scratch, "slow.script")], "LOCKSTEP_ERR_INPUT_SCRIPT", /did not print "never printed" within 0.5 s/);
     // the log of a failed script is still a valid (complete) recording
     expect(runCli(["replay", "--json", join(scratch, "y.lslog")]).status).toBe(0);
+  });
+
+  it("a log that ends without power-off exits 2 saying where it ends (it replayed and exited 0), unless --allow-truncated", () => {
+    // cut at a frame boundary before the final digest and power-off: every frame is whole
+    const cut = variant("no-power-off.lslog", (b) => b.subarray(0, frameOffsets(b).at(-2)));
+    expectError(["replay", cut], "LOCKSTEP_ERR_LOG_TRUNCATED", /ends at slice \d+ without power-off: cut short\? .*\(pass --allow-truncated to replay what is there\)$/);
+    const r = runCli(["replay", "--json", "--allow-truncated", cut]);
+    expect(r.status, r.stderr).toBe(0);
+    const s = JSON.parse(r.stdout);
+    expect(s.complete).toBe(false);
+    expect(s.end).toBe("end-of-log");
+    expect(s.truncatedAtOffset).toBeNull();
+    expect(runCli(["log", "dump", cut]).stdout).toMatch(/# ends at slice \d+ without power-off \(cut short\)\n$/);
+    expect(runCli(["replay", "--help"]).stdout).toMatch(/--allow-truncated\s+replay a log that ends without power-off/);
+  });
+
+  it("a crafted log header exits 2 naming the field (replay and log dump crashed with a TypeError, exit 1)", () => {
+    const crafted = variant("crafted-header.lslog", (b) => {
+      const header = packr.unpack(b.subarray(20, 20 + b.readUInt32BE(12))) as { machine: { files: unknown } };
+      header.machine.files = null;
+      const body = packr.pack(header);
+      const prefix = Buffer.from(b.subarray(0, 20));
+      prefix.writeUInt32BE(body.length, 12);
+      prefix.writeUInt32BE(crc32(body), 16);
+      return Buffer.concat([prefix, body, b.subarray(20 + b.readUInt32BE(12))]);
+    });
+    expectError(["replay", crafted], "LOCKSTEP_ERR_LOG_CORRUPT", /has a malformed header: machine\.files must be a map, not null/);
+    expectError(["log", "dump", crafted], "LOCKSTEP_ERR_LOG_CORRUPT", /has a malformed header: machine\.files must be a map, not null/);
+  });
+
+  it("a log entry far beyond the digest cadence exits 2 with its offset (replay ran for ever)", () => {
+    const far = variant("far-slice.lslog", (b) => {
+      // the first frame moved to slice 10^15 (its count and checksum made to fit)
+      const at = frameOffsets(b)[0]!;
+      const entry = packr.unpack(b.subarray(at + 8, at + 8 + b.readUInt32BE(at))) as unknown[];
+      entry[1] = 10 ** 15;
+      const payload = packr.pack(entry);
+      const head = Buffer.alloc(8);
+      head.writeUInt32BE(payload.length, 0);
+      head.writeUInt32BE(crc32(payload), 4);
+      return Buffer.concat([b.subarray(0, at), head, payload, b.subarray(at + 8 + b.readUInt32BE(at))]);
+    });
+    const r = runCli(["replay", "--allow-truncated", far], { timeoutMs: 60_000 });
+    expect(r.status, r.stderr).toBe(2);
+    expect(r.stderr.trim().split("\n").at(-1)).toMatch(/LOCKSTEP_ERR_LOG_CORRUPT: Log .* is corrupt at offset \d+: entry 0 \(\w+, slice 1000000000000000\) is 1000000000000000 slices after power-on; the recorder logs a digest every 10 slices/);
+  });
+
+  it("--digest-every beyond what a reader accepts is refused when recording (the log could not be replayed)", () => {
+    const r = runCli(["record", "--image", "tiny", "--out", join(scratch, "rare.lslog"), "--force", "--digest-every", "100001"]);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain("--digest-every must be at most 100000");
   });
 });

@@ -54,4 +54,47 @@ describe("wire codec", () => {
     expect(codeOf(() => decodeConsoleClientMessage(packr.pack({ v: 1, type: "input", seq: 1, data: new Uint8Array(5000) })))).toBe(WireErrorCode.malformed);
     expect(codeOf(() => decodeConsoleClientMessage(packr.pack({ v: 1, type: "attach", clientId: "", offset: 0 })))).toBe(WireErrorCode.malformed);
   });
+
+  it("refuses a peer header a backup cannot build a machine from (it was passed on unchecked: a clock without a rate ran the guest on NaN time)", () => {
+    const header = {
+      format: 3,
+      v86: "0.5.462",
+      lockstep: "0.1.0",
+      machine: { name: "tiny", description: "", kind: "multiboot", memoryMiB: 32, files: { multiboot: { path: "tiny.bin", sha256: "a".repeat(64) } } },
+      disk: { bytes: 1 << 20, location: "/shared/disk-tiny.img" },
+      clock: { epochMs: 1_700_000_000_000, msPerInstruction: 1e-5, seed: 7 },
+      initialState: { kind: "power-on" },
+      digestEverySlices: 1000,
+      recordedAt: "2026-01-01T00:00:00.000Z",
+    };
+    const frame = (h: unknown) => packr.pack({ v: 1, type: "header", epoch: 1, nodeId: "a", header: h, releasedThrough: 0 });
+    expect(decodePeerMessage(frame(header))).toEqual({ type: "header", epoch: 1, nodeId: "a", header, releasedThrough: 0 });
+    const bad = (h: unknown) => {
+      try {
+        decodePeerMessage(frame(h));
+      } catch (e) {
+        if (e instanceof WireError) return `${e.code} ${e.message}`;
+        throw e;
+      }
+      throw new Error("expected a WireError");
+    };
+    expect(bad({ ...header, clock: { epochMs: 0, seed: 1 } })).toMatch(/^LOCKSTEP_ERR_WIRE_MALFORMED .*clock\.msPerInstruction must be a number/);
+    expect(bad({ ...header, machine: { ...header.machine, files: [] } })).toMatch(/machine\.files must be a map, not a list of 0 items/);
+    expect(bad({ ...header, disk: { bytes: 100 } })).toMatch(/disk\.bytes must be an integer from 512/);
+    expect(bad({ ...header, disk: { bytes: 1 << 20, location: 5 } })).toMatch(/disk\.location must be a non-empty string, not 5/);
+  });
+
+  it("quotes a huge unknown type or version short in the refusal (the whole value went into the message and the node's log)", () => {
+    const messageOf = (b: Uint8Array) => {
+      try {
+        decodePeerMessage(b);
+      } catch (e) {
+        if (e instanceof WireError) return e.message;
+        throw e;
+      }
+      throw new Error("expected a WireError");
+    };
+    expect(messageOf(packr.pack({ v: 1, type: "t".repeat(2 ** 20) }))).toMatch(/^Unknown frame type "t{40}…"$/);
+    expect(messageOf(packr.pack({ v: "v".repeat(2 ** 20), type: "ack" }))).toMatch(/^Frame has version "v{40}…"; this side speaks 1$/);
+  });
 });

@@ -2,9 +2,10 @@
 // and the original, fed the same log from there on (serial and keyboard input, disk writes and
 // reads), stay bit-identical (digests every 5 slices). A corrupted or truncated checkpoint is refused
 // with a stable code. (The tiny guest: restored linux machines still diverge, see issue notes.)
+import { crc32, gzipSync } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
 import { LockstepError } from "../../emulator/lockstep-error.js";
-import { decodeCheckpoint, encodeCheckpoint, sessionFromCheckpoint, type SessionCheckpoint } from "../../hypervisor/checkpoint.js";
+import { checkpointBytesMax, checkpointFormat, decodeCheckpoint, encodeCheckpoint, sessionFromCheckpoint, type SessionCheckpoint } from "../../hypervisor/checkpoint.js";
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import type { MachineSession } from "../../hypervisor/machine-session.js";
 import { Replayer } from "../../hypervisor/replayer.js";
@@ -124,5 +125,48 @@ describe("deterministic checkpoint", () => {
       expect(e).toBeInstanceOf(LockstepError);
       expect((e as LockstepError).code).toBe("LOCKSTEP_ERR_CHECKPOINT_CORRUPT");
     }
+  });
+
+  /** A checkpoint file around any gzip stream: head, format, crc32 of the stream. */
+  const wrap = (gz: Buffer): Buffer => {
+    const head = Buffer.alloc(14);
+    head.write("LSCKPT", 0, "ascii");
+    head.writeUInt32BE(checkpointFormat, 6);
+    head.writeUInt32BE(crc32(gz), 10);
+    return Buffer.concat([head, gz]);
+  };
+  const refusal = async (b: Uint8Array, guestMemoryMiB?: number): Promise<string> => {
+    const e = await decodeCheckpoint(b, guestMemoryMiB).then(() => undefined, (e: unknown) => e);
+    if (!(e instanceof LockstepError)) throw new Error(`expected a LockstepError, got ${String(e)}`);
+    expect(e.code).toBe("LOCKSTEP_ERR_CHECKPOINT_CORRUPT");
+    return e.message;
+  };
+
+  it("refuses a checkpoint that decompresses to more than its machine can hold, before inflating it whole", async () => {
+    // 300 gzip members of 1 MiB of zeros each: 300 KiB that inflate to 300 MiB, more than 32 MiB of
+    // guest memory and the overhead can need
+    const member = gzipSync(Buffer.alloc(2 ** 20));
+    const bomb = wrap(Buffer.concat(Array.from({ length: 300 }, () => member)));
+    expect(bomb.length).toBeLessThan(2 ** 20);
+    expect(await refusal(bomb, 32)).toMatch(new RegExp(`decompresses to more than ${checkpointBytesMax(32)} bytes, more than a machine of 32 MiB can hold`));
+    // the real one fits the machine it was taken of
+    await expect(decodeCheckpoint(encoded, 32)).resolves.toBeDefined();
+  });
+
+  it("refuses a checkpoint whose body is not msgpack with its code (a bare msgpackr Error escaped)", async () => {
+    expect(await refusal(wrap(gzipSync(Buffer.from([0xd9, 0xff]))))).toMatch(/its body does not decode/);
+  });
+
+  it("refuses a checkpoint whose parts have the wrong shapes, naming the field (it was restored and broke later)", async () => {
+    const cases: Array<[string, (c: SessionCheckpoint) => unknown, RegExp]> = [
+      ["rng words missing", (c) => ({ ...c, clock: { ...c.clock, rng: [1, 2] } }), /clock\.rng must be four 32-bit words, not a list of 2 items/],
+      ["a slice that is a string", (c) => ({ ...c, driver: { ...c.driver, slice: "12" } }), /driver\.slice must be an integer from 0 to \d+, not "12"/],
+      ["halted missing", (c) => ({ ...c, driver: { slice: 1, nextDeadlineMs: 0 } }), /driver\.halted must be true or false, not undefined/],
+      ["memory not whole pages", (c) => ({ ...c, machine: { ...c.machine, memory: new Uint8Array(1000) } }), /machine\.memory must be whole 64 KiB pages of wasm memory, not 1000 bytes/],
+      ["keyboard bytes out of range", (c) => ({ ...c, machine: { ...c.machine, hidden: { ...c.machine.hidden, kbd: [300] } } }), /machine\.hidden\.kbd must be a list of bytes, not a list of 1 items/],
+      ["no clock", (c) => ({ ...c, clock: null }), /clock must be a map, not null/],
+      ["a clock rate of zero", (c) => ({ ...c, clock: { ...c.clock, msPerInstruction: 0 } }), /clock\.msPerInstruction must be a rate a log allows, not 0/],
+    ];
+    for (const [what, mutate, message] of cases) expect(await refusal(await encodeCheckpoint(mutate(checkpoint) as SessionCheckpoint)), what).toMatch(message);
   });
 });
