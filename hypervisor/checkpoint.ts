@@ -4,14 +4,20 @@
  * from there on, stay bit-identical. The boundary is marked in the log by a `control: checkpoint`
  * entry, which clears the JIT cache on every machine that follows the log.
  *
- * On the wire and on disk: "LSCKPT" + u32 format + u32 crc32 of the body + gzip(msgpack body).
+ * On the wire and on disk: "LSCKPT" + u32 format + u32 crc32 of the body + body, where the body is
+ * gzip(u32 meta bytes | meta | wasm memory | device state) and meta is the msgpack of the
+ * checkpoint with `machine.memory` and `machine.devices` replaced by their byte counts. The two big
+ * parts stay out of msgpack: msgpackr keeps its largest encode buffer and its last decode source for
+ * reuse, so every process that took or restored a checkpoint held two more copies of guest memory
+ * for good.
  * A corrupted or truncated checkpoint is refused with LOCKSTEP_ERR_CHECKPOINT_CORRUPT, and so is one
  * that would decompress to more than the machine it is for can hold (its guest memory plus
  * `checkpointOverheadBytes`: a small gzip stream could otherwise expand to any size), or whose
  * decoded parts do not have the shapes a session is restored from.
  */
 import { promisify } from "node:util";
-import { gunzip, gzip, constants as zlibConstants, crc32 } from "node:zlib";
+import { once } from "node:events";
+import { createGzip, gunzip, constants as zlibConstants, crc32 } from "node:zlib";
 import { describeValue, ErrorCode, LockstepError } from "../emulator/lockstep-error.js";
 import { memoryMiBMax } from "../emulator/machine-config.js";
 import type { MachineCheckpoint } from "../emulator/v86-machine.js";
@@ -27,7 +33,8 @@ export interface SessionCheckpoint {
   driver: DriverState;
 }
 
-export const checkpointFormat = 1;
+// 2: memory and devices outside the msgpack meta
+export const checkpointFormat = 2;
 const magic = Buffer.from("LSCKPT");
 const headBytes = magic.length + 8;
 /**
@@ -49,7 +56,24 @@ export function captureSession(driver: SliceDriver): SessionCheckpoint {
 }
 
 export async function encodeCheckpoint(c: SessionCheckpoint): Promise<Buffer> {
-  const body = await promisify(gzip)(packr.pack(c), { level: 1, strategy: zlibConstants.Z_DEFAULT_STRATEGY });
+  // (anything else than bytes stays in the meta, where decoding refuses it: tests craft such ones)
+  const bytesOf = (v: unknown) => (v instanceof Uint8Array ? v : new Uint8Array(0));
+  const machine = (c as Partial<SessionCheckpoint> | null | undefined)?.machine as Partial<MachineCheckpoint> | null | undefined;
+  const [memory, devices] = [bytesOf(machine?.memory), bytesOf(machine?.devices)];
+  const sizeOr = (v: unknown) => (v instanceof Uint8Array ? v.byteLength : v);
+  const plain = machine !== null && typeof machine === "object" && Object.getPrototypeOf(machine) === Object.prototype;
+  const meta = packr.pack(plain ? { ...c, machine: { ...machine, memory: sizeOr(machine.memory), devices: sizeOr(machine.devices) } } : c);
+  const metaBytes = Buffer.alloc(4);
+  metaBytes.writeUInt32BE(meta.length);
+  // streamed through gzip part by part: no copy of guest memory is made to compress it
+  const gz = createGzip({ level: 1, strategy: zlibConstants.Z_DEFAULT_STRATEGY });
+  const out: Buffer[] = [];
+  gz.on("data", (chunk: Buffer) => out.push(chunk));
+  const done = once(gz, "end");
+  for (const part of [metaBytes, meta, memory, devices]) gz.write(part);
+  gz.end();
+  await done;
+  const body = Buffer.concat(out);
   const head = Buffer.alloc(headBytes);
   magic.copy(head, 0);
   head.writeUInt32BE(checkpointFormat, magic.length);
@@ -81,17 +105,26 @@ export async function decodeCheckpoint(bytes: Uint8Array, guestMemoryMiB = memor
     }
     return bad(`cannot be decompressed: ${(e as Error).message}`);
   }
+  if (raw.length < 4 || raw.readUInt32BE(0) > raw.length - 4) return bad("its body is shorter than its meta says");
+  const metaEnd = 4 + raw.readUInt32BE(0);
   let decoded: unknown;
   try {
-    decoded = packr.unpack(raw);
+    // a copy: msgpackr keeps its last source, which must not be the whole body
+    decoded = packr.unpack(Buffer.from(raw.subarray(4, metaEnd)));
   } catch (e) {
     return bad(`its body does not decode: ${(e as Error).message}`);
   }
-  const c = checkShape(decoded, bad);
-  // msgpackr yields Buffers that view the whole body: copy into plain arrays
-  c.machine.memory = new Uint8Array(c.machine.memory);
-  c.machine.devices = new Uint8Array(c.machine.devices);
-  return c;
+  const m = (decoded as { machine?: { memory?: unknown; devices?: unknown } } | null)?.machine;
+  if (m && typeof m === "object") {
+    const size = (v: unknown) => (typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? v : 0);
+    const [memoryBytes, deviceBytes] = [size(m.memory), size(m.devices)];
+    if (metaEnd + memoryBytes + deviceBytes !== raw.length) return bad(`its memory and device sizes (${describeValue(m.memory)}, ${describeValue(m.devices)}) do not add up to the ${raw.length - metaEnd} bytes after the meta`);
+    const memoryEnd = metaEnd + memoryBytes;
+    // (sizes that are not numbers stay what they are, and checkShape names them)
+    if (typeof m.memory === "number") m.memory = raw.subarray(metaEnd, memoryEnd); // copied into wasm memory at restore; then the body goes
+    if (typeof m.devices === "number") m.devices = new Uint8Array(raw.subarray(memoryEnd));
+  }
+  return checkShape(decoded, bad);
 }
 
 /** Checks every part a session is restored from; `bad` throws naming the field. */

@@ -154,7 +154,7 @@ describe("deterministic checkpoint", () => {
   });
 
   it("refuses a checkpoint whose body is not msgpack with its code (a bare msgpackr Error escaped)", async () => {
-    expect(await refusal(wrap(gzipSync(Buffer.from([0xd9, 0xff]))))).toMatch(/its body does not decode/);
+    expect(await refusal(wrap(gzipSync(Buffer.from([0, 0, 0, 2, 0xd9, 0xff]))))).toMatch(/its body does not decode/);
   });
 
   it("refuses a checkpoint whose parts have the wrong shapes, naming the field (it was restored and broke later)", async () => {
