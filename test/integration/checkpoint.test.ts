@@ -8,6 +8,7 @@ import { LockstepError } from "../../emulator/lockstep-error.js";
 import { checkpointBytesMax, checkpointFormat, decodeCheckpoint, encodeCheckpoint, sessionFromCheckpoint, type SessionCheckpoint } from "../../hypervisor/checkpoint.js";
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import type { MachineSession } from "../../hypervisor/machine-session.js";
+import { checkpointSliceMin } from "../../hypervisor/recorder.js";
 import { Replayer } from "../../hypervisor/replayer.js";
 import { GuestDriver } from "../support/guest-driver.js";
 
@@ -24,6 +25,7 @@ describe("deterministic checkpoint", () => {
     closers.push(a);
     a.runUntil(/tiny> /);
     a.command("ping", "pong");
+    a.runSlices(checkpointSliceMin); // no checkpoint in the first slices
     a.type("write 3 41\r"); // queued: applied at the next boundary, after the checkpoint
     const cp = a.recorder.checkpoint();
     expect(cp, "no disk request in flight at a prompt").toBeDefined();
@@ -97,6 +99,25 @@ describe("deterministic checkpoint", () => {
     expect(serial).toContain("bg-done");
   }, 300_000);
 
+  it("no checkpoint in early boot (a machine restored from one taken at slice 5 or 20 diverged); one at the first slice allowed replays identically", async () => {
+    const entries: LogEntry[] = [];
+    const a = await GuestDriver.boot({ image: "linux", digestEverySlices: 5, onEntry: (e) => entries.push(e) });
+    closers.push(a);
+    a.runSlices(20);
+    expect(a.recorder.checkpoint()).toBeUndefined();
+    a.runSlices(checkpointSliceMin - 20);
+    const cp = a.recorder.checkpoint()!;
+    const from = entries.length;
+    const b = await sessionFromCheckpoint({ loaded: a.loaded, diskBytes: a.disk!.byteLength, clock: a.session.clock.params }, await decodeCheckpoint(await encodeCheckpoint(cp)));
+    closers.push(b);
+    a.runSlices(300);
+    const tail = entries.slice(from);
+    let i = 0;
+    const summary = new Replayer(b.driver, () => tail[i++]).run();
+    expect(summary.end).toBe("end-of-log");
+    expect(summary.digestsChecked).toBeGreaterThan(50);
+  }, 120_000);
+
   it("a machine restored early whose wasm memory then grows can still be checkpointed", async () => {
     // v86's wasm memory grows while linux boots; a restored machine's register views used to be
     // fixed to the buffer of the moment, detached by the growth, and save_state threw
@@ -104,7 +125,7 @@ describe("deterministic checkpoint", () => {
     // checkpoint, took over and then served a joining backup halted).
     const a = await GuestDriver.boot({ image: "linux" });
     closers.push(a);
-    a.runSlices(50);
+    a.runSlices(checkpointSliceMin);
     const cp = a.recorder.checkpoint()!;
     const b = await sessionFromCheckpoint({ loaded: a.loaded, diskBytes: a.disk!.byteLength, clock: a.session.clock.params }, await decodeCheckpoint(await encodeCheckpoint(cp)));
     closers.push(b);
