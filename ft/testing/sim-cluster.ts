@@ -7,7 +7,18 @@
  * console clients (SimConsoles) behave like ConsoleClient. Faults come from the seed: message drop,
  * delay (and so reorder), duplication, partitions, node kills and restarts (some restarts join from
  * a checkpoint), node pauses (a stalled process: it hears and does nothing, the peer goes on), an
- * unreachable arbiter, disk outages on a node's path, dropped console connections.
+ * unreachable arbiter, disk outages on a node's path, dropped console connections, and newcomers:
+ * the protecting backup falls silent but stays alive (paused, or cut off: it hears, is not heard)
+ * while a third node, a fresh backup of another node id, dials the primary; it redials soon after
+ * each refusal, so that its hello lands at any moment of the silence, the tick where it has just
+ * passed the failure timeout and the primary has not yet acted on it too. The silent backup, when
+ * it wakes, claims the next epoch (the race a primary must win before it goes on with the newcomer).
+ * Messages are addressed as on real connections (PeerLink): a backup sends to the primary it
+ * dialed, a primary to the backup whose hello it adopted; a primary hears a connection it has not
+ * adopted as a candidate's (a hello only). A following backup keeps its connection when the
+ * primary adopts another (it does not redial: it hears nothing and suspects the primary, as behind
+ * a partition). Of three nodes, the first to halt leaves for good (a newcomer no primary took
+ * within 1000 ticks is stopped).
  *
  * Invariants (SimInvariants, SimConsoles) are checked as things happen and after every tick; the
  * first violation throws with the seed and tick. After the faults, a calm stretch: then one live
@@ -59,7 +70,9 @@ const header: LogHeader = {
 
 interface InFlight {
   at: number;
-  to: string;
+  from: SimNode;
+  /** The node at the other end of the connection it was sent on (none: it is lost). */
+  to: SimNode | undefined;
   bytes: Uint8Array;
 }
 
@@ -71,6 +84,8 @@ export class SimCluster {
   private partitionUntil = -1;
   private arbiterDownUntil = -1;
   private arbiterEpoch = 0;
+  /** Who won each epoch at the arbiter (node id). */
+  private epochWinners = new Map<number, string>();
   private claims: Array<{ at: number; node: SimNode; epoch: number }> = [];
   private restarts: Array<{ at: number; name: string }> = [];
   private incarnation = 0;
@@ -80,7 +95,7 @@ export class SimCluster {
   private readonly disk: SimSharedDisk;
   private readonly consoles: SimConsoles;
   private readonly check: SimInvariants;
-  private readonly ownStats = { failovers: 0, kills: 0, pauses: 0, joins: 0, checkpointsRestored: 0, toldToJoin: 0, logHeldMax: 0, partitions: 0, halts: 0, messages: 0, dropped: 0, lost: 0, reissued: 0, diskOutages: 0, diskStalls: 0 };
+  private readonly ownStats = { failovers: 0, kills: 0, pauses: 0, joins: 0, checkpointsRestored: 0, toldToJoin: 0, logHeldMax: 0, partitions: 0, halts: 0, messages: 0, dropped: 0, lost: 0, reissued: 0, diskOutages: 0, diskStalls: 0, newcomers: 0, newcomersAtSilence: 0, newcomersGaveUp: 0, silencedClaims: 0 };
   /** The VM is gone: its only live copy died while no backup could take over (unprotected). */
   lost = false;
 
@@ -88,7 +103,7 @@ export class SimCluster {
     this.r = new SeededRandom(options.seed);
     this.machineOptions = { diskEvery: options.diskEvery, diskSectors: 8, diskInFlightMax: 4 };
     this.check = new SimInvariants(
-      { nodes: () => this.nodes, everyNode: (id) => this.everyNode.get(id), arbiterEpoch: () => this.arbiterEpoch, fail: (what) => this.fail(what) },
+      { nodes: () => this.nodes, everyNode: (id) => this.everyNode.get(id), arbiterEpoch: () => this.arbiterEpoch, epochWinner: (epoch) => this.epochWinners.get(epoch), fail: (what) => this.fail(what) },
       this.machineOptions.diskSectors,
     );
     this.disk = new SimSharedDisk(this.machineOptions.diskSectors * simSectorBytes, this.r, () => this.tick, { latencyMaxTicks: options.diskLatencyMaxTicks, retryTicks: 20 }, {
@@ -107,6 +122,7 @@ export class SimCluster {
     );
     const a = this.node("A", "A#0", false);
     this.arbiterEpoch = 1;
+    this.epochWinners.set(1, a.nodeId);
     this.nodes = [a];
     a.machine = new ScriptedMachineThread(new ScriptedMachine(this.machineOptions), "primary", this.events(a));
     this.apply(a, a.core.startPrimary(1, header, 0));
@@ -176,6 +192,7 @@ export class SimCluster {
     this.arbiterDownUntil = -1;
     for (const n of this.nodes) {
       n.pausedUntil = -1;
+      n.cutUntil = -1;
       n.diskPath.downUntil = -1;
     }
     for (let i = 0; i < calmTicks; i++, this.tick++) {
@@ -189,9 +206,16 @@ export class SimCluster {
     if (!calm) this.injectFaults(this.options);
     for (const rs of this.restarts.filter((x) => x.at <= this.tick)) {
       const i = this.nodes.findIndex((n) => n.name === rs.name);
-      this.nodes[i] = this.freshBackup(rs.name, this.r.chance(this.options.joinRate));
+      if (i >= 0) this.nodes[i] = this.freshBackup(rs.name, this.r.chance(this.options.joinRate));
     }
     this.restarts = this.restarts.filter((x) => x.at > this.tick);
+    // a newcomer no primary took (its backup came back in time) is stopped: the pair goes on
+    const gaveUp = this.nodes.length > 2 ? this.nodes.find((n) => n.giveUpAt !== undefined && this.tick >= n.giveUpAt && n.core.backup?.state === "waiting") : undefined;
+    if (gaveUp) {
+      gaveUp.alive = false;
+      this.nodes = this.nodes.filter((x) => x !== gaveUp);
+      this.ownStats.newcomersGaveUp++;
+    }
     this.deliver();
     this.answerClaims();
     this.disk.tick();
@@ -212,9 +236,10 @@ export class SimCluster {
 
   private injectFaults(o: SimOptions): void {
     // One failure at a time (what FT promises to survive): kill or pause only while the pair is
-    // protected by a backup whose log covers all output that left.
+    // protected by a backup whose log covers all output that left (and no newcomer is about).
     // (A following backup alone is not protection: its primary may already be dead and undetected.)
     const protectedNow =
+      this.nodes.length === 2 &&
       this.nodes.every((n) => this.running(n)) &&
       this.nodes.some((n) => n.core.primary?.state === "protected") &&
       this.nodes.some((n) => n.core.backup?.state === "following" && n.core.backup.complete >= n.core.backup.eligibleAt && n.machine !== undefined);
@@ -228,6 +253,8 @@ export class SimCluster {
       const victim = this.nodes[this.r.int(0, 1)]!;
       victim.pausedUntil = this.tick + this.r.int(20, 400);
       this.ownStats.pauses++;
+    } else if (o.newcomerRate > 0 && protectedNow && this.restarts.length === 0 && this.r.chance(o.newcomerRate)) {
+      this.newcomer();
     }
     if (this.tick > this.partitionUntil && this.r.chance(o.partitionRate)) {
       this.partitionUntil = this.tick + this.r.int(10, o.partitionMaxTicks);
@@ -235,7 +262,7 @@ export class SimCluster {
     }
     if (this.tick > this.arbiterDownUntil && this.r.chance(o.arbiterOutageRate)) this.arbiterDownUntil = this.tick + this.r.int(10, 300);
     if (this.r.chance(o.diskOutageRate)) {
-      const victim = this.nodes[this.r.int(0, 1)]!;
+      const victim = this.nodes[this.r.int(0, this.nodes.length - 1)]!;
       if (this.tick > victim.diskPath.downUntil) {
         victim.diskPath.downUntil = this.tick + this.r.int(10, 200);
         this.ownStats.diskOutages++;
@@ -243,33 +270,71 @@ export class SimCluster {
     }
   }
 
+  /**
+   * A fresh backup, the third node for a while: the protecting backup falls silent (paused or cut
+   * off) and stays alive; the newcomer dials the primary a little later, and again soon after each
+   * refusal, until a primary takes it.
+   */
+  private newcomer(): void {
+    const primary = this.nodes.find((n) => n.core.primary?.state === "protected")!;
+    const old = this.nodes.find((n) => n !== primary)!;
+    const silentTicks = this.r.int(200, 500);
+    if (this.r.chance(0.5)) old.pausedUntil = this.tick + silentTicks;
+    else old.cutUntil = this.tick + silentTicks;
+    old.silenced = true;
+    const name = ["A", "B", "C"].find((x) => !this.nodes.some((n) => n.name === x))!;
+    const c = this.freshBackup(name, this.r.chance(this.options.joinRate));
+    c.redialTicks = this.r.int(1, 4);
+    c.redialAt = this.tick + this.r.int(60, 160);
+    c.giveUpAt = this.tick + 1000;
+    this.nodes.push(c);
+    this.ownStats.newcomers++;
+  }
+
+  /** Whom a backup dials: the primary (the newest epoch's, if two think they are), else the node of the other name. */
+  private dialTarget(n: SimNode): SimNode | undefined {
+    const primaries = this.nodes.filter((x) => x !== n && x.alive && x.core.role === "primary").sort((a, b) => b.core.epoch - a.core.epoch);
+    return primaries[0] ?? this.nodes.find((x) => x !== n && x.name !== n.name);
+  }
+
+  /** A message goes out on the sender's connection (its link). */
   private send(from: SimNode, bytes: Uint8Array): void {
-    const to = this.nodes.find((n) => n !== from)!;
+    const to = from.link;
     this.ownStats.messages++;
-    if (this.tick <= this.partitionUntil || this.r.chance(this.options.dropRate)) {
+    if (this.tick <= this.partitionUntil || this.tick <= from.cutUntil || this.r.chance(this.options.dropRate)) {
       this.ownStats.dropped++;
       return;
     }
     const copies = this.r.chance(this.options.duplicateRate) ? 2 : 1;
-    for (let i = 0; i < copies; i++) this.network.push({ at: this.tick + this.r.int(1, this.options.delayMaxTicks), to: to.name, bytes });
+    for (let i = 0; i < copies; i++) this.network.push({ at: this.tick + this.r.int(1, this.options.delayMaxTicks), from, to, bytes });
   }
 
   private deliver(): void {
     const due: InFlight[] = [];
     const later: InFlight[] = [];
     for (const m of this.network) {
-      const to = this.nodes.find((n) => n.name === m.to);
       // a paused node reads nothing: its messages wait in its socket buffer
-      if (m.at <= this.tick && !(to && to.alive && this.tick <= to.pausedUntil)) due.push(m);
+      if (m.at <= this.tick && !(m.to && m.to.alive && this.tick <= m.to.pausedUntil)) due.push(m);
       else later.push(m);
     }
     this.network = later;
     for (const m of due) {
-      const to = this.nodes.find((n) => n.name === m.to);
-      if (!to || !to.alive || this.tick <= this.partitionUntil) continue;
+      const to = m.to;
+      if (!to || !to.alive || this.tick <= this.partitionUntil || this.tick <= m.from.cutUntil) continue;
+      // a backup hears only the primary it dialed (a connection it left is closed)
+      if (to.core.role === "backup" && to.link !== m.from) continue;
       const msg = decodePeerMessage(m.bytes); // through the real codec
-      // a hello to a primary comes on a new connection: the core accepts or refuses it
-      this.apply(to, to.core.peerMessage(msg, this.tick, to.core.role === "primary" && msg.type === "hello"));
+      // a connection the primary has not adopted is a candidate's: only a hello, which the core
+      // accepts (the primary adopts it, and cuts the one it replaces) or refuses (closed)
+      const candidate = to.core.role === "primary" && to.link !== m.from;
+      const p = to.core.primary;
+      const silentPeer = candidate && m.from.redialTicks !== undefined && p?.state === "protected" && p.peerId !== undefined ? this.everyNode.get(p.peerId) : undefined;
+      const effects = to.core.peerMessage(msg, this.tick, candidate);
+      if (candidate && effects.some((e) => e.type === "peer-accept")) to.link = m.from;
+      else if (candidate && m.from.redialTicks !== undefined && effects.some((e) => e.type === "peer-refuse")) m.from.redialAt = this.tick + m.from.redialTicks;
+      // the newcomer's hello came while the protecting backup, alive, was silent past the failure timeout
+      if (silentPeer?.silenced && silentPeer.alive && (p!.state === "claiming" || p!.peerId === m.from.nodeId)) this.ownStats.newcomersAtSilence++;
+      this.apply(to, effects);
     }
   }
 
@@ -282,6 +347,7 @@ export class SimCluster {
       if (this.tick <= this.arbiterDownUntil) won = undefined;
       else if (c.epoch === this.arbiterEpoch + 1) {
         this.arbiterEpoch = c.epoch;
+        this.epochWinners.set(c.epoch, c.node.nodeId);
         won = true;
       } else won = false;
       this.apply(c.node, c.node.core.arbiterAnswer(c.epoch, won));
@@ -296,6 +362,8 @@ export class SimCluster {
           this.send(n, encodePeerMessage(e.message));
           break;
         case "claim-epoch":
+          if (n.silenced && n.core.role === "backup") this.ownStats.silencedClaims++;
+          n.silenced = false;
           this.claims.push({ at: this.tick + this.r.int(1, 10), node: n, epoch: e.epoch });
           break;
         case "halt":
@@ -304,7 +372,9 @@ export class SimCluster {
           // a halted node never touches the shared disk again (what it handed over may still land)
           n.disk?.scheduler.close();
           this.disk.abandon(n.diskPath);
-          if (!this.restarts.some((x) => x.name === n.name)) this.restarts.push({ at: this.tick + this.r.int(50, 300), name: n.name });
+          // of three nodes, the first to halt leaves for good: the other two go on as the pair
+          if (this.nodes.length > 2) this.nodes = this.nodes.filter((x) => x !== n);
+          else if (!this.restarts.some((x) => x.name === n.name)) this.restarts.push({ at: this.tick + this.r.int(50, 300), name: n.name });
           break;
         case "start-machine":
           n.machine = e.checkpoint ? ScriptedMachineThread.fromCheckpoint(e.checkpoint.bytes, this.events(n)) : new ScriptedMachineThread(new ScriptedMachine(this.machineOptions), "backup", this.events(n));
@@ -385,7 +455,14 @@ export class SimCluster {
 
   private tickNode(n: SimNode): void {
     const m = n.machine;
-    if (n.core.backup?.state === "waiting" && this.tick % 50 === 0) this.apply(n, n.core.peerConnected(this.tick));
+    // a waiting backup (re)dials the primary and says hello: every 50 ticks, or a newcomer (one
+    // connection at a time, as PeerLink) soon after a refusal and 50 ticks after a hello not answered
+    const redial = n.redialTicks !== undefined ? n.redialAt !== undefined && this.tick >= n.redialAt : this.tick % 50 === 0;
+    if (n.core.backup?.state === "waiting" && redial) {
+      n.redialAt = n.redialTicks !== undefined ? this.tick + 50 : undefined;
+      n.link = this.dialTarget(n);
+      this.apply(n, n.core.peerConnected(this.tick));
+    }
     this.apply(n, n.core.tick(this.tick, m?.slice ?? 0));
     if (!m || !n.alive || n.core.role === "halted") return;
     const before = m.slice;

@@ -5,8 +5,11 @@
  *
  *   - Never two live primaries; a live primary holds the arbiter's epoch.
  *   - The output rule, with no exemption, at every release of console output and input acks and at
- *     every disk write leaving its node: a protected primary's output of a slice leaves only when its
- *     backup's log is complete through that slice (or it had left before the backup protected it).
+ *     every disk write leaving its node: a protected primary's output of a slice leaves only when the
+ *     log of every backup that can take over is complete through that slice (or it had left before
+ *     the backup protected it): the one that won the next epoch if one did, whichever backup the
+ *     primary talks to; else its backup and any other live backup of its epoch eligible to claim
+ *     the next (a primary that slid over to a newcomer while its silent backup could still win).
  *     A write also leaves only once its core released the slice the machine issued it in, and never
  *     from a primary after a newer epoch's primary went live.
  *   - The backup's state after every slice its log covers equals the primary's.
@@ -26,6 +29,8 @@ export interface InvariantWorld {
   /** Any node that ever ran, by node id. */
   everyNode(nodeId: string): SimNode | undefined;
   arbiterEpoch(): number;
+  /** The node id that won `epoch` at the arbiter, if any did. */
+  epochWinner(epoch: number): string | undefined;
   fail(what: string): never;
 }
 
@@ -77,18 +82,34 @@ export class SimInvariants {
 
   /**
    * The output rule, with no exemption: while a primary is protected (or claiming, having been), its
-   * output of a slice may leave only when its backup's log is complete through that slice, or when
-   * it had left before the backup was protecting. A backup that died or took over since still
+   * output of a slice may leave only when the log of every backup that can take over from it is
+   * complete through that slice, or when it had left before the backup was protecting. That is the
+   * one that won the next epoch if one did (whichever backup the primary talks to); else its own
+   * backup and any other live backup of its epoch still eligible to claim the next one (a silent
+   * one the primary slid away from, to a newcomer). A backup that died or took over since still
    * counts, with the log it had then (what it acknowledged cannot be more). What is wrong, if anything.
    */
   private outputRuleBroken(n: SimNode, slice: number): string | undefined {
     const p = n.core.primary;
     if (!p || (p.state !== "protected" && p.state !== "claiming")) return undefined;
+    const epoch = n.core.epoch;
+    const next = this.world.epochWinner(epoch + 1);
+    if (next !== undefined && next !== p.peerId) {
+      const complete = this.world.everyNode(next)!.backupComplete;
+      if (slice <= Math.max(complete, p.protectedFrom)) return undefined;
+      return `epoch ${epoch + 1} went to ${next} (not to its backup ${p.peerId}), whose log is complete through ${complete} (released ${p.protectedFrom} before protection)`;
+    }
     const peer = p.peerId !== undefined ? this.world.everyNode(p.peerId) : undefined;
     if (!peer) return `its backup ${p.peerId} is unknown`;
     const complete = peer.backupComplete;
-    if (slice <= Math.max(complete, p.protectedFrom)) return undefined;
-    return `backup ${peer.nodeId} is complete through ${complete} (released ${p.protectedFrom} before protection)`;
+    if (slice > Math.max(complete, p.protectedFrom)) return `backup ${peer.nodeId} is complete through ${complete} (released ${p.protectedFrom} before protection)`;
+    if (next !== undefined) return undefined;
+    for (const x of this.world.nodes()) {
+      const b = x.core.backup;
+      if (x === peer || !x.alive || !b || b.epoch !== epoch || (b.state !== "following" && b.state !== "claiming") || b.complete < b.eligibleAt) continue;
+      if (slice > b.complete) return `${x.nodeId}, a backup of epoch ${epoch} that can still claim epoch ${epoch + 1} (its backup is ${peer.nodeId}), is complete through ${b.complete}`;
+    }
+    return undefined;
   }
 
   /** At every release (console output, input acks, disk writes) that moves forward. */

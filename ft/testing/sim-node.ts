@@ -38,6 +38,22 @@ export class SimNode {
   writeTags = new Map<number, number>();
   /** The slice its log was complete through when it took over (what it acknowledged as a backup). */
   completeAsBackup = 0;
+  /**
+   * The node at the other end of its peer connection: a backup's is the primary it dialed, a
+   * primary's the backup whose hello it adopted (it sends on that connection only; after a
+   * takeover it still holds the one it dialed as a backup, until it adopts another).
+   */
+  link: SimNode | undefined;
+  /** Cut off until this tick: what it sends is lost (it still hears the others). */
+  cutUntil = -1;
+  /** A newcomer (a third node dialing the primary): it dials again this many ticks after a refusal. */
+  redialTicks: number | undefined;
+  /** A newcomer: when it dials again. */
+  redialAt: number | undefined;
+  /** A newcomer no primary took by this tick gives up (it is stopped). */
+  giveUpAt: number | undefined;
+  /** It fell silent (paused or cut off) while a newcomer dialed its primary. */
+  silenced = false;
   readonly core: NodeCore;
 
   constructor(

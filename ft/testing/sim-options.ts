@@ -32,6 +32,12 @@ export interface SimOptions {
   diskOutageRate: number;
   /** Log entries a node keeps whole from power-on (small: backups that attach later are sent a checkpoint). */
   powerOnLogEntriesMax: number;
+  /**
+   * Chance per tick, while the pair is protected, that its backup falls silent but stays alive
+   * (paused, or cut off: it hears the primary, the primary does not hear it) and a new backup of
+   * another node id dials the primary meanwhile (a third node, for a while).
+   */
+  newcomerRate: number;
 }
 
 export function simOptionsFromSeed(seed: number, ticks = 3000): SimOptions {
@@ -53,5 +59,7 @@ export function simOptionsFromSeed(seed: number, ticks = 3000): SimOptions {
     diskLatencyMaxTicks: r.int(1, 8),
     diskOutageRate: r.chance(0.3) ? r.next() * 0.002 : 0,
     powerOnLogEntriesMax: r.chance(0.5) ? r.int(0, 300) : defaultLogRetention.powerOnLogEntriesMax,
+    // drawn after the others, so that every other option of a seed stays what it was
+    newcomerRate: r.chance(0.5) ? r.next() * 0.004 : 0,
   };
 }
