@@ -73,7 +73,9 @@ export class BackupCore {
   /** The connection to the primary is up: introduce ourselves. */
   connected(nowMs: number): BackupEffect[] {
     if (this.state !== "waiting" && this.state !== "following") return [];
-    this.lastHeardMs = nowMs;
+    // a connection is not word from the primary: one that refuses every hello (another epoch won)
+    // must not keep a following backup from ever suspecting it
+    if (this.state === "waiting") this.lastHeardMs = nowMs;
     return [this.hello()];
   }
 

@@ -79,3 +79,21 @@ describe("BackupCore under loss", () => {
     expect(hellos(b.step({ type: "log", epoch: 1, first: 20, entries: [progress(20)] }, 1 + config.heartbeatIntervalMs))).toHaveLength(1);
   });
 });
+
+// Found by the simulation's newcomer interleaving: a following backup whose connection the primary
+// closed at every hello (it had won the next epoch meanwhile) redialed every 100 ms, and each new
+// connection reset its silence clock, so it never claimed, never learned it had lost, and looped.
+describe("BackupCore reconnecting", () => {
+  it("still suspects a primary that answers no hello, however often it reconnects", () => {
+    const b = new BackupCore(config);
+    b.connected(0);
+    b.step(headerMsg(1, 0), 0);
+    const effects = [];
+    for (let t = 10; t <= 400; t += 10) {
+      effects.push(...b.connected(t)); // refused, redialed
+      effects.push(...b.tick(t));
+    }
+    expect(b.state).toBe("claiming");
+    expect(effects.some((e) => e.type === "claim-epoch")).toBe(true);
+  });
+});
