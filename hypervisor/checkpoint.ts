@@ -45,6 +45,13 @@ const headBytes = magic.length + 8;
  */
 export const checkpointOverheadBytes = 256 * 2 ** 20;
 
+/**
+ * Inflated in chunks this large: allocations above the C library's largest mmap threshold (32 MiB)
+ * go back to the system when freed, where thousands of small zlib chunks left the heap of the thread
+ * that restored a checkpoint hundreds of MiB larger for good.
+ */
+const inflateChunkBytes = 64 * 2 ** 20;
+
 /** Decompressed bytes at most of a checkpoint of a machine with this much guest memory. */
 export function checkpointBytesMax(guestMemoryMiB: number): number {
   return guestMemoryMiB * 2 ** 20 + checkpointOverheadBytes;
@@ -98,7 +105,7 @@ export async function decodeCheckpoint(bytes: Uint8Array, guestMemoryMiB = memor
   const outputMax = checkpointBytesMax(guestMemoryMiB);
   let raw: Buffer;
   try {
-    raw = await promisify(gunzip)(body, { maxOutputLength: outputMax });
+    raw = await promisify(gunzip)(body, { maxOutputLength: outputMax, chunkSize: inflateChunkBytes });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE") {
       return bad(`it decompresses to more than ${outputMax} bytes, more than a machine of ${guestMemoryMiB} MiB can hold`);
