@@ -114,7 +114,7 @@ try {
       client.addUrl(backup.url);
       await until(async () => (await status(primary)).protected === true, 300_000, () => `${backup.name} to protect ${primary.name}: ${backup.stderr.slice(-1500)}`);
       const s = await status(primary);
-      say(`  ${backup.name} protects ${primary.name} (${join ? "--join" : "no --join"}); last join pause ${s.lastJoin?.pauseMs ?? "-"} ms, ${s.lastJoin?.bytes ?? "-"} bytes`);
+      say(`  ${backup.name} protects ${primary.name} (${join ? "--join" : "no --join"}): checkpoint pause ${Math.round(s.lastJoin?.pauseMs ?? 0)} ms, ${s.lastJoin?.bytes ?? "-"} bytes; protected after ${s.lastJoinProtectedMs ?? "-"} ms, the guest held ${s.lastJoinGuestHeldMs ?? "-"} ms of it`);
     }
   }
   // the console: every tick answered once, in order, and no gap
