@@ -10,6 +10,7 @@
  * guest time that falls behind wall time jumps forward (logged); a persistent difference in speed
  * changes the rate (logged). Guest time never moves backwards.
  */
+import type { MachineConfig } from "../emulator/machine-config.js";
 import { serialChunkBytesMax } from "./event-log/serial-input.js";
 import { keyboardChunkBytesMax } from "./event-log/keyboard-input.js";
 import { diskDataChunkBytes } from "./event-log/disk-completion.js";
@@ -28,6 +29,8 @@ export interface RecorderOptions {
   rateWindowMs?: number;
   /** Input bytes queued at most (backpressure: `queue*` reports false past it). */
   pendingBytesMax?: number;
+  /** No checkpoint before this slice (default 0; see `checkpointSliceMinFor`). */
+  checkpointSliceMin?: number;
 }
 
 export type BoundaryDecision =
@@ -42,12 +45,17 @@ type PendingInput =
   | { kind: "disk-write"; id: number };
 
 /**
- * No checkpoint before this slice: a linux machine restored from a checkpoint taken in the first ~20
- * slices of its boot (measured: at slices 5 and 20) diverges from the original within a few slices,
- * from 23 on it does not; some state of that early boot is not in v86's save_state nor in wasm memory.
- * A backup that asks to join then gets a checkpoint a little later instead.
+ * No checkpoint of a machine that boots through the BIOS before this slice: a linux machine restored
+ * from a checkpoint taken in the first ~20 slices of its boot (measured: at slices 5 and 20)
+ * diverges from the original within a few slices, from 23 on it does not; some state of that early
+ * boot is in neither v86's save_state nor wasm memory. A backup that asks to join then gets a
+ * checkpoint a little later instead. (The multiboot test kernel has no BIOS phase.)
  */
 export const checkpointSliceMin = 100;
+
+export function checkpointSliceMinFor(config: Pick<MachineConfig, "kind">): number {
+  return config.kind === "linux" ? checkpointSliceMin : 0;
+}
 
 export class Recorder {
   private pending: PendingInput[] = [];
@@ -210,11 +218,11 @@ export class Recorder {
   /**
    * Logs a checkpoint at the current boundary (which clears the JIT cache here and on every machine
    * that follows the log) and captures the session. Undefined while a disk request is in flight, or
-   * in the first `checkpointSliceMin` slices: try again at a later boundary.
+   * before `options.checkpointSliceMin`: try again at a later boundary.
    */
   checkpoint(): SessionCheckpoint | undefined {
     const d = this.driver;
-    if (this.poweredOff || d.slice < checkpointSliceMin || (d.machine.disk?.inFlight ?? 0) > 0) return undefined;
+    if (this.poweredOff || d.slice < (this.options.checkpointSliceMin ?? 0) || (d.machine.disk?.inFlight ?? 0) > 0) return undefined;
     this.emit({ kind: "control", slice: d.slice, icount: d.icount, action: "checkpoint" });
     return captureSession(d);
   }

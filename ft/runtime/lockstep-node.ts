@@ -416,12 +416,14 @@ async function arbiterIdentity(arbiter: Arbiter): Promise<string> {
 /**
  * A second `lockstep primary` on the arbiter of a pair that is running would start a second guest
  * on the same disk (it wins the next epoch; the running primary notices only when it next claims
- * one). Any node of this arbiter that still answers as a live primary or backup stops it.
+ * one). Any node of this arbiter that still answers as a primary, or as a backup that follows one
+ * (epoch 1 or later), stops it.
  */
 async function refuseIfPairRunning(arbiter: Arbiter, ca: Buffer | undefined): Promise<void> {
   for (const { nodeId, url } of await arbiter.announced()) {
     const s = await getJson<{ role?: unknown; epoch?: unknown }>(new URL("/status", url), { timeoutMs: 1000, ...(ca ? { ca } : {}) }).catch(() => undefined);
-    if (s && (s.role === "primary" || s.role === "backup")) {
+    // a backup still at epoch 0 follows nobody yet (it may be this primary's own, started alongside)
+    if (s && (s.role === "primary" || (s.role === "backup" && typeof s.epoch === "number" && s.epoch > 0))) {
       throw new LockstepError(ErrorCode.pairRunning, `A lockstep pair is already running on this shared directory: ${nodeId} at ${url} is its ${s.role} (epoch ${String(s.epoch)})`, "stop that pair first, or give this one its own --shared-dir (and disk)");
     }
   }

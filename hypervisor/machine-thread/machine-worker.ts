@@ -21,11 +21,11 @@
 import { getPriority, setPriority } from "node:os";
 import { receiveMessageOnPort, parentPort, workerData, type MessagePort } from "node:worker_threads";
 import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
-import { loadMachine } from "../../emulator/machine-config.js";
+import { loadMachine, type MachineConfig } from "../../emulator/machine-config.js";
 import { decodeCheckpoint, sessionFromCheckpoint } from "../checkpoint.js";
 import type { LogEntry } from "../event-log/log-entry.js";
 import { MachineSession } from "../machine-session.js";
-import { Recorder } from "../recorder.js";
+import { checkpointSliceMinFor, Recorder } from "../recorder.js";
 import { Replayer } from "../replayer.js";
 import { WallPacer } from "../wall-pacer.js";
 import type { FromMachine, MachineBatch, MachineInit, ToMachine } from "./machine-protocol.js";
@@ -119,8 +119,11 @@ function drain(handle: (m: ToMachine) => void): void {
   for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) handle(m.message as ToMachine);
 }
 
+let machineKind: MachineConfig["kind"] = "linux";
+
 async function buildSession(): Promise<MachineSession> {
   const loaded = loadMachine(init.image, init.load);
+  machineKind = loaded.config.kind;
   const options = { loaded, ...(init.diskBytes !== undefined ? { diskBytes: init.diskBytes } : {}), clock: init.clock, ...(init.jit !== undefined ? { jit: init.jit } : {}) };
   if (!init.checkpoint) return MachineSession.open(options);
   const c = await decodeCheckpoint(init.checkpoint.bytes, loaded.config.memoryMiB);
@@ -131,7 +134,7 @@ async function buildSession(): Promise<MachineSession> {
 /** Records as a live primary until told to stop. */
 function record(session: MachineSession, wallEpochMs: number | undefined): void {
   const driver = session.driver;
-  const recorder = new Recorder(driver, { digestEverySlices: init.digestEverySlices, sink: (e) => outbox.entry(e) });
+  const recorder = new Recorder(driver, { digestEverySlices: init.digestEverySlices, sink: (e) => outbox.entry(e), checkpointSliceMin: checkpointSliceMinFor({ kind: machineKind }) });
   const pacer = new WallPacer(driver.clock.peekMs(), wallEpochMs !== undefined ? { wallEpochMs } : {});
   let stopping = false;
   let checkpointWanted = false;

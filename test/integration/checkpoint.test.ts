@@ -25,7 +25,6 @@ describe("deterministic checkpoint", () => {
     closers.push(a);
     a.runUntil(/tiny> /);
     a.command("ping", "pong");
-    a.runSlices(checkpointSliceMin); // no checkpoint in the first slices
     a.type("write 3 41\r"); // queued: applied at the next boundary, after the checkpoint
     const cp = a.recorder.checkpoint();
     expect(cp, "no disk request in flight at a prompt").toBeDefined();

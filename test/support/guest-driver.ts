@@ -7,7 +7,7 @@ import { makeBlankDisk } from "../../emulator/blank-disk.js";
 import { loadMachine, type LoadedMachine } from "../../emulator/machine-config.js";
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import { defaultClockParams, MachineSession } from "../../hypervisor/machine-session.js";
-import { Recorder } from "../../hypervisor/recorder.js";
+import { checkpointSliceMinFor, Recorder } from "../../hypervisor/recorder.js";
 import { MemoryDiskPort } from "../../hypervisor/disk/disk-port.js";
 
 export interface GuestDriverOptions {
@@ -49,6 +49,7 @@ export class GuestDriver {
     const recorder = new Recorder(session.driver, {
       digestEverySlices: options.digestEverySlices ?? 0,
       sink: options.onEntry ?? (() => {}),
+      checkpointSliceMin: checkpointSliceMinFor(loaded.config),
     });
     return new GuestDriver(loaded, session, recorder, disk, disk ? new MemoryDiskPort(disk, recorder) : undefined);
   }
