@@ -28,13 +28,14 @@ describe("disk fencing", () => {
     try {
       await until(() => /lockstep:\/root# /.test(out), 90_000, "the prompt");
       await until(async () => (await a.status()).protected === true, 30_000, "B to protect A");
-      client.send(Buffer.from("(i=0; while [ ! -e /tmp/stop ]; do i=$((i+1)); echo old$i > /mnt/fence; sync; done; echo loop''-stopped) &\r"));
+      // several blocks per round (the file and its metadata), with sync: writes are held or running most of the time
+      client.send(Buffer.from("(i=0; while [ ! -e /tmp/stop ]; do i=$((i+1)); echo old$i > /mnt/fence; seq $i $((i+3000)) > /mnt/bulk; sync; done; echo loop''-stopped) &\r"));
       await until(async () => ((await a.status()) as { disk: { writes: number } }).disk.writes >= 50, 30_000, "the guest writing");
       // stop it while writes are issued or held (a tight loop of write + sync keeps some in flight)
       let stoppedWith = 0;
-      for (let i = 0; i < 50 && stoppedWith === 0; i++) {
+      for (let i = 0; i < 1000 && stoppedWith === 0; i++) {
         stoppedWith = ((await a.status()) as { disk: { outstanding: number } }).disk.outstanding;
-        if (stoppedWith === 0) await sleep(5);
+        if (stoppedWith === 0) await sleep(2);
       }
       a.kill("SIGSTOP");
       await b.waitEvent("live", 15_000);
