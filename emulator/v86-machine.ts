@@ -11,6 +11,7 @@
  *     between slices: that is what makes them injectable at exact instruction counts.
  *   - The 64-bit instruction count extends v86's u32 counter (wasm byte 664) across wraps.
  */
+import { liveView } from "./live-view.js";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { V86 } from "v86";
@@ -385,23 +386,4 @@ export class V86Machine {
     this.destroyed = true;
     this.emulator.destroy();
   }
-}
-
-type TypedArrayOf<T> = { new (buffer: ArrayBuffer, byteOffset: number, length: number): T };
-
-/**
- * A typed array over `memory` at a fixed place that stays valid when the memory grows (growing
- * detaches the old ArrayBuffer): every access builds the view over the current buffer. This is how
- * v86 keeps its own register views; functions come bound to the fresh view.
- */
-function liveView<T extends object>(Type: TypedArrayOf<T>, memory: WebAssembly.Memory, byteOffset: number, length: number): T {
-  const view = () => new Type(memory.buffer, byteOffset, length);
-  return new Proxy({} as T, {
-    get: (_, key) => {
-      const v = view();
-      const value = Reflect.get(v, key) as unknown;
-      return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(v) : value;
-    },
-    set: (_, key, value) => Reflect.set(view(), key, value),
-  });
 }

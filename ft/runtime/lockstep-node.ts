@@ -29,13 +29,13 @@ import { MachineThread, type MachineEvents } from "../../hypervisor/machine-thre
 import type { Arbiter } from "../arbiter/arbiter.js";
 import { NodeCore, type NodeEffect } from "../core/node-core.js";
 import { defaultLogRetention } from "../core/retained-log.js";
-import { getJson } from "./get-json.js";
 import { NodeServer } from "../transport/node-server.js";
 import type { PeerMessage } from "../wire/peer-messages.js";
 import { sendCheckpoint, type CheckpointSent } from "./checkpoint-sender.js";
 import { ConsoleServer } from "./console-server.js";
 import { backupMachine, primaryMachine } from "./machine-init.js";
-import { nodeMetrics } from "./node-metrics.js";
+import { arbiterIdentity, refuseIfPairRunning } from "./arbiter-checks.js";
+import { nodeMetrics, processMemoryMiB } from "./node-metrics.js";
 import { PeerLink } from "./peer-link.js";
 import { SharedDisk } from "./shared-disk.js";
 
@@ -178,7 +178,7 @@ export class LockstepNode extends EventEmitter {
       peerBytesSent: this.peerBytesSent,
       peerBytesReceived: this.peerBytesReceived,
       uptimeMs: Math.round(performance.now() - this.startedAtMs),
-      memory: memoryMiB(),
+      memory: processMemoryMiB(),
     };
   }
 
@@ -397,34 +397,5 @@ export class LockstepNode extends EventEmitter {
       if (effects.some((e) => e.type === "peer-accept")) this.link.adopt(from);
     }
     this.effects(effects);
-  }
-}
-
-/** This process's memory (MiB): resident set (the machine thread included), the main thread's JS heap, and buffers outside it. */
-function memoryMiB(): { rss: number; heapUsed: number; external: number; arrayBuffers: number } {
-  const m = process.memoryUsage();
-  const mib = (n: number) => Math.round((n / 2 ** 20) * 10) / 10;
-  return { rss: mib(m.rss), heapUsed: mib(m.heapUsed), external: mib(m.external), arrayBuffers: mib(m.arrayBuffers) };
-}
-
-async function arbiterIdentity(arbiter: Arbiter): Promise<string> {
-  const id = await arbiter.identity();
-  if (id === undefined) throw new LockstepError(ErrorCode.usage, "The arbiter cannot be reached", "check --shared-dir");
-  return id;
-}
-
-/**
- * A second `lockstep primary` on the arbiter of a pair that is running would start a second guest
- * on the same disk (it wins the next epoch; the running primary notices only when it next claims
- * one). Any node of this arbiter that still answers as a primary, or as a backup that follows one
- * (epoch 1 or later), stops it.
- */
-async function refuseIfPairRunning(arbiter: Arbiter, ca: Buffer | undefined): Promise<void> {
-  for (const { nodeId, url } of await arbiter.announced()) {
-    const s = await getJson<{ role?: unknown; epoch?: unknown }>(new URL("/status", url), { timeoutMs: 1000, ...(ca ? { ca } : {}) }).catch(() => undefined);
-    // a backup still at epoch 0 follows nobody yet (it may be this primary's own, started alongside)
-    if (s && (s.role === "primary" || (s.role === "backup" && typeof s.epoch === "number" && s.epoch > 0))) {
-      throw new LockstepError(ErrorCode.pairRunning, `A lockstep pair is already running on this shared directory: ${nodeId} at ${url} is its ${s.role} (epoch ${String(s.epoch)})`, "stop that pair first, or give this one its own --shared-dir (and disk)");
-    }
   }
 }

@@ -30,3 +30,10 @@ export function nodeMetrics(core: NodeCore, machine: () => MachineThread | undef
   gauge("lockstep_backup_lag_p99_ms", "Backup lag, 99th percentile over the recent window", () => core.backupLag.summary().p99 ?? undefined);
   return registry;
 }
+
+/** This process's memory (MiB): resident set (the machine thread included), the main thread's JS heap, and buffers outside it. */
+export function processMemoryMiB(): { rss: number; heapUsed: number; external: number; arrayBuffers: number } {
+  const m = process.memoryUsage();
+  const mib = (n: number) => Math.round((n / 2 ** 20) * 10) / 10;
+  return { rss: mib(m.rss), heapUsed: mib(m.heapUsed), external: mib(m.external), arrayBuffers: mib(m.arrayBuffers) };
+}

@@ -23,6 +23,9 @@
  * Not covered: a write that timed out may still be carried out later by a server that was only
  * slow, after its retry and even after a later write to the same sectors; the protocol gives a
  * client no way to fence off a request it has given up on.
+ *
+ * Over 400 lines on purpose: the byte reader, one connection (handshake, cookies, timeouts) and
+ * the reconnecting backend are one protocol client, each piece meaningless without the others.
  */
 import { connect, type Socket } from "node:net";
 import type { Logger } from "pino";

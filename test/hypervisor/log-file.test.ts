@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
-import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
+import { errorOf } from "../support/lockstep-error-of.js";
+import { ErrorCode } from "../../emulator/lockstep-error.js";
 import { decodeEntry, encodeEntry, logFormatVersion, type LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import { digestEverySlicesMax, LogReader, LogWriter, packr, type LogHeader } from "../../hypervisor/log-file.js";
 
@@ -58,16 +59,6 @@ function readAll(path: string, allowTruncated = false): LogEntry[] {
   for (let e = r.next(); e; e = r.next()) out.push(e);
   r.close();
   return out;
-}
-
-function errorOf(fn: () => unknown): LockstepError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof LockstepError) return e;
-    throw e;
-  }
-  throw new Error("expected a LockstepError");
 }
 
 describe("log file", () => {

@@ -2,7 +2,8 @@
 // meet it (counts never go down): it stops there with a divergence, instead of running on to the
 // entry's slice, which a damaged log or a confused primary may put arbitrarily far ahead.
 import { describe, expect, it } from "vitest";
-import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
+import { errorOf } from "../support/lockstep-error-of.js";
+import { ErrorCode } from "../../emulator/lockstep-error.js";
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import { Replayer } from "../../hypervisor/replayer.js";
 import type { SliceDriver } from "../../hypervisor/slice-driver.js";
@@ -27,16 +28,6 @@ const far: LogEntry[] = [
   { kind: "progress", slice: 2, icount: 2000 },
   { kind: "keys", slice: 10 ** 15, icount: 4500, data: Uint8Array.from([0x1e]) },
 ];
-
-function errorOf(fn: () => unknown): LockstepError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof LockstepError) return e;
-    throw e;
-  }
-  throw new Error("expected a LockstepError");
-}
 
 describe("an entry the machine has run past", () => {
   it("stops an offline replay at once instead of running on towards the entry's far-future slice", () => {
