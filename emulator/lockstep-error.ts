@@ -27,6 +27,8 @@ export const ErrorCode = {
   logMismatch: "LOCKSTEP_ERR_LOG_MISMATCH",
   divergence: "LOCKSTEP_ERR_DIVERGENCE",
   inputScript: "LOCKSTEP_ERR_INPUT_SCRIPT",
+  netMode: "LOCKSTEP_ERR_NET_MODE",
+  netFrame: "LOCKSTEP_ERR_NET_FRAME",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -27,6 +27,13 @@ export interface DiskSpec {
   format: "ext2" | "raw";
 }
 
+/** The guest's network card: v86's ne2k (PCI), with a MAC fixed by the config (not drawn at random). */
+export interface NicSpec {
+  type: "ne2k";
+  /** Six hex bytes, colon-separated; a unicast address. */
+  mac: string;
+}
+
 export interface MachineConfig {
   name: string;
   description: string;
@@ -35,6 +42,7 @@ export interface MachineConfig {
   cmdline?: string;
   files: Partial<Record<FileRole, FileRef>>;
   disk?: DiskSpec;
+  nic?: NicSpec;
 }
 
 /** A config with its files read and verified, ready to boot. */
@@ -124,6 +132,13 @@ export function validateConfig(raw: unknown, where: string): MachineConfig {
     if (d.format !== "ext2" && d.format !== "raw") fail(where, `"disk.format" must be "ext2" or "raw"`);
     disk = { sizeMiB: d.sizeMiB, format: d.format };
   }
+  let nic: NicSpec | undefined;
+  if (c.nic !== undefined) {
+    const n = c.nic as Record<string, unknown>;
+    if (n?.type !== "ne2k") fail(where, `"nic.type" must be "ne2k", not ${JSON.stringify(n?.type)}`);
+    if (typeof n.mac !== "string" || !isUnicastMac(n.mac)) fail(where, `"nic.mac" must be a unicast MAC address like "52:54:00:12:34:56", not ${JSON.stringify(n.mac)}`);
+    nic = { type: "ne2k", mac: n.mac.toLowerCase() };
+  }
   return {
     name: c.name,
     description: typeof c.description === "string" ? c.description : "",
@@ -132,7 +147,17 @@ export function validateConfig(raw: unknown, where: string): MachineConfig {
     ...(c.cmdline !== undefined ? { cmdline: c.cmdline as string } : {}),
     files,
     ...(disk ? { disk } : {}),
+    ...(nic ? { nic } : {}),
   };
+}
+
+/** "52:54:00:12:34:56": six hex bytes, the first one's group bit clear. */
+export function isUnicastMac(mac: string): boolean {
+  return /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(mac) && (parseInt(mac.slice(0, 2), 16) & 1) === 0;
+}
+
+export function macBytes(mac: string): Uint8Array {
+  return Uint8Array.from(mac.split(":"), (h) => parseInt(h, 16));
 }
 
 export interface LoadOptions {

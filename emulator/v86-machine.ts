@@ -18,7 +18,7 @@ import { V86 } from "v86";
 import { BounceDisk, type DiskRequest } from "./bounce-disk.js";
 import { DeferredJit, type JitCpu } from "./deferred-jit.js";
 import { GuestGlobals, type GuestEnvironment } from "./guest-environment.js";
-import type { LoadedMachine } from "./machine-config.js";
+import { macBytes, type LoadedMachine } from "./machine-config.js";
 import { loadHasher, stateDigest } from "./state-digest.js";
 import { configuredWasmTier, useWasmTier, type WasmTier } from "./wasm-tier.js";
 
@@ -96,6 +96,19 @@ export interface SliceResult {
   serial: Uint8Array | null;
   /** Disk requests the guest issued during the slice (they complete only through `disk`). */
   diskRequests: DiskRequest[];
+  /** Ethernet frames the guest's NIC sent during the slice (copies), or null. */
+  net: Uint8Array[] | null;
+}
+
+/** The parts of v86's ne2k lockstep reads and sets (see `netRoom`). */
+interface Ne2k {
+  mac: Uint8Array;
+  memory: Uint8Array;
+  cr: number;
+  boundary: number;
+  curpg: number;
+  pstart: number;
+  pstop: number;
 }
 
 const noRequests: DiskRequest[] = [];
@@ -130,6 +143,7 @@ export class V86Machine {
   private icount64 = 0;
   private lastCounter = 0;
   private serialOut: number[] = [];
+  private netOut: Uint8Array[] = [];
   private destroyed = false;
   private jitClearedAtBoundary = false;
 
@@ -143,6 +157,10 @@ export class V86Machine {
   ) {
     emulator.add_listener("serial0-output-byte", (byte: number) => {
       this.serialOut.push(byte);
+    });
+    // the frame is a view of the NIC's memory: copied before the guest overwrites it
+    emulator.add_listener("net0-send", (frame: Uint8Array) => {
+      this.netOut.push(frame.slice());
     });
     this.lastCounter = internal.cpu.instruction_counter[0]!;
   }
@@ -171,7 +189,9 @@ export class V86Machine {
       disable_jit: options.jit === false,
       acpi: false,
       fastboot: true,
-      net_device: { type: "none" },
+      net_device: { type: config.nic ? "ne2k" : "none" },
+      // a restored checkpoint keeps the NIC's MAC and memory (else v86 keeps the fresh ones)
+      preserve_mac_from_state_image: true,
     };
     if (files.bios) settings.bios = { buffer: toArrayBuffer(files.bios) };
     if (files.vgaBios) settings.vga_bios = { buffer: toArrayBuffer(files.vgaBios) };
@@ -202,6 +222,13 @@ export class V86Machine {
     // No self-scheduling: our driver calls main_loop.
     internal.yield = () => {};
     internal.cpu.stop_idling = () => {};
+    if (config.nic) {
+      // v86 draws the MAC at random: the config fixes it (the station address PROM holds each byte twice)
+      const nic = internal.cpu.devices.net as Ne2k;
+      const mac = macBytes(config.nic.mac);
+      nic.mac.set(mac);
+      mac.forEach((b, i) => (nic.memory[2 * i] = nic.memory[2 * i + 1] = b));
+    }
     const jit = new DeferredJit(internal.cpu);
     return new V86Machine(emulator, internal, globals, jit, disk, () => env.nowMs());
   }
@@ -260,9 +287,15 @@ export class V86Machine {
       serial = Uint8Array.from(this.serialOut);
       this.serialOut = [];
     }
+    let net: Uint8Array[] | null = null;
+    if (this.netOut.length > 0) {
+      net = this.netOut;
+      this.netOut = [];
+    }
     return {
       icount: this.icount64,
       instructions: this.icount64 - before,
+      net,
       halted: this.cpu.in_hlt[0] === 1,
       nextDeadlineMs: next,
       serial,
@@ -273,6 +306,30 @@ export class V86Machine {
   /** Delivers bytes to COM1's receiver. Between slices only. */
   sendSerial(bytes: Uint8Array): void {
     for (const b of bytes) this.bus.send("serial0-input", b);
+  }
+
+  /** The machine has a network card. */
+  get hasNic(): boolean {
+    return this.cpu.devices.net !== undefined;
+  }
+
+  /**
+   * Whether the NIC's receive ring has room for a frame of `bytes` now (v86's ne2k drops a frame
+   * that does not fit, as the real chip does). Also true when the NIC is stopped or absent: the frame
+   * is then dropped on delivery, as a real card drops it. Between slices only.
+   */
+  netRoom(bytes: number): boolean {
+    const nic = this.cpu.devices.net as Ne2k | undefined;
+    if (!nic || nic.cr & 1) return true;
+    const pages = 1 + ((Math.max(60, bytes) + 4) >> 8);
+    const free = nic.boundary > nic.curpg ? nic.boundary - nic.curpg : nic.pstop - nic.curpg + nic.boundary - nic.pstart;
+    // one page spare: the write pointer never catches up with the read pointer
+    return free > pages;
+  }
+
+  /** Delivers an Ethernet frame to the NIC. Between slices only. */
+  sendNet(frame: Uint8Array): void {
+    this.bus.send("net0-receive", frame);
   }
 
   /** Delivers PS/2 scancodes to the keyboard. Between slices only. */

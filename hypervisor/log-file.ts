@@ -24,7 +24,7 @@
 import { closeSync, fstatSync, openSync, readSync, writeSync } from "node:fs";
 import { crc32 } from "node:zlib";
 import { describeValue, ErrorCode, LockstepError } from "../emulator/lockstep-error.js";
-import { fileRoles, memoryMiBMax, type DiskSpec, type FileRef, type FileRole, type MachineConfig } from "../emulator/machine-config.js";
+import { fileRoles, isUnicastMac, memoryMiBMax, type DiskSpec, type FileRef, type FileRole, type MachineConfig, type NicSpec } from "../emulator/machine-config.js";
 import { isRate, msPerInstructionMax, msPerInstructionMin } from "./event-log/clock-adjust.js";
 import { decodeEntry, encodeEntry, logFormatVersion, type LogEntry } from "./event-log/log-entry.js";
 import type { ClockParams } from "./virtual-clock.js";
@@ -104,6 +104,13 @@ export function validateHeader(raw: unknown, where: string): LogHeader {
     return { sizeMiB: int(d.sizeMiB, `${field}.sizeMiB`, 1), format };
   };
 
+  const nicSpec = (v: unknown, field: string): NicSpec => {
+    const n = map(v, field);
+    if (n.type !== "ne2k") bad(`${field}.type`, `"ne2k"`, n.type);
+    if (typeof n.mac !== "string" || !isUnicastMac(n.mac)) bad(`${field}.mac`, "a unicast MAC address", n.mac);
+    return { type: "ne2k", mac: n.mac as string };
+  };
+
   const h = map(raw, "the header");
   const m = map(h.machine, "machine");
   const kind = m.kind === "multiboot" || m.kind === "linux" ? m.kind : bad("machine.kind", `"multiboot" or "linux"`, m.kind);
@@ -121,6 +128,7 @@ export function validateHeader(raw: unknown, where: string): LogHeader {
     ...(m.cmdline !== undefined ? { cmdline: str(m.cmdline, "machine.cmdline") } : {}),
     files,
     ...(m.disk !== undefined ? { disk: diskSpec(m.disk, "machine.disk") } : {}),
+    ...(m.nic !== undefined ? { nic: nicSpec(m.nic, "machine.nic") } : {}),
   };
 
   let disk: DiskInfo | null = null;

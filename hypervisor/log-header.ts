@@ -61,6 +61,8 @@ export function checkHeader(header: LogHeader, loaded: LoadedMachine): void {
   if (a.kind !== b.kind) mismatch("machine kind", a.kind, b.kind);
   if (a.memoryMiB !== b.memoryMiB) mismatch("memory (MiB)", a.memoryMiB, b.memoryMiB, `pass --memory ${a.memoryMiB}`);
   if ((a.cmdline ?? "") !== (b.cmdline ?? "")) mismatch("the kernel command line", a.cmdline ?? "", b.cmdline ?? "");
+  const nic = (m: typeof a) => (m.nic ? `${m.nic.type} ${m.nic.mac}` : "none");
+  if (nic(a) !== nic(b)) mismatch("the network card", nic(a), nic(b), "the machine config's \"nic\" must match the one that recorded the log");
   for (const role of fileRoles) {
     const x = a.files[role]?.sha256 ?? null;
     const y = b.files[role]?.sha256 ?? null;

@@ -31,6 +31,8 @@ export interface RecorderOptions {
   pendingBytesMax?: number;
   /** No checkpoint before this slice (default 0; see `checkpointSliceMinFor`). */
   checkpointSliceMin?: number;
+  /** Network frames waiting for room in the NIC's receive ring at most (more are dropped, as by a NIC). */
+  netPendingFramesMax?: number;
 }
 
 export type BoundaryDecision =
@@ -66,6 +68,10 @@ export class Recorder {
   private window: { wallGuestMs: number; icount: number } | undefined;
   private lastDigestSlice = 0;
   private poweredOff = false;
+  /** Frames from the host link not yet delivered: they enter when the NIC's receive ring has room. */
+  private netPending: Uint8Array[] = [];
+  /** Frames dropped because too many were waiting (the guest did not take them fast enough). */
+  netDropped = 0;
 
   constructor(
     readonly driver: SliceDriver,
@@ -109,13 +115,34 @@ export class Recorder {
     }
   }
 
+  /**
+   * An Ethernet frame for the guest: logged and delivered at the first boundary where the NIC's
+   * receive ring has room for it, in arrival order. False (dropped, counted) when too many frames
+   * wait already, or after power-off: a NIC whose ring is full drops what arrives, and so does this.
+   */
+  queueNet(frame: Uint8Array): boolean {
+    if (this.poweredOff || this.netPending.length >= (this.options.netPendingFramesMax ?? 256)) {
+      this.netDropped++;
+      return false;
+    }
+    this.netPending.push(frame);
+    return true;
+  }
+
+  /** Whether the oldest waiting frame could be delivered now. */
+  private get netDeliverable(): boolean {
+    const f = this.netPending[0];
+    return f !== undefined && this.driver.machine.netRoom(f.length);
+  }
+
   /** A disk write is on the disk: logged and delivered at the next boundary. */
   queueDiskWrite(id: number): void {
     this.pending.push({ kind: "disk-write", id });
   }
 
+  /** Input waits that the guest can take at the next boundary (frames only while the NIC has room). */
   get hasPendingInput(): boolean {
-    return this.pending.length > 0;
+    return this.pending.length > 0 || this.netDeliverable;
   }
 
   private queue(kind: "serial" | "keys", data: Uint8Array, chunkMax: number): boolean {
@@ -146,7 +173,7 @@ export class Recorder {
     if (wallGuestMs !== undefined) {
       if (d.halted) {
         const deadline = guestMs + d.idleAdvanceMs();
-        if (this.pending.length > 0) {
+        if (this.hasPendingInput) {
           // Input ends the idle wait early: advance to now (bounded by the deadline) explicitly.
           const advanceMs = Math.min(Math.max(wallGuestMs - guestMs, 0), deadline - guestMs);
           this.emit({ kind: "clock", ...at, advanceMs });
@@ -178,6 +205,7 @@ export class Recorder {
     }
     this.pending = [];
     this.pendingBytes = 0;
+    while (this.netDeliverable) this.emit({ kind: "net", ...at, data: this.netPending.shift()! });
     const every = this.options.digestEverySlices;
     if (every > 0 && d.slice - this.lastDigestSlice >= every) {
       this.lastDigestSlice = d.slice;

@@ -62,6 +62,10 @@ export class SliceDriver {
       case "disk-write":
         this.disk().completeWrite(entry.id);
         break;
+      case "net":
+        if (!this.machine.hasNic) throw new DiskCompletionError("the log delivers a network frame but this machine has no network card");
+        this.machine.sendNet(entry.data);
+        break;
       case "control":
         if (entry.action === "checkpoint") this.machine.clearJit();
         break;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuilds every committed guest image of disk-images/ from Debian packages.
 #
-#   scripts/build-images.sh [tiny|linux|bios|all]     (default: all)
+#   scripts/build-images.sh [tiny|linux|initramfs|bios|all]     (default: all; linux includes initramfs)
 #
 # Needs (Debian 12): dpkg --add-architecture i386; apt-get install nasm cpio bc flex bison
 # libelf-dev xz-utils gcc make. Downloads (apt-get download, no install) linux-source-6.1,
@@ -54,13 +54,20 @@ build_linux() {
     grep -qx "$line" "$tree/.config" || { echo "config fragment line lost: $line" >&2; exit 1; }
   done
   echo "linux: $(cat "$src.version")"
+  build_initramfs
+}
 
+build_initramfs() {
   local bb; bb=$(fetch_deb busybox-static:i386)
   local root="$work/initramfs"
   rm -rf "$root" && mkdir -p "$root"/{bin,dev,proc,sys,mnt,etc,tmp,root}
   cp "$bb/bin/busybox" "$root/bin/busybox"
   cp "$images/linux/init" "$root/init" && chmod 755 "$root/init"
   cp "$images/linux/profile" "$root/etc/profile"
+  mkdir -p "$root/www/cgi-bin"
+  cp "$images/linux/net/index.html" "$root/www/index.html"
+  install -m 755 "$images/linux/net/count.cgi" "$root/www/cgi-bin/count"
+  install -m 755 "$images/linux/net/numbers" "$root/bin/numbers"
   # reproducible archive: fixed mtimes, sorted names, fixed owner. Left uncompressed: the
   # kernel unpacks it faster than it could inflate it, and git compresses it anyway.
   find "$root" -exec touch -h -d @0 {} +
@@ -73,7 +80,8 @@ case "$what" in
   bios) build_bios ;;
   tiny) build_tiny ;;
   linux) build_linux ;;
+  initramfs) build_initramfs ;;
   all) build_bios; build_tiny; build_linux ;;
-  *) echo "usage: $0 [tiny|linux|bios|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [tiny|linux|initramfs|bios|all]" >&2; exit 2 ;;
 esac
 node "$here/scripts/update-image-hashes.mjs"

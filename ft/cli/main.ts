@@ -8,6 +8,7 @@ import { wasmTiers } from "../../emulator/wasm-tier.js";
 import { isLockstepError } from "../../emulator/lockstep-error.js";
 import { digestEverySlicesMax } from "../../hypervisor/log-file.js";
 import { setLogLevel } from "../logger.js";
+import { parseNetSpec } from "../runtime/net-link.js";
 import { imagesCommand } from "./images-command.js";
 import { logDumpCommand } from "./log-dump-command.js";
 import { backupCommand, consoleCommand, primaryCommand, statusCommand } from "./node-commands.js";
@@ -23,6 +24,8 @@ const integerAtLeast = (least: number, kind: string) => (what: string) => (value
 };
 const positiveInt = integerAtLeast(1, "positive");
 const nonNegativeInt = integerAtLeast(0, "non-negative");
+const netHelp = "the guest's network: none (a card with no cable), user[:HOSTPORT=GUESTPORT,...] (passt, no root; forwards host loopback ports to the guest), passt:SOCKET (a passt you started) or tap:NAME (a TAP device, through socat)";
+const netOption = (fallback: string) => new Option("--net <mode>", netHelp).argParser(parseNetSpec).default(parseNetSpec(fallback), fallback);
 
 export function buildProgram(): Command {
   const program = new Command("lockstep")
@@ -48,7 +51,8 @@ export function buildProgram(): Command {
     .option("--memory <MiB>", "guest memory (overrides the config)", positiveInt("--memory"))
     .option("--disk <file>", "disk image to attach and write back at exit (default: a fresh disk, discarded)")
     .option("--no-jit", "interpret only (slower; deterministic either way)")
-    .action(async (opts) => runCommand({ image: opts.image, memory: opts.memory, disk: opts.disk, jit: opts.jit }));
+    .addOption(netOption("none"))
+    .action(async (opts) => runCommand({ image: opts.image, memory: opts.memory, disk: opts.disk, jit: opts.jit, net: opts.net }));
 
   program
     .command("record")
@@ -74,8 +78,10 @@ export function buildProgram(): Command {
     .option("--seed <n>", "seed of the guest's random generator (default: random)", (v) => positiveInt("--seed")(v))
     .option("--force", "overwrite an existing log file")
     .option("--no-jit", "interpret only")
+    .addOption(netOption("none"))
     .action(async (opts) =>
       recordCommand({
+        net: opts.net,
         image: opts.image,
         memory: opts.memory,
         disk: opts.disk,
@@ -141,7 +147,8 @@ export function buildProgram(): Command {
       .option("--heartbeat-ms <ms>", "heartbeat interval", positiveInt("--heartbeat-ms"), 50)
       .option("--failure-timeout-ms <ms>", "silence after which the peer is declared failed", positiveInt("--failure-timeout-ms"), 400)
       .option("--node-id <id>", "name of this node in logs and the arbiter")
-      .option("--power-on-log-mib <MiB>", "keep the log whole from power-on until it is this large: a backup attaching before then replays it, one attaching later joins from a checkpoint (0: always a checkpoint)", nonNegativeInt("--power-on-log-mib"), 16);
+      .option("--power-on-log-mib <MiB>", "keep the log whole from power-on until it is this large: a backup attaching before then replays it, one attaching later joins from a checkpoint (0: always a checkpoint)", nonNegativeInt("--power-on-log-mib"), 16)
+      .addOption(netOption("none").default(parseNetSpec("none"), "none; user mode keeps passt's socket in --shared-dir, where a new primary finds it"));
 
   nodeFlags(program.command("primary").description("run a guest as the primary of a lockstep pair"), "127.0.0.1:7101")
     .option("--image <name|config.json>", "bundled image name or machine config file", "linux")

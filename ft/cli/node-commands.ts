@@ -10,6 +10,7 @@ import { ConsoleClient } from "../runtime/console-client.js";
 import { getJson } from "../runtime/get-json.js";
 import { LockstepNode, type NodeOptions } from "../runtime/lockstep-node.js";
 import { rootLogger } from "../logger.js";
+import type { NetSpec } from "../runtime/net-link.js";
 import { attachTerminal, escapeKeyName } from "./terminal-console.js";
 
 export interface NodeCommandOptions {
@@ -29,6 +30,7 @@ export interface NodeCommandOptions {
   connect?: string;
   join?: boolean;
   powerOnLogMib: number;
+  net?: NetSpec;
 }
 
 export function parseListen(listen: string): { host: string; port: number } {
@@ -87,6 +89,7 @@ async function runNode(role: "primary" | "backup", o: NodeCommandOptions): Promi
     ...(o.connect ? { connect: o.connect } : {}),
     ...(o.join ? { join: true } : {}),
     powerOnLogBytesMax: o.powerOnLogMib * 2 ** 20,
+    ...(o.net ? { net: o.net } : {}),
   };
   if (role === "backup" && !o.connect) throw new LockstepError(ErrorCode.usage, "lockstep backup needs --connect ws://PRIMARY:PORT");
   if (role === "primary") delete options.imageOverride;

@@ -12,7 +12,8 @@ import { saveCheckpoint } from "../../hypervisor/checkpoint-store.js";
 import { LogWriter } from "../../hypervisor/log-file.js";
 import { defaultClockParams } from "../../hypervisor/machine-session.js";
 import { RecordingMachine } from "../../hypervisor/machine-thread/recording-machine.js";
-import { componentLogger } from "../logger.js";
+import { componentLogger, rootLogger } from "../logger.js";
+import { startNetLink, type NetSpec } from "../runtime/net-link.js";
 import { readInputScript, runInputScript } from "./input-script.js";
 import { attachTerminal, escapeKeyName } from "./terminal-console.js";
 
@@ -30,6 +31,8 @@ export interface RecordOptions {
   seed?: number;
   writeBack: boolean;
   jit: boolean;
+  /** The host side of the guest's network card (default: none, a card with no cable). */
+  net?: NetSpec;
 }
 
 /** How often the log file is flushed and the machine logs a progress marker (host ms). */
@@ -51,6 +54,8 @@ export async function recordCommand(options: RecordOptions): Promise<void> {
   const every = options.checkpointEvery ?? 0;
   let checkpointAsked = false;
   let lastCheckpoint = 0;
+  let live: RecordingMachine | undefined;
+  const link = startNetLink(options.net, rootLogger(), (frames) => live?.net(frames));
   const machine = await RecordingMachine.start({
     image: options.image,
     ...(options.memory !== undefined ? { load: { memoryMiB: options.memory } } : {}),
@@ -84,10 +89,13 @@ export async function recordCommand(options: RecordOptions): Promise<void> {
         for (const f of w) f();
       }
     },
-  }).catch((e: unknown) => {
+    onNet: (n) => n.dir === "out" && link?.send(n.frames),
+  }).catch(async (e: unknown) => {
     writer.close();
+    await link?.close();
     throw e;
   });
+  live = machine;
   const flushTimer = setInterval(() => writer.flush(), flushIntervalMs);
   let stopped: Promise<void> | undefined;
   const stop = () => (stopped ??= machine.stop());
@@ -128,6 +136,7 @@ export async function recordCommand(options: RecordOptions): Promise<void> {
     process.off("SIGINT", stop);
     process.off("SIGTERM", stop);
     writer.close();
+    await link?.close();
     if (options.writeBack && options.disk && disk) writeDiskFile(options.disk, disk);
   }
   const wallMs = performance.now() - started;
@@ -140,6 +149,7 @@ export async function recordCommand(options: RecordOptions): Promise<void> {
       bytes: writer.bytesWritten,
       guestMs: Math.round(machine.guestMs),
       wallMs: Math.round(wallMs),
+      ...(link ? { net: link.counters } : {}),
     },
     "recording complete",
   );

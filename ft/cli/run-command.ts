@@ -8,7 +8,8 @@ import { readDiskFile, writeDiskFile } from "../../emulator/disk-file.js";
 import { loadMachine } from "../../emulator/machine-config.js";
 import { defaultClockParams } from "../../hypervisor/machine-session.js";
 import { RecordingMachine } from "../../hypervisor/machine-thread/recording-machine.js";
-import { componentLogger } from "../logger.js";
+import { componentLogger, rootLogger } from "../logger.js";
+import { startNetLink, type NetSpec } from "../runtime/net-link.js";
 import { attachTerminal, escapeKeyName } from "./terminal-console.js";
 
 export interface RunOptions {
@@ -16,6 +17,8 @@ export interface RunOptions {
   memory?: number;
   disk?: string;
   jit: boolean;
+  /** The host side of the guest's network card (default: none, a card with no cable). */
+  net?: NetSpec;
 }
 
 export async function runCommand(options: RunOptions): Promise<void> {
@@ -24,7 +27,9 @@ export async function runCommand(options: RunOptions): Promise<void> {
   const disk = options.disk ? readDiskFile(options.disk) : loaded.config.disk ? makeBlankDisk(loaded.config.disk) : undefined;
   const clock = defaultClockParams(Date.now(), 0);
   let terminal: ReturnType<typeof attachTerminal> | undefined;
-  const machine = await RecordingMachine.start({
+  let machine: RecordingMachine | undefined;
+  const link = startNetLink(options.net, rootLogger(), (frames) => machine?.net(frames));
+  machine = await RecordingMachine.start({
     image: options.image,
     ...(options.memory !== undefined ? { load: { memoryMiB: options.memory } } : {}),
     clock,
@@ -34,10 +39,15 @@ export async function runCommand(options: RunOptions): Promise<void> {
     jit: options.jit,
     ...(disk ? { disk } : {}),
     onOutput: (data) => terminal?.write(data),
+    onNet: (n) => n.dir === "out" && link?.send(n.frames),
+  }).catch(async (e: unknown) => {
+    await link?.close();
+    throw e;
   });
   let stopped: Promise<void> | undefined;
-  const stop = () => (stopped ??= machine.stop());
-  terminal = attachTerminal((bytes) => machine.type(bytes), () => void stop());
+  const running = machine;
+  const stop = () => (stopped ??= running.stop());
+  terminal = attachTerminal((bytes) => running.type(bytes), () => void stop());
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
   log.info(
@@ -45,13 +55,14 @@ export async function runCommand(options: RunOptions): Promise<void> {
     `booting; press ${escapeKeyName} to quit`,
   );
   try {
-    await machine.ended();
+    await running.ended();
     await stopped;
   } finally {
     terminal.close();
     process.off("SIGINT", stop);
     process.off("SIGTERM", stop);
     if (options.disk && disk) writeDiskFile(options.disk, disk);
+    await link?.close();
   }
-  log.info({ slices: machine.slice, instructions: machine.icount, disk: options.disk ?? null }, "stopped; disk flushed");
+  log.info({ slices: running.slice, instructions: running.icount, disk: options.disk ?? null, ...(link ? { net: link.counters } : {}) }, "stopped; disk flushed");
 }

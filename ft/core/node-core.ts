@@ -10,8 +10,14 @@
  * machine logs progress, which entries a following machine gets, checkpoint requests and the join
  * of a backup from a checkpoint, and the steps of a takeover.
  *
+ * Network (VMware FT §2.2 for a NIC): frames the guest sends are output like console bytes, held
+ * until their slice is releasable; frames from the host go to a primary's machine only (it logs
+ * them). A backup keeps the newest frames its machine sent: at takeover it cannot know which of them
+ * the dead primary had sent, so it sends them again (TCP drops the duplicates; a lost one would only
+ * wait for the guest's retransmission timer) and announces the guest's address (gratuitous ARP).
+ *
  * Invariants:
- *   - Output (console bytes, input acks, disk writes) of slice k is released only up to the
+ *   - Output (console bytes, network frames, input acks, disk writes) of slice k is released only up to the
  *     PrimaryCore's releasable slice: with a backup, what it acknowledged as complete. Disk writes,
  *     moreover, only start while the PrimaryCore's disk lease lasts (the backup cannot have gone live).
  *   - Console input (client, seq) goes to the machine at most once per primary; what reached the
@@ -25,7 +31,7 @@
 import type { DiskRequest } from "../../emulator/bounce-disk.js";
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
-import type { MachineBatch } from "../../hypervisor/machine-thread/machine-protocol.js";
+import type { MachineBatch, NetSlice } from "../../hypervisor/machine-thread/machine-protocol.js";
 import { consoleTailBytesMax, type PeerMessage } from "../wire/peer-messages.js";
 import { BackupCore } from "./backup-core.js";
 import { ConsoleSessions, type ConsoleEffect } from "./console-sessions.js";
@@ -68,6 +74,15 @@ export type NodeEffect =
   /** Compress and send the checkpoint just taken (the log goes on with entry `first`). */
   | { type: "send-checkpoint"; first: number; console: number; inputs: Array<[string, number]>; consoleTail: Uint8Array }
   /** Accept (replace the current peer with) or refuse a connection that said hello; `fatal`: it can never be accepted (the backup should stop). */
+  /** Frames the guest sent that the output rule lets out (to the host link). */
+  | { type: "net-send"; frames: Uint8Array[] }
+  /** Frames from the host for the machine's NIC (primary). */
+  | { type: "machine-net"; frames: Uint8Array[] }
+  /**
+   * Took over: bring the host link up, send `resend` (the newest frames the guest sent, which the
+   * old primary may not have sent) and announce the guest's IPv4 address (`ip`, when known) from its MAC.
+   */
+  | { type: "net-takeover"; resend: Uint8Array[]; ip?: Uint8Array }
   | { type: "peer-accept" }
   | { type: "peer-refuse"; reason: string; fatal?: boolean }
   | ConsoleEffect;
@@ -77,6 +92,21 @@ export type NodeEffect =
  * taking or sending one ignores the question, so a slow checkpoint is never started over.)
  */
 export const checkpointRetryMs = (failureTimeoutMs: number) => failureTimeoutMs * 2;
+
+/** A backup keeps this many of the newest frames its guest sent (and at most `netTailBytesMax` bytes) to resend at takeover. */
+export const netTailFramesMax = 64;
+export const netTailBytesMax = 96 * 1024;
+
+export interface NetCoreCounters {
+  /** Frames the guest sent that left (released by the output rule). */
+  framesOut: number;
+  /** Frames from the host handed to the machine. */
+  framesIn: number;
+  /** Frames from the host dropped because this node does not run the guest (a backup, a halted node). */
+  framesInDropped: number;
+  /** Frames sent again at a takeover. */
+  framesResent: number;
+}
 
 interface IncomingCheckpoint {
   first: number;
@@ -117,6 +147,14 @@ export class NodeCore {
   /** The last join from a checkpoint: how long until protected, and how long the guest was held meanwhile (ms). */
   lastJoin: { ms: number; guestHeldMs: number } | undefined;
   private outputPending: Array<{ end: number; atMs: number; protected: boolean }> = [];
+  /** Primary: frames the guest sent, waiting for the output rule, oldest slice first. */
+  private netPending: NetSlice[] = [];
+  /** Backup: the newest frames the guest sent (see netTailFramesMax). */
+  private netTail: Uint8Array[] = [];
+  private netTailBytes = 0;
+  /** The guest's IPv4 address, as its frames say (ARP sender, IPv4 source from its MAC). */
+  private guestIp: Uint8Array | undefined;
+  readonly net: NetCoreCounters = { framesOut: 0, framesIn: 0, framesInDropped: 0, framesResent: 0 };
   /** Host ms of the newest event that carried the time (for decisions taken on events without it). */
   private nowMs = 0;
 
@@ -171,7 +209,9 @@ export class NodeCore {
     this.nowMs = Math.max(this.nowMs, nowMs);
     if (this.role === "halted") return [];
     this.machineSlice = Math.max(this.machineSlice, b.slice);
+    for (const n of b.net) if (n.dir === "out") this.learnGuestIp(n.frames);
     if (this.role === "backup") {
+      for (const n of b.net) if (n.dir === "out") this.keepNetTail(n.frames);
       for (const o of b.output) this.stream.append(o.slice, o.data);
       // What a backup executed is all released when it takes over (it goes on unprotected), so
       // it counts as released now: the stream then keeps only its retained tail.
@@ -191,10 +231,41 @@ export class NodeCore {
       this.stream.append(o.slice, o.data);
       this.outputPending.push({ end: this.stream.end, atMs: b.atWallMs, protected: core.state === "protected" });
     }
+    for (const n of b.net) if (n.dir === "out") this.netPending.push(n);
     const effects: NodeEffect[] = b.disk.map((d) => ({ type: "disk-submit" as const, requests: d.requests, slice: d.slice }));
     // the log (with the progress entry the machine wrote after output) goes out at once: the output rule
     effects.push(...this.core(core.flush()), ...this.release(nowMs), ...this.gateEffects());
     return effects;
+  }
+
+  /** Frames from the host link: for the machine's NIC if this node runs the guest; dropped otherwise. */
+  netIn(frames: Uint8Array[]): NodeEffect[] {
+    if (this.role !== "primary" || !this.machineReady) {
+      this.net.framesInDropped += frames.length;
+      return [];
+    }
+    this.net.framesIn += frames.length;
+    return [{ type: "machine-net", frames }];
+  }
+
+  private keepNetTail(frames: Uint8Array[]): void {
+    for (const f of frames) {
+      this.netTail.push(f);
+      this.netTailBytes += f.length;
+    }
+    while (this.netTail.length > netTailFramesMax || this.netTailBytes > netTailBytesMax) this.netTailBytes -= this.netTail.shift()!.length;
+  }
+
+  private learnGuestIp(frames: Uint8Array[]): void {
+    const mac = this.header?.machine.nic?.mac;
+    if (!mac) return;
+    for (const f of frames) {
+      // the source MAC is the guest's; an ARP sender or IPv4 source address other than 0.0.0.0 is its own
+      if (f.length < 34 || !sameMac(f, mac)) continue;
+      const type = (f[12]! << 8) | f[13]!;
+      const ip = type === 0x0806 && f.length >= 42 ? f.subarray(28, 32) : type === 0x0800 ? f.subarray(26, 30) : undefined;
+      if (ip && ip.some((b) => b !== 0)) this.guestIp = ip.slice();
+    }
   }
 
   /** Backup: the machine executed the log through `slice` and waits for more. */
@@ -270,6 +341,12 @@ export class NodeCore {
     if (!core || this.role !== "primary") return [];
     const releasable = core.releasableSlice();
     const effects: NodeEffect[] = [{ type: "disk-release", slice: releasable, untilMs: core.diskWritableUntilMs() }];
+    const frames: Uint8Array[] = [];
+    while (this.netPending.length > 0 && this.netPending[0]!.slice <= releasable) frames.push(...this.netPending.shift()!.frames);
+    if (frames.length > 0) {
+      this.net.framesOut += frames.length;
+      effects.push({ type: "net-send", frames });
+    }
     const due = this.stream.release(releasable);
     while (this.outputPending.length > 0 && this.outputPending[0]!.end <= this.stream.released) {
       const o = this.outputPending.shift()!;
@@ -465,6 +542,13 @@ export class NodeCore {
     this.gate = { open: false, progress: false };
     const effects = this.becomePrimary(epoch, b.log, pending);
     effects.push({ type: "log", level: "warn", msg: "took over: now the primary", fields: { epoch, slice, entries: b.have } });
+    if (this.header?.machine.nic) {
+      const resend = this.netTail;
+      this.netTail = [];
+      this.netTailBytes = 0;
+      this.net.framesResent += resend.length;
+      effects.push({ type: "net-takeover", resend, ...(this.guestIp ? { ip: this.guestIp } : {}) });
+    }
     return effects;
   }
 
@@ -546,6 +630,13 @@ export class NodeCore {
       guestHeldMs: Math.round(this.guestHeldMs()),
       lastJoinProtectedMs: this.lastJoin?.ms ?? null,
       lastJoinGuestHeldMs: this.lastJoin?.guestHeldMs ?? null,
+      net: this.header?.machine.nic ? { ...this.net, held: this.netPending.reduce((n, p) => n + p.frames.length, 0), guestIp: this.guestIp ? this.guestIp.join(".") : null } : null,
     };
   }
+}
+
+/** The frame's source MAC is `mac` ("52:54:00:12:34:56"). */
+function sameMac(frame: Uint8Array, mac: string): boolean {
+  for (let i = 0; i < 6; i++) if (frame[6 + i] !== parseInt(mac.slice(3 * i, 3 * i + 2), 16)) return false;
+  return true;
 }

@@ -9,6 +9,7 @@
  *                    candidates and lets the core pick one by its hello
  *   consoles         a ConsoleServer (numbered sessions for the core)
  *   the shared disk  a SharedDisk (a DiskScheduler behind a BackendDiskPort, primary only)
+ *   the network      a NetLink (passt or a TAP device), brought up by whichever node is primary
  *   checkpoints      sendCheckpoint, to a joining backup
  *   HTTP             a NodeServer: /status, /metrics, and the WebSockets of the peer and consoles
  *   the arbiter      epoch claims
@@ -37,6 +38,8 @@ import { backupMachine, primaryMachine } from "./machine-init.js";
 import { arbiterIdentity, refuseIfPairRunning } from "./arbiter-checks.js";
 import { nodeMetrics, processMemoryMiB } from "./node-metrics.js";
 import { PeerLink } from "./peer-link.js";
+import { macBytes } from "../../emulator/machine-config.js";
+import { gratuitousArp, makeNetLink, type NetLink, type NetSpec } from "./net-link.js";
 import { SharedDisk } from "./shared-disk.js";
 
 export interface NodeOptions {
@@ -65,6 +68,11 @@ export interface NodeOptions {
   disk?: string;
   /** The directory both hosts share (default location of the disk). */
   sharedDir?: string;
+  /**
+   * The host side of the guest's NIC, used while this node is primary. user mode keeps passt's
+   * socket in the shared directory, where the next primary finds it.
+   */
+  net?: NetSpec;
   /** Backup: join from a checkpoint of the running primary instead of replaying from power-on. */
   join?: boolean;
   /** The arbiter's identity (set by startPrimary / startBackup from `arbiter`). */
@@ -97,6 +105,7 @@ export class LockstepNode extends EventEmitter {
   readonly joins: CheckpointSent[] = [];
   readonly startedAtMs = performance.now();
   private takeoverStartMs: number | undefined;
+  private netLink: NetLink | undefined;
 
   private constructor(readonly options: NodeOptions) {
     super();
@@ -175,6 +184,7 @@ export class LockstepNode extends EventEmitter {
       joinsServed: this.joins.length,
       lastJoin: this.joins.at(-1) ?? null,
       disk: this.disk.status(),
+      netLink: this.netLink?.status() ?? null,
       peerBytesSent: this.peerBytesSent,
       peerBytesReceived: this.peerBytesReceived,
       uptimeMs: Math.round(performance.now() - this.startedAtMs),
@@ -291,6 +301,18 @@ export class LockstepNode extends EventEmitter {
         case "became-primary":
           this.becamePrimary(e.epoch, e.reissue);
           break;
+        case "net-send":
+          this.netLink?.send(e.frames);
+          break;
+        case "machine-net":
+          this.machine?.net(e.frames);
+          break;
+        case "net-takeover": {
+          const mac = this.header?.machine.nic?.mac;
+          const announce = mac && e.ip ? [gratuitousArp(macBytes(mac), e.ip)] : [];
+          this.netLink?.sendWhenUp([...announce, ...e.resend]);
+          break;
+        }
         case "disk-submit":
           this.disk.submit(e.requests, e.slice);
           break;
@@ -312,6 +334,11 @@ export class LockstepNode extends EventEmitter {
 
   private becamePrimary(epoch: number, reissue: DiskRequest[]): void {
     this.disk.attach(this.machine!, reissue, (reason) => this.effects(this.core.diskStall(reason)));
+    const net = this.options.net;
+    if (net && net.mode !== "none" && this.header?.machine.nic && !this.netLink) {
+      this.netLink = makeNetLink(net, { logger: this.options.logger, onFrames: (frames) => this.effects(this.core.netIn(frames)), ...(this.options.sharedDir ? { stateDir: this.options.sharedDir } : {}) });
+      this.netLink?.start();
+    }
     this.ticker ??= setInterval(() => this.tick(), tickIntervalMs);
     if (this.takeoverStartMs !== undefined) this.log.warn({ epoch, replayMs: Math.round(performance.now() - this.takeoverStartMs) }, "live after the takeover");
     this.emit("live", epoch);
@@ -363,6 +390,7 @@ export class LockstepNode extends EventEmitter {
     void this.machine?.kill();
     // a halted node never touches the shared disk again: the new primary owns it
     this.disk.stop();
+    void this.netLink?.close();
     this.link.terminate();
     this.link.stopDialing();
     this.log.error({ reason }, "halted");
@@ -376,6 +404,7 @@ export class LockstepNode extends EventEmitter {
     this.link.terminate();
     await this.server.close();
     await this.disk.close();
+    await this.netLink?.close();
   }
 
   // ---------------------------------------------------------------- peer

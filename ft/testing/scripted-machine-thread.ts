@@ -96,7 +96,7 @@ export class ScriptedMachineThread {
 
   private record(nowMs: number, slicesMax: number): void {
     const m = this.machine;
-    const batch: MachineBatch = { type: "batch", entries: [], output: [], disk: [], slice: m.slice, atWallMs: nowMs };
+    const batch: MachineBatch = { type: "batch", entries: [], output: [], disk: [], net: [], slice: m.slice, atWallMs: nowMs };
     const emit = (e: LogEntry) => {
       if (e.kind !== "progress") m.apply(e);
       batch.entries.push(e);
@@ -130,7 +130,7 @@ export class ScriptedMachineThread {
 
   private follow(nowMs: number, slicesMax: number): void {
     const m = this.machine;
-    const batch: MachineBatch = { type: "batch", entries: [], output: [], disk: [], slice: m.slice, atWallMs: nowMs };
+    const batch: MachineBatch = { type: "batch", entries: [], output: [], disk: [], net: [], slice: m.slice, atWallMs: nowMs };
     const applyDue = (limit: number) => {
       while (this.next < this.queue.length && this.queue[this.next]!.slice === m.slice && m.slice <= limit) {
         const e = this.queue[this.next++]!;

@@ -13,13 +13,16 @@ import { control, type ControlEntry } from "./control.js";
 import { digestCheck, type DigestEntry } from "./digest-check.js";
 import { diskRead, diskWrite, type DiskReadEntry, type DiskWriteEntry } from "./disk-completion.js";
 import { keyboardInput, type KeyboardInputEntry } from "./keyboard-input.js";
+import { netFrame, type NetFrameEntry } from "./net-frame.js";
+import { describeFrame } from "./frame-summary.js";
 import { serialInput, type SerialInputEntry } from "./serial-input.js";
 import { sliceProgress, type SliceProgressEntry } from "./slice-progress.js";
 
 // 2: serial entries may carry their console source (client, seq).
 // 3: disk-read and disk-write completions; the disk is a bounce disk (replay needs no disk file);
 //    control "checkpoint" (the JIT cache is cleared there).
-export const logFormatVersion = 3;
+// 4: net frames (the machine config may have a NIC).
+export const logFormatVersion = 4;
 
 export type LogEntry =
   | SerialInputEntry
@@ -29,7 +32,8 @@ export type LogEntry =
   | DigestEntry
   | ControlEntry
   | DiskReadEntry
-  | DiskWriteEntry;
+  | DiskWriteEntry
+  | NetFrameEntry;
 
 export type EntryKind = LogEntry["kind"];
 
@@ -43,7 +47,7 @@ export interface EntryCodec<E extends LogEntry> {
   decodeFields(slice: number, icount: number, fields: unknown[]): E;
 }
 
-const codecs = [serialInput, keyboardInput, clockAdjust, sliceProgress, digestCheck, control, diskRead, diskWrite] as const;
+const codecs = [serialInput, keyboardInput, clockAdjust, sliceProgress, digestCheck, control, diskRead, diskWrite, netFrame] as const;
 const byCode = new Map<number, EntryCodec<LogEntry>>(codecs.map((c) => [c.code, c as unknown as EntryCodec<LogEntry>]));
 const byKind = new Map<string, EntryCodec<LogEntry>>(codecs.map((c) => [c.kind, c as unknown as EntryCodec<LogEntry>]));
 
@@ -114,5 +118,7 @@ export function describeEntry(entry: LogEntry): string {
       return `${at} disk-read #${entry.id} +${entry.at} ${entry.data.length} bytes`;
     case "disk-write":
       return `${at} disk-write #${entry.id} done`;
+    case "net":
+      return `${at} net in ${describeFrame(entry.data)}`;
   }
 }

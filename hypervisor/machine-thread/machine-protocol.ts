@@ -13,13 +13,16 @@
  *     keys         PS/2 scancodes for the next boundary
  *     disk-read    a read finished: its data, for the next boundary (logged there)
  *     disk-write   a write is on the disk: its completion, for the next boundary (logged there)
+ *     net          primary: Ethernet frames from the host link, for the guest's NIC (logged when
+ *                  its receive ring has room; dropped, as by a NIC, when too many wait)
  *     entries      backup: log entries received from the primary, in log order
  *     checkpoint   primary: take a checkpoint at the next boundary without disk I/O in flight
  *     go-live      backup: replay everything received, then record as a primary (takeover)
  *     stop         primary: log power-off at the boundary and stop; backup: stop
  *   machine -> main
  *     ready        the machine is built (from power-on or a checkpoint) and sits at `slice`
- *     batch        entries recorded (primary), serial output and disk requests per slice, and the
+ *     batch        entries recorded (primary), serial output, disk requests and network frames
+ *                  (out; in too in a replay, for a capture) per slice, and the
  *                  boundary reached; `atWallMs` is when the newest slice ended (host Unix ms)
  *     executed     backup: it executed the log through `slice` and waits for more
  *     checkpoint   primary: the checkpoint taken (its control entry is in the batch before it)
@@ -74,6 +77,7 @@ export type ToMachine =
   | { type: "keys"; data: Uint8Array }
   | { type: "disk-read"; id: number; data: Uint8Array }
   | { type: "disk-write"; id: number }
+  | { type: "net"; frames: Uint8Array[] }
   | { type: "entries"; entries: LogEntry[] }
   | { type: "checkpoint" }
   | { type: "go-live" }
@@ -84,10 +88,19 @@ export interface MachineBatch {
   entries: LogEntry[];
   output: Array<{ slice: number; data: Uint8Array }>;
   disk: Array<{ slice: number; requests: DiskRequest[] }>;
+  net: NetSlice[];
   slice: number;
   atWallMs: number;
   /** Replay: the byte offset reached in the log file. */
   logOffset?: number;
+}
+
+/** Ethernet frames of one slice, and the guest time at its end (ms). */
+export interface NetSlice {
+  slice: number;
+  guestMs: number;
+  dir: "in" | "out";
+  frames: Uint8Array[];
 }
 
 /** An operating error (LockstepError) as it crosses threads. */

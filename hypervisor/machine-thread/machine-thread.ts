@@ -175,6 +175,13 @@ export class MachineThread {
     this.send({ type: "keys", data });
   }
 
+  /** Ethernet frames from the host link for the guest's NIC (primary). The frames are transferred. */
+  net(frames: Uint8Array[]): void {
+    if (frames.length === 0) return;
+    const owned = frames.filter((f) => f.byteOffset === 0 && f.byteLength === f.buffer.byteLength).map((f) => f.buffer as ArrayBuffer);
+    this.send({ type: "net", frames }, owned.length === frames.length ? owned : []);
+  }
+
   diskRead(id: number, data: Uint8Array): void {
     const own = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
     this.send({ type: "disk-read", id, data }, own ? [data.buffer as ArrayBuffer] : []);

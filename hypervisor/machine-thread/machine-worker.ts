@@ -58,7 +58,7 @@ export class Outbox {
   private any = false;
 
   private empty(): MachineBatch {
-    return { type: "batch", entries: [], output: [], disk: [], slice: 0, atWallMs: 0 };
+    return { type: "batch", entries: [], output: [], disk: [], net: [], slice: 0, atWallMs: 0 };
   }
 
   entry(e: LogEntry): void {
@@ -68,7 +68,9 @@ export class Outbox {
     this.any = true;
   }
 
-  slice(slice: number, serial: Uint8Array | null, requests: MachineBatch["disk"][number]["requests"]): void {
+  /** What a slice produced; `guestMs` (the time at its end) goes with its network frames. */
+  slice(slice: number, serial: Uint8Array | null, requests: MachineBatch["disk"][number]["requests"], net: Uint8Array[] | null = null, guestMs = 0): void {
+    if (net) this.net(slice, guestMs, "out", net);
     if (serial) {
       this.batch.output.push({ slice, data: serial });
       this.any = true;
@@ -77,6 +79,12 @@ export class Outbox {
       this.batch.disk.push({ slice, requests });
       this.any = true;
     }
+  }
+
+  net(slice: number, guestMs: number, dir: "in" | "out", frames: Uint8Array[]): void {
+    this.batch.net.push({ slice, guestMs, dir, frames });
+    for (const f of frames) if (f.byteOffset === 0 && f.byteLength === f.buffer.byteLength) this.transfer.add(f.buffer as ArrayBuffer);
+    this.any = true;
   }
 
   get due(): boolean {
@@ -161,6 +169,9 @@ function record(session: MachineSession, wallEpochMs: number | undefined): void 
       case "disk-write":
         recorder.queueDiskWrite(m.id);
         break;
+      case "net":
+        for (const f of m.frames) recorder.queueNet(f);
+        break;
       case "checkpoint":
         checkpointWanted = true;
         break;
@@ -205,8 +216,8 @@ function record(session: MachineSession, wallEpochMs: number | undefined): void 
     }
     const result = driver.runSlice();
     counters.publish(driver.slice, driver.icount, driver.clock.peekMs());
-    outbox.slice(driver.slice, result.serial, result.diskRequests);
-    const urgent = result.serial !== null || result.diskRequests.length > 0;
+    outbox.slice(driver.slice, result.serial, result.diskRequests, result.net, driver.clock.peekMs());
+    const urgent = result.serial !== null || result.diskRequests.length > 0 || result.net !== null;
     // output waits for the backup's ack of the log through this slice: say at once that it is complete
     if ((urgent && counters.progress) || performance.now() - progressAtMs >= everyMs) progress();
     if (urgent || outbox.due) outbox.flush(driver.slice);
@@ -225,7 +236,7 @@ function follow(session: MachineSession): void {
   let stopping = false;
   let goLive = false;
   const replayer = new Replayer(driver, () => (next < queue.length ? queue[next++] : undefined), {
-    onSlice: (r, slice) => outbox.slice(slice, r.serial, []),
+    onSlice: (r, slice) => outbox.slice(slice, r.serial, [], r.net, driver.clock.peekMs()),
   });
   const handle = (m: ToMachine) => {
     switch (m.type) {

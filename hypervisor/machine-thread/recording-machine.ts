@@ -11,6 +11,7 @@ import { MemoryDiskPort } from "../disk/disk-port.js";
 import type { LogEntry } from "../event-log/log-entry.js";
 import type { ClockParams } from "../virtual-clock.js";
 import { MachineThread } from "./machine-thread.js";
+import type { NetSlice } from "./machine-protocol.js";
 
 export interface RecordingMachineOptions {
   /** A bundled machine name or a config path, and its load options. */
@@ -31,6 +32,8 @@ export interface RecordingMachineOptions {
   onEntries?: (entries: LogEntry[]) => void;
   /** Serial output of slice `slice`. */
   onOutput?: (data: Uint8Array, slice: number) => void;
+  /** Ethernet frames the guest sent in a slice. */
+  onNet?: (n: NetSlice) => void;
   /** A checkpoint taken at `requestCheckpoint()`'s boundary (its control entry came before it). */
   onCheckpoint?: (c: SessionCheckpoint) => void;
 }
@@ -65,6 +68,7 @@ export class RecordingMachine {
           if (b.entries.length > 0) o.onEntries?.(b.entries);
           for (const out of b.output) o.onOutput?.(out.data, out.slice);
           for (const d of b.disk) disk.port?.submit(d.requests);
+          for (const n of b.net) o.onNet?.(n);
         },
         checkpoint: (c) => o.onCheckpoint?.(c),
         failed: (reason, error) => {
@@ -81,6 +85,11 @@ export class RecordingMachine {
   /** Console bytes for the guest's serial port at the next boundary. */
   type(data: Uint8Array): void {
     this.thread.input(data);
+  }
+
+  /** Ethernet frames for the guest's NIC (logged when its receive ring has room). */
+  net(frames: Uint8Array[]): void {
+    this.thread.net(frames);
   }
 
   /** PS/2 scancodes at the next boundary. */

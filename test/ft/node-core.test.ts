@@ -16,7 +16,7 @@ import type { MachineBatch } from "../../hypervisor/machine-thread/machine-proto
 const header = { recordedAt: "test" } as unknown as LogHeader;
 const failureTimeoutMs = 150;
 const config = { nodeId: "A", heartbeatIntervalMs: 20, failureTimeoutMs, primary: { unackedEntriesMax: 400, lagSlicesMax: 50 } };
-const batch = (slice: number, atMs: number, disk: MachineBatch["disk"] = []): MachineBatch => ({ type: "batch", entries: [{ kind: "progress", slice, icount: slice * 1000 }], output: [], disk, slice, atWallMs: atMs });
+const batch = (slice: number, atMs: number, disk: MachineBatch["disk"] = []): MachineBatch => ({ type: "batch", entries: [{ kind: "progress", slice, icount: slice * 1000 }], output: [], net: [], disk, slice, atWallMs: atMs });
 const write: DiskRequest = { id: 1, op: "write", offset: 0, length: 512, data: new Uint8Array(512).fill(7) };
 
 /** A protected primary carrying its disk effects out on a DiskScheduler whose clock the test sets. */

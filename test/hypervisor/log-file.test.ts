@@ -133,6 +133,8 @@ describe("log file", () => {
   it("refuses a crafted header naming the field, instead of crashing its readers with a TypeError", () => {
     const crafted: Array<[string, (h: Record<string, any>) => void, RegExp]> = [
       ["no machine", (h) => delete h.machine, /machine must be a map, not undefined/],
+      ["a NIC of another kind", (h) => (h.machine.nic = { type: "e1000", mac: "52:54:00:12:34:56" }), /machine\.nic\.type must be "ne2k", not "e1000"/],
+      ["a NIC with a multicast MAC", (h) => (h.machine.nic = { type: "ne2k", mac: "01:00:5e:00:00:01" }), /machine\.nic\.mac must be a unicast MAC address/],
       ["files not a map", (h) => (h.machine.files = null), /machine\.files must be a map, not null/],
       ["a file without its hash", (h) => (h.machine.files = { multiboot: { path: "tiny.bin" } }), /machine\.files\.multiboot\.sha256 must be a sha256/],
       ["an unknown file role", (h) => (h.machine.files = { kernel: { path: "k", sha256: "0".repeat(64) } }), /machine\.files must be keyed by bios/],
@@ -169,7 +171,7 @@ describe("log file", () => {
     const bytes = readFileSync(other);
     bytes.writeUInt32BE(logFormatVersion, 8);
     writeFileSync(other, bytes);
-    expect(errorOf(() => new LogReader(other)).message).toMatch(/format must be 3, as its prefix says, not 99/);
+    expect(errorOf(() => new LogReader(other)).message).toMatch(new RegExp(`format must be ${logFormatVersion}, as its prefix says, not 99`));
   });
 
   it("refuses an entry with a far-future slice when read, with its offset and index (a replay ran to it for ever)", () => {
