@@ -12,9 +12,11 @@
  *
  * Network (VMware FT §2.2 for a NIC): frames the guest sends are output like console bytes, held
  * until their slice is releasable; frames from the host go to a primary's machine only (it logs
- * them). A backup keeps the newest frames its machine sent: at takeover it cannot know which of them
- * the dead primary had sent, so it sends them again (TCP drops the duplicates; a lost one would only
- * wait for the guest's retransmission timer) and announces the guest's address (gratuitous ARP).
+ * them). At takeover the new primary cannot know which frames of the last slices the dead one had
+ * sent. It does not send them again: what was lost the guest's TCP retransmits on its own timer,
+ * and duplicates were measured to break flows in passt (it rewinds its sequence tracking on an old
+ * segment and resets or stalls the connection). It announces the guest's address (gratuitous ARP),
+ * so that a bridge moves the guest's MAC to its port.
  *
  * Invariants:
  *   - Output (console bytes, network frames, input acks, disk writes) of slice k is released only up to the
@@ -78,11 +80,8 @@ export type NodeEffect =
   | { type: "net-send"; frames: Uint8Array[] }
   /** Frames from the host for the machine's NIC (primary). */
   | { type: "machine-net"; frames: Uint8Array[] }
-  /**
-   * Took over: bring the host link up, send `resend` (the newest frames the guest sent, which the
-   * old primary may not have sent) and announce the guest's IPv4 address (`ip`, when known) from its MAC.
-   */
-  | { type: "net-takeover"; resend: Uint8Array[]; ip?: Uint8Array }
+  /** Took over: announce the guest's IPv4 address (`ip`, when known) from its MAC on the host link. */
+  | { type: "net-takeover"; ip?: Uint8Array }
   | { type: "peer-accept" }
   | { type: "peer-refuse"; reason: string; fatal?: boolean }
   | ConsoleEffect;
@@ -93,10 +92,6 @@ export type NodeEffect =
  */
 export const checkpointRetryMs = (failureTimeoutMs: number) => failureTimeoutMs * 2;
 
-/** A backup keeps this many of the newest frames its guest sent (and at most `netTailBytesMax` bytes) to resend at takeover. */
-export const netTailFramesMax = 64;
-export const netTailBytesMax = 96 * 1024;
-
 export interface NetCoreCounters {
   /** Frames the guest sent that left (released by the output rule). */
   framesOut: number;
@@ -104,8 +99,6 @@ export interface NetCoreCounters {
   framesIn: number;
   /** Frames from the host dropped because this node does not run the guest (a backup, a halted node). */
   framesInDropped: number;
-  /** Frames sent again at a takeover. */
-  framesResent: number;
 }
 
 interface IncomingCheckpoint {
@@ -149,12 +142,9 @@ export class NodeCore {
   private outputPending: Array<{ end: number; atMs: number; protected: boolean }> = [];
   /** Primary: frames the guest sent, waiting for the output rule, oldest slice first. */
   private netPending: NetSlice[] = [];
-  /** Backup: the newest frames the guest sent (see netTailFramesMax). */
-  private netTail: Uint8Array[] = [];
-  private netTailBytes = 0;
   /** The guest's IPv4 address, as its frames say (ARP sender, IPv4 source from its MAC). */
   private guestIp: Uint8Array | undefined;
-  readonly net: NetCoreCounters = { framesOut: 0, framesIn: 0, framesInDropped: 0, framesResent: 0 };
+  readonly net: NetCoreCounters = { framesOut: 0, framesIn: 0, framesInDropped: 0 };
   /** Host ms of the newest event that carried the time (for decisions taken on events without it). */
   private nowMs = 0;
 
@@ -211,7 +201,6 @@ export class NodeCore {
     this.machineSlice = Math.max(this.machineSlice, b.slice);
     for (const n of b.net) if (n.dir === "out") this.learnGuestIp(n.frames);
     if (this.role === "backup") {
-      for (const n of b.net) if (n.dir === "out") this.keepNetTail(n.frames);
       for (const o of b.output) this.stream.append(o.slice, o.data);
       // What a backup executed is all released when it takes over (it goes on unprotected), so
       // it counts as released now: the stream then keeps only its retained tail.
@@ -246,14 +235,6 @@ export class NodeCore {
     }
     this.net.framesIn += frames.length;
     return [{ type: "machine-net", frames }];
-  }
-
-  private keepNetTail(frames: Uint8Array[]): void {
-    for (const f of frames) {
-      this.netTail.push(f);
-      this.netTailBytes += f.length;
-    }
-    while (this.netTail.length > netTailFramesMax || this.netTailBytes > netTailBytesMax) this.netTailBytes -= this.netTail.shift()!.length;
   }
 
   private learnGuestIp(frames: Uint8Array[]): void {
@@ -542,13 +523,7 @@ export class NodeCore {
     this.gate = { open: false, progress: false };
     const effects = this.becomePrimary(epoch, b.log, pending);
     effects.push({ type: "log", level: "warn", msg: "took over: now the primary", fields: { epoch, slice, entries: b.have } });
-    if (this.header?.machine.nic) {
-      const resend = this.netTail;
-      this.netTail = [];
-      this.netTailBytes = 0;
-      this.net.framesResent += resend.length;
-      effects.push({ type: "net-takeover", resend, ...(this.guestIp ? { ip: this.guestIp } : {}) });
-    }
+    if (this.header?.machine.nic) effects.push({ type: "net-takeover", ...(this.guestIp ? { ip: this.guestIp } : {}) });
     return effects;
   }
 

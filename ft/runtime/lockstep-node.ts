@@ -309,8 +309,7 @@ export class LockstepNode extends EventEmitter {
           break;
         case "net-takeover": {
           const mac = this.header?.machine.nic?.mac;
-          const announce = mac && e.ip ? [gratuitousArp(macBytes(mac), e.ip)] : [];
-          this.netLink?.sendWhenUp([...announce, ...e.resend]);
+          if (mac && e.ip) this.netLink?.sendWhenUp([gratuitousArp(macBytes(mac), e.ip)]);
           break;
         }
         case "disk-submit":

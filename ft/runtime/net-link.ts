@@ -21,7 +21,9 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createSocket, type Socket as UdpSocket } from "node:dgram";
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
-import { join } from "node:path";
+import { createHash } from "node:crypto";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import type { Logger } from "pino";
 import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
 import { frameBytesMax, frameBytesMin } from "../../hypervisor/event-log/net-frame.js";
@@ -86,6 +88,16 @@ export function describeNetSpec(spec: NetSpec): string {
   }
 }
 
+/**
+ * Where a pair's passt keeps its socket and pid file: named after the shared directory, so that the
+ * next primary on this host finds it, but under the system's temporary directory, because passt
+ * started by root runs as nobody, who may not reach into the shared directory.
+ */
+export function passtDirFor(sharedDir: string): string {
+  const id = createHash("sha256").update(resolve(sharedDir)).digest("hex").slice(0, 16);
+  return join(tmpdir(), `lockstep-passt-${id}`);
+}
+
 export interface NetCounters {
   framesIn: number;
   bytesIn: number;
@@ -104,8 +116,8 @@ export interface NetLinkOptions {
   /** Frames from the host, in arrival order. */
   onFrames: (frames: Uint8Array[]) => void;
   /**
-   * user mode: where passt's socket and pid file live. Default: a fresh directory under the system's
-   * temporary one, and passt stops with the link; with `stateDir` passt outlives the process (a pair).
+   * user mode, a pair: the shared directory, which names where passt's socket and pid file live
+   * (passtDirFor); passt then outlives this process. Default: a fresh directory, and passt stops with the link.
    */
   stateDir?: string;
   /** user mode: stop passt when the link closes (default: when no stateDir was given). */
@@ -235,7 +247,7 @@ export class PasstLink extends NetLink {
 
   constructor(spec: Extract<NetSpec, { mode: "user" | "passt" }>, options: NetLinkOptions) {
     super(spec, options);
-    this.dir = spec.mode === "passt" ? "" : options.stateDir ? join(options.stateDir, "passt") : join(process.env.TMPDIR ?? "/tmp", `lockstep-passt-${process.pid}-${Date.now()}`);
+    this.dir = spec.mode === "passt" ? "" : options.stateDir ? passtDirFor(options.stateDir) : join(tmpdir(), `lockstep-passt-${process.pid}-${Date.now()}`);
     this.ownsPasst = spec.mode === "user" && (options.ownsPasst ?? options.stateDir === undefined);
   }
 
@@ -341,9 +353,10 @@ export class PasstLink extends NetLink {
     const s = this.socket;
     if (!s) return;
     // one write for all of them: passt (2023) drops a frame whose length and bytes arrive apart
-    const out = Buffer.allocUnsafe(frames.reduce((n, f) => n + 4 + f.length, 0));
+    const trimmed = frames.map(withoutPadding);
+    const out = Buffer.allocUnsafe(trimmed.reduce((n, f) => n + 4 + f.length, 0));
     let at = 0;
-    for (const f of frames) {
+    for (const f of trimmed) {
       out.writeUInt32BE(f.length, at);
       out.set(f, at + 4);
       at += 4 + f.length;
@@ -377,6 +390,17 @@ function lastLines(file: string): string {
   } catch {
     return "no message";
   }
+}
+
+/**
+ * An IPv4 frame cut to the length its IP header says. A NIC pads short frames to the 60-byte
+ * Ethernet minimum (the guest's ne2k driver does); passt (2023) counts the padding as TCP payload and
+ * drops the segment, so a lone "1\n" from the guest would never arrive. qemu's virtio-net never pads.
+ */
+export function withoutPadding(frame: Uint8Array): Uint8Array {
+  if (frame.length <= 34 || frame[12] !== 0x08 || frame[13] !== 0x00) return frame;
+  const total = 14 + ((frame[16]! << 8) | frame[17]!);
+  return total >= 34 && total < frame.length ? frame.subarray(0, total) : frame;
 }
 
 function readPid(file: string): number | undefined {
