@@ -327,6 +327,18 @@ export class V86Machine {
     return free > pages;
   }
 
+  /**
+   * The NIC's receive ring is empty: the guest has read every frame it was given (its next read
+   * page, one past the boundary register, is where the NIC would write next). True when the NIC is
+   * stopped or absent. Between slices only.
+   */
+  netRingEmpty(): boolean {
+    const nic = this.cpu.devices.net as Ne2k | undefined;
+    if (!nic || nic.cr & 1) return true;
+    const next = nic.boundary + 1 >= nic.pstop ? nic.pstart : nic.boundary + 1;
+    return next === nic.curpg;
+  }
+
   /** Delivers an Ethernet frame to the NIC. Between slices only. */
   sendNet(frame: Uint8Array): void {
     this.bus.send("net0-receive", frame);

@@ -4,13 +4,19 @@
  * SIGKILL; the status line shows when the backup took over and when console output flowed again.
  * After a takeover a fresh backup process joins the new primary from a checkpoint (--join),
  * so the pair is protected again and the primary can be killed again.
+ *
+ * The guest's network goes through passt (user mode), with a host port forwarded to the guest's web
+ * server: its counter page keeps counting in a browser or a `curl` loop through every takeover.
  */
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { closeSync, mkdtempSync, openSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConsoleClient, type ConsoleContradiction, type ConsoleGap } from "../runtime/console-client.js";
 import { freePort } from "../runtime/free-port.js";
+import { describeNetSpec, parseNetSpec, passtDirFor, type NetSpec } from "../runtime/net-link.js";
 import { NodeProcess, type NodeEvent, type NodeRole } from "../runtime/node-process.js";
 import { escapeByte } from "./terminal-console.js";
 
@@ -20,7 +26,24 @@ interface DemoNode {
   role: NodeRole;
 }
 
-export async function demoCommand(options: { image: string }): Promise<void> {
+/** The port a person would expect (8080) if it is free, else any free one. */
+async function webPort(): Promise<number> {
+  const free = await new Promise<boolean>((resolve) => {
+    const s = createServer();
+    s.once("error", () => resolve(false));
+    s.listen(8080, "127.0.0.1", () => s.close(() => resolve(true)));
+  });
+  return free ? 8080 : freePort();
+}
+
+/** The demo's network: what was asked, or passt with a web port if passt is installed. */
+async function demoNet(asked: NetSpec | undefined): Promise<NetSpec> {
+  if (asked) return asked;
+  if (spawnSync("passt", ["--version"], { stdio: "ignore" }).error) return { mode: "none" };
+  return { mode: "user", forwards: [{ host: await webPort(), guest: 80 }] };
+}
+
+export async function demoCommand(options: { image: string; net?: NetSpec }): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "lockstep-demo-"));
   const token = randomBytes(16).toString("hex");
   const peerToken = randomBytes(16).toString("hex");
@@ -32,10 +55,12 @@ export async function demoCommand(options: { image: string }): Promise<void> {
   const say = (text: string) => process.stderr.write(`\r\n\x1b[7m[lockstep demo] ${text}\x1b[0m\r\n`);
   let killedAt: number | undefined;
   let awaitingFirstByte = false;
+  const net = await demoNet(options.net);
+  const netArgs = ["--net", describeNetSpec(net)];
 
   const startNode = async (role: NodeRole, how: { port?: number; connect?: string; join?: boolean } = {}): Promise<DemoNode> => {
     const name = names[started++ % names.length]!; // taken before the await: starts may overlap
-    const args = role === "primary" ? ["--image", options.image] : [];
+    const args = role === "primary" ? ["--image", options.image, ...netArgs] : [...netArgs];
     if (how.connect) args.push("--connect", how.connect);
     if (how.join) args.push("--join");
     const proc = await NodeProcess.start({ role, name, sharedDir: dir, token, peerToken, args, stderr: logFd, ...(how.port !== undefined ? { port: how.port } : {}) });
@@ -93,6 +118,9 @@ export async function demoCommand(options: { image: string }): Promise<void> {
       // the primary may just have died
     }
   }, 250);
+  const web = net.mode === "user" ? net.forwards.find((f) => f.guest === 80) : undefined;
+  if (web) say(`the guest's web page: http://127.0.0.1:${web.host}/ (a request counter; keep a browser or \`while curl -s 127.0.0.1:${web.host}/cgi-bin/count; do sleep 0.5; done\` on it while you kill the primary)`);
+  else if (!options.net) say("no passt on this host (Debian package passt): the guest has no network in this demo");
   say("keys: Ctrl-] k = kill the primary (SIGKILL), Ctrl-] b = kill the backup, Ctrl-] s = status, Ctrl-] q = quit");
   client.start();
 
@@ -161,5 +189,17 @@ export async function demoCommand(options: { image: string }): Promise<void> {
   await new Promise((r) => setTimeout(r, 300));
   for (const n of nodes) n.process.kill("SIGKILL");
   closeSync(logFd);
+  if (net.mode === "user") stopPasst(dir);
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** The pair's passt outlives its primaries; the demo that made the pair stops it. */
+function stopPasst(sharedDir: string): void {
+  const state = passtDirFor(sharedDir);
+  try {
+    process.kill(Number(readFileSync(join(state, "passt.pid"), "utf8")), "SIGTERM");
+  } catch {
+    // never started, or gone
+  }
+  rmSync(state, { recursive: true, force: true });
 }

@@ -10,6 +10,7 @@ export function logDumpCommand(file: string, allowTruncated: boolean): void {
     out.push(`# lockstep log format ${h.format}, v86 ${h.v86}, lockstep ${h.lockstep}, recorded ${h.recordedAt}`);
     out.push(`# machine ${h.machine.name} (${h.machine.kind}, ${h.machine.memoryMiB} MiB)${h.machine.cmdline ? ` cmdline ${JSON.stringify(h.machine.cmdline)}` : ""}`);
     for (const [role, ref] of Object.entries(h.machine.files)) out.push(`#   ${role} ${ref.path} sha256 ${ref.sha256}`);
+    if (h.machine.nic) out.push(`# nic ${h.machine.nic.type} ${h.machine.nic.mac}`);
     out.push(`# disk ${h.disk ? `${h.disk.bytes} bytes sha256 ${h.disk.sha256}${h.disk.fresh ? ` (fresh ${h.disk.fresh.format} ${h.disk.fresh.sizeMiB} MiB)` : ""}` : "none"}`);
     out.push(`# clock epoch ${new Date(h.clock.epochMs).toISOString()}, ${(1 / h.clock.msPerInstruction / 1000).toFixed(1)} MIPS nominal, seed ${h.clock.seed}; digest every ${h.digestEverySlices} slices`);
     process.stdout.write(out.join("\n") + "\n");

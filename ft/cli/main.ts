@@ -11,6 +11,7 @@ import { setLogLevel } from "../logger.js";
 import { parseNetSpec } from "../runtime/net-link.js";
 import { imagesCommand } from "./images-command.js";
 import { logDumpCommand } from "./log-dump-command.js";
+import { logPcapCommand } from "./log-pcap-command.js";
 import { backupCommand, consoleCommand, primaryCommand, statusCommand } from "./node-commands.js";
 import { demoCommand } from "./demo-command.js";
 import { recordCommand } from "./record-command.js";
@@ -134,6 +135,14 @@ export function buildProgram(): Command {
     .argument("<file.lslog>", "the log to dump")
     .option("--allow-truncated", "stop at the last whole frame of a log cut short")
     .action((file, opts) => logDumpCommand(file, Boolean(opts.allowTruncated)));
+  program
+    .commands.find((c) => c.name() === "log")!
+    .command("pcap")
+    .description("write the network frames of a recording, in and out (replayed), as a pcap to standard output")
+    .argument("<file.lslog>", "the log")
+    .option("--image <name|config.json>", "machine config (default: the bundled image the log names)")
+    .option("--allow-truncated", "capture what a log cut short holds")
+    .action(async (file, opts) => logPcapCommand(file, { allowTruncated: Boolean(opts.allowTruncated), image: opts.image }));
 
   const nodeFlags = (c: Command, defaultListen: string) =>
     c
@@ -183,7 +192,8 @@ export function buildProgram(): Command {
     .command("demo")
     .description("a lockstep pair on this host with the console on this terminal; Ctrl-] then k kills the primary")
     .option("--image <name|config.json>", "bundled image name or machine config file", "linux")
-    .action(async (o) => demoCommand({ image: o.image }));
+    .addOption(new Option("--net <mode>", `${netHelp} (default: user mode forwarding 127.0.0.1:8080, or a free port, to the guest's web server, if passt is installed)`).argParser(parseNetSpec))
+    .action(async (o) => demoCommand({ image: o.image, ...(o.net ? { net: o.net } : {}) }));
 
   program
     .command("images")

@@ -20,6 +20,7 @@ import { checkHeader } from "../../hypervisor/log-header.js";
 import { listCheckpoints, loadCheckpointBytes } from "../../hypervisor/checkpoint-store.js";
 import { LogReader } from "../../hypervisor/log-file.js";
 import { MachineThread } from "../../hypervisor/machine-thread/machine-thread.js";
+import type { NetSlice } from "../../hypervisor/machine-thread/machine-protocol.js";
 import type { ReplayEnd, ReplaySummary } from "../../hypervisor/replayer.js";
 
 export interface ReplayCommandOptions {
@@ -33,6 +34,8 @@ export interface ReplayCommandOptions {
   json: boolean;
   allowTruncated: boolean;
   output: boolean;
+  /** Network frames in and out as the replay reproduces them (`log pcap`). */
+  onNet?: (n: NetSlice) => void;
 }
 
 export interface ReplayReport {
@@ -52,6 +55,10 @@ export interface ReplayReport {
   /** Sectors the guest wrote, and a sha256 of their final contents (see DiskView). */
   diskSectorsWritten: number;
   diskWrittenSha256: string;
+  /** Network frames delivered to the guest (from the log) and sent by it (reproduced), and a sha256 of those sent. */
+  netFramesIn: number;
+  netFramesOut: number;
+  netOutSha256: string;
   /** With --disk: the comparison of that disk with what the guest wrote (mismatches are an error). */
   diskCheck?: DiskComparison;
   guestMs: number;
@@ -96,6 +103,8 @@ export async function replayLog(reader: LogReader, options: Omit<ReplayCommandOp
   const view = new DiskView();
   const startSlice = options.from !== undefined ? (listCheckpoints(reader.path).filter((s) => s <= options.from!).at(-1) ?? 0) : 0;
   const hash = createHash("sha256");
+  const netHash = createHash("sha256");
+  const net = { in: 0, out: 0 };
   let serialBytes = 0;
   const showOutput = options.output && !options.json;
   const bar =
@@ -122,6 +131,11 @@ export async function replayLog(reader: LogReader, options: Omit<ReplayCommandOp
     {
       batch: (b) => {
         for (const d of b.disk) view.note(d.requests);
+        for (const n of b.net) {
+          net[n.dir] += n.frames.length;
+          if (n.dir === "out") for (const f of n.frames) netHash.update(framed(f));
+          options.onNet?.(n);
+        }
         for (const o of b.output) {
           hash.update(o.data);
           serialBytes += o.data.length;
@@ -177,6 +191,9 @@ export async function replayLog(reader: LogReader, options: Omit<ReplayCommandOp
     serialSha256: hash.digest("hex"),
     diskSectorsWritten: view.sectorsWritten,
     diskWrittenSha256: view.sha256(),
+    netFramesIn: net.in,
+    netFramesOut: net.out,
+    netOutSha256: netHash.digest("hex"),
     ...(diskCheck ? { diskCheck } : {}),
     guestMs: result.guestMs,
     wallMs: Math.round(performance.now() - started),
@@ -201,4 +218,12 @@ function refuseCutShort(reader: LogReader): void {
     "pass --allow-truncated to replay what is there",
     { slice: last?.slice ?? 0 },
   );
+}
+
+/** A frame with its length in front (4 bytes, big-endian), so that a hash of frames keeps their boundaries. */
+export function framed(frame: Uint8Array): Uint8Array {
+  const out = new Uint8Array(4 + frame.length);
+  new DataView(out.buffer).setUint32(0, frame.length);
+  out.set(frame, 4);
+  return out;
 }

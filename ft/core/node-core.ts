@@ -238,7 +238,7 @@ export class NodeCore {
   }
 
   private learnGuestIp(frames: Uint8Array[]): void {
-    const mac = this.header?.machine.nic?.mac;
+    const mac = this.header?.machine?.nic?.mac;
     if (!mac) return;
     for (const f of frames) {
       // the source MAC is the guest's; an ARP sender or IPv4 source address other than 0.0.0.0 is its own
@@ -523,7 +523,7 @@ export class NodeCore {
     this.gate = { open: false, progress: false };
     const effects = this.becomePrimary(epoch, b.log, pending);
     effects.push({ type: "log", level: "warn", msg: "took over: now the primary", fields: { epoch, slice, entries: b.have } });
-    if (this.header?.machine.nic) effects.push({ type: "net-takeover", ...(this.guestIp ? { ip: this.guestIp } : {}) });
+    if (this.header?.machine?.nic) effects.push({ type: "net-takeover", ...(this.guestIp ? { ip: this.guestIp } : {}) });
     return effects;
   }
 
@@ -605,7 +605,7 @@ export class NodeCore {
       guestHeldMs: Math.round(this.guestHeldMs()),
       lastJoinProtectedMs: this.lastJoin?.ms ?? null,
       lastJoinGuestHeldMs: this.lastJoin?.guestHeldMs ?? null,
-      net: this.header?.machine.nic ? { ...this.net, held: this.netPending.reduce((n, p) => n + p.frames.length, 0), guestIp: this.guestIp ? this.guestIp.join(".") : null } : null,
+      net: this.header?.machine?.nic ? { ...this.net, held: this.netPending.reduce((n, p) => n + p.frames.length, 0), guestIp: this.guestIp ? this.guestIp.join(".") : null } : null,
     };
   }
 }

@@ -303,6 +303,8 @@ export class PasstLink extends NetLink {
     if (this.spec.forwards.length === 0) args.push("-t", "none");
     for (const f of this.spec.forwards) args.push("-t", `127.0.0.1/${f.host}:${f.guest}`);
     args.push("-u", "none");
+    // passt's own capture of what it exchanged with the guest, for debugging a flow
+    if (process.env.LOCKSTEP_PASST_PCAP) args.push("-p", process.env.LOCKSTEP_PASST_PCAP);
     // a passt of this process alone ends with its one client (this process, even if it is killed)
     if (this.ownsPasst) args.push("--one-off");
     // its messages go to a file: a pipe to this process would break (SIGPIPE) when this process dies

@@ -2,7 +2,7 @@
  * The machine thread's "replay" role (`lockstep replay`): re-executes a log file offline, from
  * power-on or from the checkpoint the machine was built from, verifying every entry's instruction
  * count and every digest. The thread reads the file itself, so entries never cross threads; what
- * the main thread needs (serial output and disk requests per slice, the file offset reached for a
+ * the main thread needs (serial output, disk requests and network frames per slice, the file offset reached for a
  * progress bar) goes out in batches, and the summary at the end. A divergence or a corrupt log ends
  * the thread with the error, its code intact.
  */
@@ -27,7 +27,9 @@ export function replay(
   try {
     if (spec.startSlice > 0) skipToCheckpoint(reader, spec.startSlice);
     const replayer = new Replayer(driver, () => reader.next(), {
-      onSlice: (r, slice) => io.outbox.slice(slice, r.serial, r.diskRequests),
+      onSlice: (r, slice) => io.outbox.slice(slice, r.serial, r.diskRequests, r.net, driver.clock.peekMs()),
+      // frames in, at the boundary that delivered them (for a capture of the session)
+      onEntry: (e) => e.kind === "net" && io.outbox.net(e.slice, driver.clock.peekMs(), "in", [e.data]),
       ...(spec.untilSlice !== undefined ? { untilSlice: spec.untilSlice } : {}),
     });
     let end: ReplayEnd | undefined;

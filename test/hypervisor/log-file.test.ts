@@ -33,6 +33,7 @@ const entries: LogEntry[] = [
   { kind: "progress", slice: 10, icount: 2 ** 40 + 5 },
   { kind: "disk-read", slice: 10, icount: 2 ** 40 + 5, id: 3, at: 512, data: new Uint8Array(1024).fill(7) },
   { kind: "disk-write", slice: 10, icount: 2 ** 40 + 5, id: 4 },
+  { kind: "net", slice: 10, icount: 2 ** 40 + 5, data: new Uint8Array(60).fill(0xab) },
   { kind: "control", slice: 11, icount: 2 ** 40 + 9, action: "power-off" },
 ];
 
@@ -94,7 +95,7 @@ describe("log file", () => {
     writeFileSync(path, bytes);
     const e = errorOf(() => readAll(path));
     expect(e.code).toBe(ErrorCode.logCorrupt);
-    expect(e.message).toMatch(/corrupt at offset \d+: frame 8 fails its checksum/);
+    expect(e.message).toMatch(/corrupt at offset \d+: frame 9 fails its checksum/);
   });
 
   it("reports an unknown format version, a foreign file and a corrupt header", () => {
@@ -127,6 +128,9 @@ describe("log file", () => {
     expect(bad([5, 0, 0, "xyz"])).toMatch(/16 hex digits/);
     expect(bad([6, 0, 0, "explode"])).toMatch(/unknown action/);
     expect(bad("nope")).toMatch(/not an array/);
+    // a network frame over the MTU (or shorter than an Ethernet header) is refused by the log, not given to the NIC
+    expect(bad([9, 0, 0, new Uint8Array(1519)])).toMatch(/net: frame must be 14 to 1518 bytes/);
+    expect(bad([9, 0, 0, new Uint8Array(13)])).toMatch(/net: frame must be 14 to 1518 bytes/);
     for (const e of entries) expect(decodeEntry(packr.unpack(packr.pack(encodeEntry(e))), "t")).toEqual(e);
   });
 
@@ -189,7 +193,7 @@ describe("log file", () => {
       [[entries[3]!, entries[2]!], /entry 1 \(keys, slice 3\) comes after an entry of slice 4: slices never go back/],
       [[entries[0]!, { ...entries[1]!, icount: 4072 }], /entry 1 \(serial, slice 1\) has instruction count 4072, another entry of that slice 4071/],
       [[entries[2]!, { ...entries[3]!, icount: 10 }], /entry 1 \(clock, slice 4\) has instruction count 10, below the 5000 of an earlier slice/],
-      [[...entries, { kind: "progress", slice: 11, icount: 2 ** 40 + 9 }], /entry 9 \(progress, slice 11\) follows power-off/],
+      [[...entries, { kind: "progress", slice: 11, icount: 2 ** 40 + 9 }], /entry 10 \(progress, slice 11\) follows power-off/],
     ];
     for (const [es, message] of cases) {
       const e = errorOf(() => readAll(writeCrafted("order.lslog", header, es)));
