@@ -438,12 +438,13 @@ export class TapLink extends NetLink {
     const ours = this.udp.address().port;
     this.socatPort = await freePort();
     const args = ["-b", "65536", `UDP4-DATAGRAM:127.0.0.1:${ours},bind=127.0.0.1:${this.socatPort}`, `TUN,tun-type=tap,tun-name=${this.spec.name},iff-up,iff-no-pi`];
-    const child = spawn("socat", args, { stdio: ["ignore", "ignore", "pipe"] });
+    // socat dies with this process (a SIGKILLed primary must not leave the TAP device held)
+    const child = spawn("setpriv", ["--pdeathsig", "KILL", "--", "socat", ...args], { stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
     child.stderr!.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
     const exited = new Promise<string>((resolve) => {
-      child.once("error", (e: NodeJS.ErrnoException) => resolve(e.code === "ENOENT" ? "socat is not installed (Debian package socat)" : e.message));
-      child.once("exit", (code, signal) => resolve(`socat exited (${code ?? signal}): ${stderr.trim().split("\n").at(-1) ?? "no message"}`));
+      child.once("error", (e: NodeJS.ErrnoException) => resolve(e.code === "ENOENT" ? "setpriv is not installed (Debian package util-linux)" : e.message));
+      child.once("exit", (code, signal) => resolve(code === 127 ? "socat is not installed (Debian package socat)" : `socat exited (${code ?? signal}): ${stderr.trim().split("\n").at(-1) ?? "no message"}`));
     });
     this.socat = child;
     // socat has no "ready" signal: it failed fast (no such device, no permission) or it runs
