@@ -25,6 +25,7 @@ import { encodeFrame } from "../hypervisor/log-file.js";
 import { defaultClockParams } from "../hypervisor/machine-session.js";
 import { RecordingMachine } from "../hypervisor/machine-thread/recording-machine.js";
 import { ftBenchmarks } from "./bench-ft.js";
+import { netBenchmarks } from "./bench-net.js";
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
 const root = packageRoot();
@@ -128,6 +129,7 @@ try {
   const rr = recordReplay(dir);
   const bw = await bandwidth();
   const ft = await ftBenchmarks(Number(process.env.BENCH_KILLS ?? 20));
+  const net = await netBenchmarks();
   const lines = [
     `Measured ${date} on ${machine}; median of ${runs} runs, each in a fresh process.`,
     "",
@@ -144,6 +146,8 @@ try {
     ...bw,
     "",
     ...ft,
+    "",
+    ...net,
   ];
   process.stdout.write(lines.join("\n") + "\n");
 } finally {
