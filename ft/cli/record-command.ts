@@ -13,7 +13,7 @@ import { LogWriter } from "../../hypervisor/log-file.js";
 import { defaultClockParams } from "../../hypervisor/machine-session.js";
 import { RecordingMachine } from "../../hypervisor/machine-thread/recording-machine.js";
 import { componentLogger, rootLogger } from "../logger.js";
-import { startNetLink, type NetSpec } from "../runtime/net-link.js";
+import { requireNic, startNetLink, type NetSpec } from "../runtime/net-link.js";
 import { readInputScript, runInputScript } from "./input-script.js";
 import { attachTerminal, escapeKeyName } from "./terminal-console.js";
 
@@ -42,6 +42,7 @@ export async function recordCommand(options: RecordOptions): Promise<void> {
   const log = componentLogger("record");
   const script = options.input ? readInputScript(options.input) : undefined;
   const loaded = loadMachine(options.image, options.memory !== undefined ? { memoryMiB: options.memory } : {});
+  requireNic(options.net, loaded.config);
   const freshDisk = !options.disk && loaded.config.disk ? loaded.config.disk : undefined;
   const disk = options.disk ? readDiskFile(options.disk) : freshDisk ? makeBlankDisk(freshDisk) : undefined;
   const clock = defaultClockParams(Date.now(), options.seed ?? randomInt(2 ** 31));

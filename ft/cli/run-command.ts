@@ -9,7 +9,7 @@ import { loadMachine } from "../../emulator/machine-config.js";
 import { defaultClockParams } from "../../hypervisor/machine-session.js";
 import { RecordingMachine } from "../../hypervisor/machine-thread/recording-machine.js";
 import { componentLogger, rootLogger } from "../logger.js";
-import { startNetLink, type NetSpec } from "../runtime/net-link.js";
+import { requireNic, startNetLink, type NetSpec } from "../runtime/net-link.js";
 import { attachTerminal, escapeKeyName } from "./terminal-console.js";
 
 export interface RunOptions {
@@ -28,6 +28,7 @@ export async function runCommand(options: RunOptions): Promise<void> {
   const clock = defaultClockParams(Date.now(), 0);
   let terminal: ReturnType<typeof attachTerminal> | undefined;
   let machine: RecordingMachine | undefined;
+  requireNic(options.net, loaded.config);
   const link = startNetLink(options.net, rootLogger(), (frames) => machine?.net(frames));
   machine = await RecordingMachine.start({
     image: options.image,

@@ -515,3 +515,10 @@ export function startNetLink(spec: NetSpec | undefined, logger: Logger, deliver:
   }
   return link;
 }
+
+/** A network for a machine without a card is a mistake worth saying at once. */
+export function requireNic(spec: NetSpec | undefined, config: { name: string; nic?: unknown }): void {
+  if (spec && spec.mode !== "none" && !config.nic) {
+    throw new LockstepError(ErrorCode.netMode, `--net ${describeNetSpec(spec)}: machine "${config.name}" has no network card`, 'add "nic": {"type": "ne2k", "mac": "52:54:00:12:34:56"} to its config, or drop --net');
+  }
+}

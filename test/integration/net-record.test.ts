@@ -111,11 +111,14 @@ describe("a networked session offline", () => {
     expect(tcpdump.stdout).toMatch(/10\.0\.2\.15\.80 > 10\.0\.2\.2\.\d+: Flags \[S\.\]/);
   }, 240_000);
 
-  it("refuses an unknown --net mode and a frame entry over the MTU, with stable codes", () => {
+  it("refuses an unknown --net mode, a malformed forward and a network for a machine without a card, with stable codes", () => {
     const bad = runCli(["run", "--net", "slirp"]);
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/LOCKSTEP_ERR_NET_MODE: --net "slirp": unknown mode "slirp"/);
     const badForward = runCli(["record", "--out", join(dir, "x.lslog"), "--net", "user:80"]);
     expect(badForward.stderr).toMatch(/LOCKSTEP_ERR_NET_MODE: --net "user:80": "80" is not HOSTPORT=GUESTPORT/);
+    const noCard = runCli(["record", "--image", "tiny", "--out", join(dir, "y.lslog"), "--net", "user"]);
+    expect(noCard.status).toBe(2);
+    expect(noCard.stderr).toMatch(/LOCKSTEP_ERR_NET_MODE: --net user: machine "tiny" has no network card/);
   });
 });
