@@ -41,14 +41,34 @@ export async function logPcapCommand(file: string, options: { allowTruncated: bo
   try {
     if (!reader.header.machine.nic) throw new LockstepError(ErrorCode.usage, `${file} was recorded on a machine without a network card: it has no frames`);
     const epochMs = reader.header.clock.epochMs;
-    const out = 1; // stdout, written synchronously: the capture is whole when the command ends
-    writeSync(out, pcapHeader());
+    writeAll(pcapHeader());
     const write = (n: NetSlice) => {
-      for (const f of n.frames) writeSync(out, pcapRecord(epochMs + n.guestMs, f));
+      for (const f of n.frames) writeAll(pcapRecord(epochMs + n.guestMs, f));
     };
     const report = await replayLog(reader, { json: true, output: false, allowTruncated: options.allowTruncated, ...(options.image ? { image: options.image } : {}), onNet: write });
     process.stderr.write(`lockstep: ${report.netFramesIn} frames in and ${report.netFramesOut} out over ${(report.guestMs / 1000).toFixed(2)} s of guest time (${report.slices} slices replayed, ${report.digestsChecked} digests verified)\n`);
   } finally {
     reader.close();
+  }
+}
+
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * Writes to standard output synchronously, so the capture is whole when the command ends and a slow
+ * reader holds the replay back instead of filling memory. A pipe's descriptor is non-blocking in
+ * Node (EAGAIN when the reader lags: wait and go on); a reader that went away (EPIPE: `| head`) ends
+ * the command quietly, as for any tool writing to a pipe.
+ */
+function writeAll(bytes: Uint8Array): void {
+  for (let at = 0; at < bytes.length; ) {
+    try {
+      at += writeSync(1, bytes, at, bytes.length - at);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "EAGAIN") Atomics.wait(pause, 0, 0, 2);
+      else if (code === "EPIPE") process.exit(0);
+      else throw e;
+    }
   }
 }

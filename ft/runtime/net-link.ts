@@ -126,6 +126,11 @@ export interface NetLinkOptions {
 
 const backoffMinMs = 100;
 const backoffMaxMs = 2000;
+/** A link up this long is back (see wentUp). */
+const stableMs = 1000;
+
+/** The child has not exited (a child killed by a signal keeps a null exit code). */
+const running = (child: ChildProcess | undefined): child is ChildProcess => child !== undefined && child.exitCode === null && child.signalCode === null;
 
 export abstract class NetLink {
   readonly counters: NetCounters = { framesIn: 0, bytesIn: 0, framesOut: 0, bytesOut: 0, droppedDown: 0, droppedSize: 0, reconnects: 0 };
@@ -137,6 +142,10 @@ export abstract class NetLink {
   private everUp = false;
   private downSince: number | undefined;
   private primed: Uint8Array[] = [];
+  private closing: Promise<void> | undefined;
+  /** The link has stayed up for `stableMs` since it last came up. */
+  private stable = false;
+  private stableTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly spec: NetSpec,
@@ -170,11 +179,15 @@ export abstract class NetLink {
     this.attempt();
   }
 
-  async close(): Promise<void> {
-    this.closed = true;
-    clearTimeout(this.retry);
-    this.up = false;
-    await this.stop();
+  /** Stops the link and what it started; a second call waits for the first. */
+  close(): Promise<void> {
+    return (this.closing ??= (async () => {
+      this.closed = true;
+      clearTimeout(this.retry);
+      clearTimeout(this.stableTimer);
+      this.up = false;
+      await this.stop();
+    })());
   }
 
   status(): Record<string, unknown> {
@@ -202,16 +215,27 @@ export abstract class NetLink {
     if (ok.length > 0) this.options.onFrames(ok);
   }
 
+  /**
+   * Connected. It counts as back (outage over, backoff reset, a reconnect counted) only once it has
+   * stayed up for `stableMs`: passt accepts a second client and closes it at once (another client
+   * holds it), and a link that flaps so must neither log twice per attempt nor retry every 100 ms.
+   */
   protected wentUp(): void {
     if (this.closed) return;
     this.up = true;
-    this.backoffMs = backoffMinMs;
-    if (this.everUp) {
-      this.counters.reconnects++;
-      this.log.warn({ downMs: this.downSince !== undefined ? Math.round(performance.now() - this.downSince) : null }, "network link up again");
-    } else this.log.info({}, "network link up");
+    if (!this.everUp) this.log.info({}, "network link up");
     this.everUp = true;
-    this.downSince = undefined;
+    clearTimeout(this.stableTimer);
+    this.stableTimer = setTimeout(() => {
+      if (!this.up || this.closed) return;
+      this.stable = true;
+      this.backoffMs = backoffMinMs;
+      if (this.downSince !== undefined) {
+        this.counters.reconnects++;
+        this.log.warn({ downMs: Math.round(performance.now() - this.downSince) }, "network link up again");
+        this.downSince = undefined;
+      }
+    }, stableMs);
     const primed = this.primed;
     this.primed = [];
     this.send(primed);
@@ -219,11 +243,13 @@ export abstract class NetLink {
 
   /** The link failed: log it once per outage and try again later. */
   protected wentDown(reason: string): void {
-    const wasUp = this.up;
+    const wasStable = this.up && this.stable;
     this.up = false;
+    this.stable = false;
+    clearTimeout(this.stableTimer);
     if (this.closed) return;
-    if (wasUp || this.downSince === undefined) {
-      this.downSince ??= performance.now();
+    if (wasStable || this.downSince === undefined) {
+      this.downSince = performance.now();
       this.log.warn({ reason, retryMs: this.backoffMs }, "network link down: frames are dropped until it is back; retrying");
     }
     clearTimeout(this.retry);
@@ -259,9 +285,38 @@ export class PasstLink extends NetLink {
     return join(this.dir, "passt.pid");
   }
 
+  get forwardsFile(): string {
+    return join(this.dir, "passt.forwards");
+  }
+
   protected async connectOnce(): Promise<void> {
+    if (this.spec.mode === "user") this.replaceStalePasst();
     if (this.spec.mode === "user" && !(await this.tryConnect())) await this.startPasst();
     if (!this.socket && !(await this.tryConnect())) throw new Error(`cannot connect to passt at ${this.socketPath}`);
+  }
+
+  /**
+   * A pair's passt outlives its nodes: one left by an earlier pair on the same shared directory with
+   * other forwards is stopped, so that this one's --net is what the host gets.
+   */
+  private replaceStalePasst(): void {
+    let forwards: string | undefined;
+    try {
+      forwards = readFileSync(this.forwardsFile, "utf8");
+    } catch {
+      return;
+    }
+    if (forwards === describeNetSpec(this.spec)) return;
+    const pid = readPid(this.pidFile);
+    if (pid) {
+      try {
+        process.kill(pid, "SIGTERM");
+      } catch {
+        // gone already
+      }
+    }
+    rmSync(this.socketPath, { force: true });
+    this.log.warn({ pid: pid ?? null, was: forwards }, "a passt with other forwards was left in this shared directory: stopped");
   }
 
   /** Connects to the socket if something listens there (passt takes one client at a time). */
@@ -292,7 +347,7 @@ export class PasstLink extends NetLink {
 
   /** Starts passt on our socket, forwarding the host ports (on loopback) to the guest. */
   private async startPasst(): Promise<void> {
-    if (this.spec.mode !== "user") return;
+    if (this.spec.mode !== "user" || this.closed) return;
     mkdirSync(this.dir, { recursive: true });
     // started as root, passt binds its socket as nobody: the directory must let it (sticky, as /tmp)
     if (process.geteuid?.() === 0) chmodSync(this.dir, 0o1777);
@@ -319,10 +374,16 @@ export class PasstLink extends NetLink {
     if (!this.ownsPasst) child.unref();
     this.passt = child;
     if (child.pid) writeFileSync(this.pidFile, `${child.pid}\n`);
+    writeFileSync(this.forwardsFile, describeNetSpec(this.spec));
     // passt creates its socket once it is ready
     for (let i = 0; i < 250 && !existsSync(this.socketPath); i++) {
       const why = await Promise.race([exited, new Promise<undefined>((r) => setTimeout(r, 20))]);
       if (why !== undefined) throw new LockstepError(ErrorCode.netMode, `cannot start passt: ${why}`, "install passt, or use --net tap:NAME or --net none");
+      if (this.closed) break; // closed meanwhile: stop() stops it (this.passt)
+    }
+    if (this.closed) {
+      if (running(child)) child.kill("SIGTERM");
+      return;
     }
     if (!existsSync(this.socketPath)) {
       child.kill("SIGKILL");
@@ -338,7 +399,8 @@ export class PasstLink extends NetLink {
     while (this.pending.length - at >= 4) {
       const n = this.pending.readUInt32BE(at);
       if (n > 65_536) {
-        // not qemu's framing: start over on a new connection
+        // not qemu's framing: start over on a new connection (the whole frames before it count)
+        if (frames.length > 0) this.received(frames);
         this.socket?.destroy();
         this.log.warn({ length: n }, "passt sent a frame length no NIC takes: reconnecting");
         return;
@@ -370,15 +432,12 @@ export class PasstLink extends NetLink {
     this.socket?.destroy();
     this.socket = undefined;
     if (this.ownsPasst) {
-      const pid = this.passt?.pid ?? readPid(this.pidFile);
-      if (pid) {
-        try {
-          process.kill(pid, "SIGTERM");
-        } catch {
-          // already gone
-        }
+      const child = this.passt;
+      if (running(child)) {
+        const exited = new Promise((r) => child.once("exit", r));
+        child.kill("SIGTERM");
+        await exited;
       }
-      if (this.passt && this.passt.exitCode === null) await new Promise((r) => this.passt!.once("exit", r));
       if (this.spec.mode === "user" && this.options.stateDir === undefined) rmSync(this.dir, { recursive: true, force: true });
     }
   }
@@ -433,10 +492,12 @@ export class TapLink extends NetLink {
       });
       udp.on("error", (e) => this.log.warn({ error: e.message }, "udp socket error"));
       await new Promise<void>((resolve) => udp.bind(0, "127.0.0.1", resolve));
+      if (this.closed) return void udp.close(); // closed while binding: stop() found nothing
       this.udp = udp;
     }
     const ours = this.udp.address().port;
     this.socatPort = await freePort();
+    if (this.closed) return;
     const args = ["-b", "65536", `UDP4-DATAGRAM:127.0.0.1:${ours},bind=127.0.0.1:${this.socatPort}`, `TUN,tun-type=tap,tun-name=${this.spec.name},iff-up,iff-no-pi`];
     // socat dies with this process (a SIGKILLed primary must not leave the TAP device held)
     const child = spawn("setpriv", ["--pdeathsig", "KILL", "--", "socat", ...args], { stdio: ["ignore", "ignore", "pipe"] });
@@ -450,6 +511,12 @@ export class TapLink extends NetLink {
     // socat has no "ready" signal: it failed fast (no such device, no permission) or it runs
     const early = await Promise.race([exited, new Promise<undefined>((r) => setTimeout(r, 150))]);
     if (early !== undefined) throw new Error(early);
+    if (this.closed) {
+      // closed meanwhile: stop() already ran, so this socat is stopped here
+      this.socat = undefined;
+      if (running(child)) child.kill("SIGTERM");
+      return;
+    }
     void exited.then((why) => {
       if (this.socat === child) {
         this.socat = undefined;
@@ -466,12 +533,14 @@ export class TapLink extends NetLink {
   protected async stop(): Promise<void> {
     const child = this.socat;
     this.socat = undefined;
-    if (child && child.exitCode === null) {
+    if (running(child)) {
+      const exited = new Promise((r) => child.once("exit", r));
       child.kill("SIGTERM");
-      await new Promise((r) => child.once("exit", r));
+      await exited;
     }
-    await new Promise<void>((r) => (this.udp ? this.udp.close(() => r()) : r()));
+    const udp = this.udp;
     this.udp = undefined;
+    await new Promise<void>((r) => (udp ? udp.close(() => r()) : r()));
   }
 }
 

@@ -85,10 +85,34 @@ describe("the host link (passt framing)", () => {
     rmSync(path, { force: true });
     fake = await fakePasst(path);
     await until(() => link.up && fake.clients.length === 1, 10_000, "the link up again");
-    expect(link.counters.reconnects).toBe(1);
+    // it counts as back once it has stayed up a second
+    await until(() => link.counters.reconnects === 1, 5000, "the reconnect counted");
     link.send([new Uint8Array(60).fill(5)]);
     await until(() => fake.got.length === 1, 5000, "a frame after the reconnect");
-    await link.close();
+    // closing twice (a node halts, then shuts down) is one close
+    await Promise.all([link.close(), link.close()]);
     await new Promise<void>((r) => fake.server.close(() => r()));
+  });
+
+  it("a passt that takes the connection and drops it at once (another client holds it) is one outage, retried with backoff", async () => {
+    const path = join(dir, "busy.sock");
+    let accepted = 0;
+    const server = createServer((s) => {
+      accepted++;
+      s.destroy();
+    });
+    await new Promise<void>((r) => server.listen(path, () => r()));
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = pino({ level: "info" }, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) });
+    const link = makeNetLink({ mode: "passt", path }, { logger, onFrames: () => {} })!;
+    link.start();
+    await new Promise((r) => setTimeout(r, 2500));
+    await link.close();
+    await new Promise<void>((r) => server.close(() => r()));
+    // backoff 100, 200, 400, 800 ms ...: a handful of attempts, not one every 100 ms
+    expect(accepted).toBeGreaterThanOrEqual(3);
+    expect(accepted).toBeLessThanOrEqual(7);
+    expect(lines.filter((l) => typeof l.msg === "string" && l.msg.startsWith("network link down")).length).toBe(1);
+    expect(link.counters.reconnects).toBe(0);
   });
 });

@@ -109,6 +109,12 @@ describe("a networked session offline", () => {
     const tcpdump = spawnSync("tcpdump", ["-nr", pcapFile], { encoding: "utf8" });
     if (tcpdump.error) throw new Error(`tcpdump is needed (Debian package tcpdump): ${tcpdump.error.message}`);
     expect(tcpdump.stdout).toMatch(/10\.0\.2\.15\.80 > 10\.0\.2\.2\.\d+: Flags \[S\.\]/);
+    // through pipes: a reader that lags, and one that goes away early
+    const piped = spawnSync("sh", ["-c", `"${process.execPath}" "${cliPath}" log pcap "${log}" | tcpdump -nr - | grep -c "Flags"; "${process.execPath}" "${cliPath}" log pcap "${log}" | head -c 100 | wc -c`], { encoding: "utf8", timeout: 240_000 });
+    expect(piped.stderr).not.toMatch(/internal error|EAGAIN|EPIPE/);
+    const [flags, headBytes] = piped.stdout.trim().split("\n").map(Number);
+    expect(flags).toBeGreaterThan(10);
+    expect(headBytes).toBe(100);
   }, 240_000);
 
   it("refuses an unknown --net mode, a malformed forward and a network for a machine without a card, with stable codes", () => {
