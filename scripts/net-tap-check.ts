@@ -6,13 +6,15 @@
  * Makes a bridge br0 (10.0.2.2/24, the guest's gateway) with two TAP devices, tapA and tapB, starts a
  * primary on tapA and a backup on tapB (`--net tap:NAME`: each node owns its device), and connects a
  * client, the namespace's own Linux TCP, to the guest's numbers server (10.0.2.15:7000). The client
- * only reads: a stream in which only the guest sends. The primary is SIGKILLed mid-stream; the
+ * only reads: a stream in which only the guest sends. An HTTP loop on the guest's request counter
+ * runs beside it. The primary is SIGKILLed mid-stream; the
  * backup takes over on tapB and announces the guest's MAC (gratuitous ARP), so the bridge moves it.
  * Prints one JSON line: the numbers received (every one once, in order?), whether the connection
  * reset, and which port the bridge holds the guest's MAC on. Exit status 0 when all is well.
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
+import { request } from "node:http";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -38,6 +40,24 @@ function setUpBridge(): void {
 function guestPort(): string | undefined {
   const line = sh("bridge", "fdb", "show", "br", "br0").split("\n").find((l) => l.startsWith(guestMac));
   return line ? /dev (\S+)/.exec(line)?.[1] : undefined;
+}
+
+/** One GET of the guest's request counter: the count it answered. */
+function getCount(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: "10.0.2.15", port: 80, path: "/cgi-bin/count", agent: false, timeout: 30_000 }, (res) => {
+      let body = "";
+      res.on("data", (d: Buffer) => (body += d.toString()));
+      res.on("end", () => {
+        const m = /request (\d+)/.exec(body);
+        if (m) resolve(Number(m[1]));
+        else reject(new Error(`unexpected answer ${res.statusCode}`));
+      });
+    });
+    req.on("timeout", () => req.destroy(new Error("no answer in 30 s")));
+    req.on("error", reject);
+    req.end();
+  });
 }
 
 async function main(): Promise<number> {
@@ -83,16 +103,34 @@ async function main(): Promise<number> {
     const numbers = () => text.split("\n").slice(0, -1).map(Number);
     const last = () => numbers().at(-1) ?? 0;
     const before = guestPort();
+    // an HTTP loop beside the stream: every request answered once, the guest's count going 1, 2, 3 ...
+    const answers: number[] = [];
+    const failures: string[] = [];
+    let requests = 0;
+    let looping = true;
+    const loop = (async () => {
+      while (looping) {
+        requests++;
+        try {
+          answers.push(await getCount());
+        } catch (e) {
+          failures.push((e as Error).message);
+        }
+      }
+    })();
     await until(() => last() >= 20 + Math.floor(Math.random() * 20), 60_000, "numbers before the kill");
     a.kill("SIGKILL");
     await b.waitEvent("live", 15_000);
     const atKill = last();
     await until(() => last() >= atKill + 30, 60_000, () => `numbers after the takeover (at ${last()}); ${logs()}`);
+    looping = false;
+    await loop;
     const got = numbers();
     const inOrder = got.every((n, i) => n === i + 1);
-    const result = { numbers: got.length, inOrder, reset, macPortBefore: before ?? null, macPortAfter: guestPort() ?? null, takeoverAt: atKill };
+    const answeredInOrder = answers.length === requests && answers.every((n, i) => n === i + 1);
+    const result = { numbers: got.length, inOrder, reset, macPortBefore: before ?? null, macPortAfter: guestPort() ?? null, takeoverAt: atKill, requests, answeredInOrder, failures };
     process.stdout.write(JSON.stringify(result) + "\n");
-    return inOrder && !reset && before === "tapA" && result.macPortAfter === "tapB" ? 0 : 1;
+    return inOrder && !reset && answeredInOrder && before === "tapA" && result.macPortAfter === "tapB" ? 0 : 1;
   } finally {
     socket?.destroy();
     for (const n of nodes) n.kill("SIGKILL");

@@ -8,14 +8,18 @@ import { describe, expect, it } from "vitest";
 import { packageRoot } from "../../emulator/package-root.js";
 
 describe("bridged networking", () => {
-  it("a stream only the guest sends goes on through a takeover; the bridge moves the guest's MAC to the new primary's TAP", () => {
+  it("a stream only the guest sends and an HTTP loop go on through a takeover; the bridge moves the guest's MAC to the new primary's TAP", () => {
     const script = join(packageRoot(), "dist", "scripts", "net-tap-check.js");
     const r = spawnSync("unshare", ["-rn", process.execPath, script], { encoding: "utf8", timeout: 240_000, env: { ...process.env, LOCKSTEP_LOG_LEVEL: "info" } });
     if (r.error) throw new Error(`unshare (util-linux) is needed: ${r.error.message}`);
     const line = r.stdout.trim().split("\n").at(-1) ?? "";
     expect(line, `stdout: ${r.stdout}\nstderr: ${r.stderr.slice(-3000)}`).toMatch(/^\{/);
-    const report = JSON.parse(line) as { numbers: number; inOrder: boolean; reset: boolean; macPortBefore: string; macPortAfter: string; takeoverAt: number };
-    console.log(`tap: ${report.numbers} numbers, the primary killed at ${report.takeoverAt}`);
+    const report = JSON.parse(line) as { numbers: number; inOrder: boolean; reset: boolean; macPortBefore: string; macPortAfter: string; takeoverAt: number; requests: number; answeredInOrder: boolean; failures: string[] };
+    console.log(`tap: ${report.numbers} numbers and ${report.requests} requests, the primary killed at ${report.takeoverAt}`);
+    // every HTTP request answered, the guest's counts 1..N: none lost, none applied twice
+    expect(report.failures).toEqual([]);
+    expect(report.answeredInOrder).toBe(true);
+    expect(report.requests).toBeGreaterThan(3);
     expect(report.inOrder).toBe(true);
     expect(report.reset).toBe(false);
     expect(report.numbers).toBeGreaterThanOrEqual(report.takeoverAt + 30);
