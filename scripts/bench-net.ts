@@ -5,14 +5,14 @@
  * the paper's Table 2 — and the logging channel's bandwidth while the guest receives (its Table 1).
  * A receive is logged (every frame in is a log entry); a transmit is output held by the output rule.
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { ConsoleClient } from "../ft/runtime/console-client.js";
 import { freePort } from "../ft/runtime/free-port.js";
-import { passtDirFor } from "../ft/runtime/net-link.js";
+import { stopPairPasst } from "../ft/runtime/net-link.js";
 import { NodeProcess } from "../ft/runtime/node-process.js";
 import { until } from "../ft/runtime/until.js";
 
@@ -77,12 +77,7 @@ export async function netThroughput(withBackup: boolean): Promise<{ rxMBps: numb
     return { rxMBps: bytes / 1e6 / rxS, txMBps: bytes / 1e6 / txS, rxLogMbitPerS: ((s1.peerBytesSent - s0.peerBytesSent) * 8) / rxS / 1e6 };
   } finally {
     for (const p of procs) p.kill("SIGKILL");
-    try {
-      process.kill(Number(readFileSync(join(passtDirFor(dir), "passt.pid"), "utf8")), "SIGTERM");
-    } catch {
-      // no passt
-    }
-    rmSync(passtDirFor(dir), { recursive: true, force: true });
+    stopPairPasst(dir);
     rmSync(dir, { recursive: true, force: true });
   }
 }

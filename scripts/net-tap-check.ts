@@ -14,12 +14,11 @@
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { request } from "node:http";
-import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { NodeProcess } from "../ft/runtime/node-process.js";
 import { until } from "../ft/runtime/until.js";
+import { getCount, streamNumbers, type NumberStream } from "./guest-clients.js";
 
 const guestMac = "52:54:00:12:34:56";
 const sh = (...cmd: string[]) => execFileSync(cmd[0]!, cmd.slice(1), { encoding: "utf8" });
@@ -42,30 +41,12 @@ function guestPort(): string | undefined {
   return line ? /dev (\S+)/.exec(line)?.[1] : undefined;
 }
 
-/** One GET of the guest's request counter: the count it answered. */
-function getCount(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: "10.0.2.15", port: 80, path: "/cgi-bin/count", agent: false, timeout: 30_000 }, (res) => {
-      let body = "";
-      res.on("data", (d: Buffer) => (body += d.toString()));
-      res.on("end", () => {
-        const m = /request (\d+)/.exec(body);
-        if (m) resolve(Number(m[1]));
-        else reject(new Error(`unexpected answer ${res.statusCode}`));
-      });
-    });
-    req.on("timeout", () => req.destroy(new Error("no answer in 30 s")));
-    req.on("error", reject);
-    req.end();
-  });
-}
-
 async function main(): Promise<number> {
   setUpBridge();
   const dir = mkdtempSync(join(tmpdir(), "lockstep-tap-check-"));
   const token = "tap-check-token";
   const nodes: NodeProcess[] = [];
-  let socket: Socket | undefined;
+  let stream: NumberStream | undefined;
   try {
     const a = await NodeProcess.start({ role: "primary", name: "A", sharedDir: dir, token, args: ["--image", "linux", "--net", "tap:tapA"] });
     nodes.push(a);
@@ -73,34 +54,9 @@ async function main(): Promise<number> {
     nodes.push(b);
     const logs = () => `A: ${a.stderr.slice(-1500)}\nB: ${b.stderr.slice(-1500)}`;
     await until(async () => (await a.status()).protected === true, 90_000, () => `B to protect A; ${logs()}`);
-    let text = "";
-    let reset = false;
-    await until(
-      () =>
-        new Promise<boolean>((resolve) => {
-          const s = connect(7000, "10.0.2.15");
-          const fail = () => {
-            s.destroy();
-            resolve(false);
-          };
-          s.once("error", fail);
-          s.setTimeout(3000, fail);
-          s.once("data", (d: Buffer) => {
-            s.setTimeout(0);
-            s.removeListener("error", fail);
-            text += d.toString();
-            socket = s;
-            s.on("data", (more: Buffer) => (text += more.toString()));
-            s.on("error", () => (reset = true));
-            s.on("close", () => (reset = true));
-            resolve(true);
-          });
-        }),
-      90_000,
-      () => `the guest's numbers server on the bridge; ${logs()}`,
-      500,
-    );
-    const numbers = () => text.split("\n").slice(0, -1).map(Number);
+    // the client only reads: a stream in which only the guest sends (Linux's TCP needs no help)
+    stream = await streamNumbers("10.0.2.15", 7000, { talk: false, timeoutMs: 90_000, what: logs });
+    const numbers = () => stream!.numbers();
     const last = () => numbers().at(-1) ?? 0;
     const before = guestPort();
     // an HTTP loop beside the stream: every request answered once, the guest's count going 1, 2, 3 ...
@@ -112,7 +68,7 @@ async function main(): Promise<number> {
       while (looping) {
         requests++;
         try {
-          answers.push(await getCount());
+          answers.push(await getCount("10.0.2.15", 80, 30_000));
         } catch (e) {
           failures.push((e as Error).message);
         }
@@ -128,11 +84,12 @@ async function main(): Promise<number> {
     const got = numbers();
     const inOrder = got.every((n, i) => n === i + 1);
     const answeredInOrder = answers.length === requests && answers.every((n, i) => n === i + 1);
+    const reset = stream.problems.length > 0;
     const result = { numbers: got.length, inOrder, reset, macPortBefore: before ?? null, macPortAfter: guestPort() ?? null, takeoverAt: atKill, requests, answeredInOrder, failures };
     process.stdout.write(JSON.stringify(result) + "\n");
     return inOrder && !reset && answeredInOrder && before === "tapA" && result.macPortAfter === "tapB" ? 0 : 1;
   } finally {
-    socket?.destroy();
+    stream?.close();
     for (const n of nodes) n.kill("SIGKILL");
     await Promise.all(nodes.map((n) => n.waitExit(10_000).catch(() => undefined)));
     rmSync(dir, { recursive: true, force: true });

@@ -11,12 +11,12 @@
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createServer } from "node:net";
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConsoleClient, type ConsoleContradiction, type ConsoleGap } from "../runtime/console-client.js";
 import { freePort } from "../runtime/free-port.js";
-import { describeNetSpec, parseNetSpec, passtDirFor, type NetSpec } from "../runtime/net-link.js";
+import { describeNetSpec, stopPairPasst, type NetSpec } from "../runtime/net-link.js";
 import { NodeProcess, type NodeEvent, type NodeRole } from "../runtime/node-process.js";
 import { escapeByte } from "./terminal-console.js";
 
@@ -189,17 +189,7 @@ export async function demoCommand(options: { image: string; net?: NetSpec }): Pr
   await new Promise((r) => setTimeout(r, 300));
   for (const n of nodes) n.process.kill("SIGKILL");
   closeSync(logFd);
-  if (net.mode === "user") stopPasst(dir);
+  if (net.mode === "user") stopPairPasst(dir); // the pair's passt outlives its nodes
   rmSync(dir, { recursive: true, force: true });
 }
 
-/** The pair's passt outlives its primaries; the demo that made the pair stops it. */
-function stopPasst(sharedDir: string): void {
-  const state = passtDirFor(sharedDir);
-  try {
-    process.kill(Number(readFileSync(join(state, "passt.pid"), "utf8")), "SIGTERM");
-  } catch {
-    // never started, or gone
-  }
-  rmSync(state, { recursive: true, force: true });
-}

@@ -221,7 +221,7 @@ function refuseCutShort(reader: LogReader): void {
 }
 
 /** A frame with its length in front (4 bytes, big-endian), so that a hash of frames keeps their boundaries. */
-export function framed(frame: Uint8Array): Uint8Array {
+function framed(frame: Uint8Array): Uint8Array {
   const out = new Uint8Array(4 + frame.length);
   new DataView(out.buffer).setUint32(0, frame.length);
   out.set(frame, 4);

@@ -31,6 +31,7 @@
  * PrimaryCore, BackupCore, ConsoleStream and ConsoleSessions).
  */
 import type { DiskRequest } from "../../emulator/bounce-disk.js";
+import { macBytes } from "../../emulator/machine-config.js";
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
 import type { MachineBatch, NetSlice } from "../../hypervisor/machine-thread/machine-protocol.js";
@@ -144,6 +145,7 @@ export class NodeCore {
   private netPending: NetSlice[] = [];
   /** The guest's IPv4 address, as its frames say (ARP sender, IPv4 source from its MAC). */
   private guestIp: Uint8Array | undefined;
+  private guestMac: Uint8Array | undefined;
   readonly net: NetCoreCounters = { framesOut: 0, framesIn: 0, framesInDropped: 0 };
   /** Host ms of the newest event that carried the time (for decisions taken on events without it). */
   private nowMs = 0;
@@ -238,11 +240,12 @@ export class NodeCore {
   }
 
   private learnGuestIp(frames: Uint8Array[]): void {
-    const mac = this.header?.machine?.nic?.mac;
-    if (!mac) return;
+    const nic = this.header?.machine?.nic;
+    if (!nic) return;
+    const mac = (this.guestMac ??= macBytes(nic.mac));
     for (const f of frames) {
       // the source MAC is the guest's; an ARP sender or IPv4 source address other than 0.0.0.0 is its own
-      if (f.length < 34 || !sameMac(f, mac)) continue;
+      if (f.length < 34 || mac.some((b, i) => f[6 + i] !== b)) continue;
       const type = (f[12]! << 8) | f[13]!;
       const ip = type === 0x0806 && f.length >= 42 ? f.subarray(28, 32) : type === 0x0800 ? f.subarray(26, 30) : undefined;
       if (ip && ip.some((b) => b !== 0)) this.guestIp = ip.slice();
@@ -610,8 +613,3 @@ export class NodeCore {
   }
 }
 
-/** The frame's source MAC is `mac` ("52:54:00:12:34:56"). */
-function sameMac(frame: Uint8Array, mac: string): boolean {
-  for (let i = 0; i < 6; i++) if (frame[6 + i] !== parseInt(mac.slice(3 * i, 3 * i + 2), 16)) return false;
-  return true;
-}

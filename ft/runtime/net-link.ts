@@ -98,6 +98,20 @@ export function passtDirFor(sharedDir: string): string {
   return join(tmpdir(), `lockstep-passt-${id}`);
 }
 
+/** Stops the passt a pair left for its shared directory (it outlives the nodes), if any. */
+export function stopPairPasst(sharedDir: string): void {
+  const dir = passtDirFor(sharedDir);
+  const pid = readPid(join(dir, "passt.pid"));
+  if (pid) {
+    try {
+      process.kill(pid, "SIGTERM");
+    } catch {
+      // gone already
+    }
+  }
+  rmSync(dir, { recursive: true, force: true });
+}
+
 export interface NetCounters {
   framesIn: number;
   bytesIn: number;

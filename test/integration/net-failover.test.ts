@@ -6,53 +6,21 @@
 // once and in order, the connection never resets, and every HTTP request is answered once: the
 // guest's own count goes up by one per answer (over passt, a request in flight at a kill may be
 // lost: see the assertion).
-import { readFileSync, rmSync } from "node:fs";
-import { request } from "node:http";
-import { connect, type Socket } from "node:net";
-import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { freePort } from "../../ft/runtime/free-port.js";
-import { passtDirFor } from "../../ft/runtime/net-link.js";
+import { stopPairPasst } from "../../ft/runtime/net-link.js";
 import { until as poll } from "../../ft/runtime/until.js";
 import { SeededRandom } from "../../ft/testing/seeded-random.js";
+import { getCount, streamNumbers } from "../../scripts/guest-clients.js";
 import { TestCluster } from "../support/cluster.js";
 
 const seed = process.env.LOCKSTEP_TEST_SEED !== undefined ? Number(process.env.LOCKSTEP_TEST_SEED) : Math.floor(Math.random() * 2 ** 32);
 const cluster = new TestCluster();
 
-/** passt outlives the primaries (the next one attaches to it): the test stops it by its pid. */
-function stopPasst(): void {
-  try {
-    const dir = passtDirFor(cluster.dir);
-    process.kill(Number(readFileSync(join(dir, "passt.pid"), "utf8")), "SIGTERM");
-    rmSync(dir, { recursive: true, force: true });
-  } catch {
-    // never started, or gone
-  }
-}
 afterAll(async () => {
-  stopPasst();
+  stopPairPasst(cluster.dir); // passt outlives the primaries (the next one attaches to it)
   await cluster.stop();
 });
-
-/** One GET of the guest's counter: the count it answered. */
-function getCount(port: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: "127.0.0.1", port, path: "/cgi-bin/count", agent: false, timeout: 10_000 }, (res) => {
-      let body = "";
-      res.on("data", (d: Buffer) => (body += d.toString()));
-      res.on("end", () => {
-        const m = /request (\d+)/.exec(body);
-        if (m) resolve(Number(m[1]));
-        else reject(new Error(`unexpected answer ${res.statusCode}: ${body.slice(0, 200)}`));
-      });
-      res.on("error", reject);
-    });
-    req.on("timeout", () => req.destroy(new Error("no answer in 10 s")));
-    req.on("error", reject);
-    req.end();
-  });
-}
 
 describe("networking under fault tolerance", () => {
   it("a TCP stream and an HTTP loop of a host client go on through two takeovers: every number once, in order; no reset; no request applied twice", async () => {
@@ -67,47 +35,11 @@ describe("networking under fault tolerance", () => {
     const logs = () => `A: ${netLines(a.stderr)}\nB: ${netLines(b.stderr)}`;
     await poll(async () => (await a.status()).protected === true, 90_000, () => `B to protect A; ${logs()}`);
 
-    // the numbers stream: connect until the guest's server answers
-    let text = "";
-    let socket: Socket | undefined;
-    let talk: NodeJS.Timeout | undefined;
-    const problems: string[] = [];
-    await poll(
-      () =>
-        new Promise<boolean>((resolve) => {
-          // the client speaks first: Debian 12's passt completes a handshake with the guest only
-          // with the client's first data (it sends no bare ACK for the guest's SYN-ACK)
-          const s = connect(numbersPort, "127.0.0.1", () => s.write("start\n"));
-          const fail = () => {
-            s.destroy();
-            resolve(false);
-          };
-          s.once("error", fail);
-          s.setTimeout(3000, fail);
-          s.once("data", (d: Buffer) => {
-            s.setTimeout(0);
-            s.removeListener("error", fail);
-            text += d.toString();
-            socket = s;
-            // The client also talks (a dot every 200 ms, as an interactive client would). Debian 12's
-            // passt never acknowledges a segment again that it has acknowledged once: when its last
-            // ACK to the guest was on its way to the primary that died (an input lost with it), the
-            // guest retransmits that segment for ever and, Nagle holding its next lines behind it, a
-            // stream in which only the guest sends stalls. The client's next segment carries the ACK.
-            // (README: The network.)
-            talk = setInterval(() => s.write("."), 200);
-            s.on("data", (more: Buffer) => (text += more.toString()));
-            s.on("error", (e) => problems.push(`stream error: ${e.message}`));
-            s.on("close", () => problems.push("stream closed"));
-            resolve(true);
-          });
-        }),
-      90_000,
-      () => `the guest's numbers server; ${logs()}`,
-      500,
-    );
+    // the numbers stream, the client talking (see streamNumbers: what passt needs)
+    const stream = await streamNumbers("127.0.0.1", numbersPort, { talk: true, timeoutMs: 90_000, what: logs });
+    const problems = stream.problems;
     const step = (what: string) => console.log(`${what}: at number ${last()}, ${answers.length} answers`);
-    const numbers = () => text.split("\n").slice(0, -1).map(Number);
+    const numbers = () => stream.numbers();
     const last = () => numbers().at(-1) ?? 0;
 
     // the HTTP loop, one request at a time
@@ -120,7 +52,7 @@ describe("networking under fault tolerance", () => {
       while (looping) {
         requests++;
         try {
-          answers.push(await getCount(httpPort));
+          answers.push(await getCount("127.0.0.1", httpPort, 10_000));
         } catch (e) {
           failed.push(`request ${requests}: ${(e as Error).message}`);
         }
@@ -170,8 +102,7 @@ describe("networking under fault tolerance", () => {
       console.log(`${got.length} numbers and ${answers.length} requests through two takeovers`);
     } finally {
       looping = false;
-      clearInterval(talk);
-      socket?.destroy();
+      stream.close();
     }
   }, 400_000);
 });
