@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { ConsoleClient } from "../ft/runtime/console-client.js";
 import { freePort } from "../ft/runtime/free-port.js";
-import { stopPairPasst } from "../ft/runtime/net-link.js";
+import { stopPairPasst } from "../ft/runtime/net-spec.js";
 import { NodeProcess } from "../ft/runtime/node-process.js";
 import { until } from "../ft/runtime/until.js";
 

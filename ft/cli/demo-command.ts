@@ -16,7 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConsoleClient, type ConsoleContradiction, type ConsoleGap } from "../runtime/console-client.js";
 import { freePort } from "../runtime/free-port.js";
-import { describeNetSpec, stopPairPasst, type NetSpec } from "../runtime/net-link.js";
+import { describeNetSpec, stopPairPasst, type NetSpec } from "../runtime/net-spec.js";
 import { NodeProcess, type NodeEvent, type NodeRole } from "../runtime/node-process.js";
 import { escapeByte } from "./terminal-console.js";
 

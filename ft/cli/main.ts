@@ -8,7 +8,7 @@ import { wasmTiers } from "../../emulator/wasm-tier.js";
 import { isLockstepError } from "../../emulator/lockstep-error.js";
 import { digestEverySlicesMax } from "../../hypervisor/log-file.js";
 import { setLogLevel } from "../logger.js";
-import { parseNetSpec } from "../runtime/net-link.js";
+import { parseNetSpec } from "../runtime/net-spec.js";
 import { imagesCommand } from "./images-command.js";
 import { logDumpCommand } from "./log-dump-command.js";
 import { logPcapCommand } from "./log-pcap-command.js";

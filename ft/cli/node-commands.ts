@@ -10,7 +10,7 @@ import { ConsoleClient } from "../runtime/console-client.js";
 import { getJson } from "../runtime/get-json.js";
 import { LockstepNode, type NodeOptions } from "../runtime/lockstep-node.js";
 import { rootLogger } from "../logger.js";
-import type { NetSpec } from "../runtime/net-link.js";
+import type { NetSpec } from "../runtime/net-spec.js";
 import { attachTerminal, escapeKeyName } from "./terminal-console.js";
 
 export interface NodeCommandOptions {

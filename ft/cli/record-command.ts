@@ -13,7 +13,8 @@ import { LogWriter } from "../../hypervisor/log-file.js";
 import { defaultClockParams } from "../../hypervisor/machine-session.js";
 import { RecordingMachine } from "../../hypervisor/machine-thread/recording-machine.js";
 import { componentLogger, rootLogger } from "../logger.js";
-import { requireNic, startNetLink, type NetSpec } from "../runtime/net-link.js";
+import { requireNic, type NetSpec } from "../runtime/net-spec.js";
+import { startNetLink } from "../runtime/open-net-link.js";
 import { readInputScript, runInputScript } from "./input-script.js";
 import { attachTerminal, escapeKeyName } from "./terminal-console.js";
 

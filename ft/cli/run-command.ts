@@ -9,7 +9,8 @@ import { loadMachine } from "../../emulator/machine-config.js";
 import { defaultClockParams } from "../../hypervisor/machine-session.js";
 import { RecordingMachine } from "../../hypervisor/machine-thread/recording-machine.js";
 import { componentLogger, rootLogger } from "../logger.js";
-import { requireNic, startNetLink, type NetSpec } from "../runtime/net-link.js";
+import { requireNic, type NetSpec } from "../runtime/net-spec.js";
+import { startNetLink } from "../runtime/open-net-link.js";
 import { attachTerminal, escapeKeyName } from "./terminal-console.js";
 
 export interface RunOptions {

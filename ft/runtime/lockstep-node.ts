@@ -39,7 +39,9 @@ import { arbiterIdentity, refuseIfPairRunning } from "./arbiter-checks.js";
 import { nodeMetrics, processMemoryMiB } from "./node-metrics.js";
 import { PeerLink } from "./peer-link.js";
 import { macBytes } from "../../emulator/machine-config.js";
-import { gratuitousArp, makeNetLink, type NetLink, type NetSpec } from "./net-link.js";
+import { gratuitousArp, type NetLink } from "./net-link.js";
+import type { NetSpec } from "./net-spec.js";
+import { makeNetLink } from "./open-net-link.js";
 import { SharedDisk } from "./shared-disk.js";
 
 export interface NodeOptions {

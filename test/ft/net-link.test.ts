@@ -7,7 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
 import { afterAll, describe, expect, it } from "vitest";
-import { makeNetLink, withoutPadding } from "../../ft/runtime/net-link.js";
+import { makeNetLink } from "../../ft/runtime/open-net-link.js";
+import { withoutPadding } from "../../ft/runtime/passt-link.js";
 import { until } from "../../ft/runtime/until.js";
 
 const dir = mkdtempSync(join(tmpdir(), "lockstep-net-link-"));

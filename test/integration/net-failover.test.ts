@@ -8,7 +8,7 @@
 // lost: see the assertion).
 import { afterAll, describe, expect, it } from "vitest";
 import { freePort } from "../../ft/runtime/free-port.js";
-import { stopPairPasst } from "../../ft/runtime/net-link.js";
+import { stopPairPasst } from "../../ft/runtime/net-spec.js";
 import { until as poll } from "../../ft/runtime/until.js";
 import { SeededRandom } from "../../ft/testing/seeded-random.js";
 import { getCount, streamNumbers } from "../../scripts/guest-clients.js";

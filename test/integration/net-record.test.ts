@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { freePort } from "../../ft/runtime/free-port.js";
-import { withoutPadding } from "../../ft/runtime/net-link.js";
+import { withoutPadding } from "../../ft/runtime/passt-link.js";
 import { until } from "../../ft/runtime/until.js";
 import { getCount } from "../../scripts/guest-clients.js";
 import { cliPath, runCli } from "../support/cli.js";
