@@ -20,6 +20,7 @@ export const ErrorCode = {
   checkpointCorrupt: "LOCKSTEP_ERR_CHECKPOINT_CORRUPT",
   usage: "LOCKSTEP_ERR_USAGE",
   pairRunning: "LOCKSTEP_ERR_PAIR_RUNNING",
+  arbiter: "LOCKSTEP_ERR_ARBITER",
   logMissing: "LOCKSTEP_ERR_LOG_MISSING",
   logTruncated: "LOCKSTEP_ERR_LOG_TRUNCATED",
   logCorrupt: "LOCKSTEP_ERR_LOG_CORRUPT",

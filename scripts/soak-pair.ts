@@ -12,7 +12,9 @@
  * power-on). Every guest minute it prints each node's memory (RSS, heap) and the log it holds.
  *
  * At the end: every node process's RSS and heap stayed within 20% of what it had one minute after it
- * was first protected (the first checkpoint plus warm-up); the console stream had no gap and every
+ * was last protected in a new role (a backup once caught up or built from its checkpoint; a primary
+ * that took over once it has served its first checkpoint): memory steps once per role, since a node
+ * that serves a checkpoint keeps what it took to build one, and must be flat after that; the console stream had no gap and every
  * tick came back exactly once, in order; the guest unmounts the disk and e2fsck finds it clean. One
  * JSON line on stdout; exit status 1 if any check failed.
  */
@@ -40,7 +42,7 @@ interface Sample {
   logBytes: number;
 }
 /** Memory samples per node process, and the guest minute from which its memory must stay flat. */
-const samples = new Map<string, { from?: number; list: Sample[] }>();
+const samples = new Map<string, { from?: number; role?: string; list: Sample[] }>();
 
 async function start(role: NodeRole, name: string, args: string[]): Promise<NodeProcess> {
   const node = await NodeProcess.start({ role, name, sharedDir: dir, token, args, logLevel: "warn", stderr: "capture" });
@@ -94,7 +96,10 @@ try {
         const s = await status(n).catch(() => undefined);
         if (!s) continue;
         const rec = samples.get(n.name)!;
-        // flat from one guest minute after it first counted as protected (its first checkpoint or catch-up)
+        // flat from one guest minute after it counted as protected in its present role (a takeover
+        // starts the wait again: the new primary's first checkpoint served is its one step)
+        if (rec.role !== undefined && rec.role !== s.role) rec.from = undefined;
+        rec.role = s.role;
         if (rec.from === undefined && (s.protected === true || (s.role === "backup" && p.protected === true && p.backup === n.name))) rec.from = g + 1;
         rec.list.push({ guestMin: g, role: s.role, rss: s.memory.rss, heapUsed: s.memory.heapUsed, logEntries: s.logHeld?.entries ?? 0, logBytes: s.logHeld?.bytes ?? 0 });
         line.push(`${n.name} ${s.role} rss ${s.memory.rss} MiB heap ${s.memory.heapUsed} MiB log ${s.logHeld?.entries ?? 0} entries ${((s.logHeld?.bytes ?? 0) / 2 ** 20).toFixed(1)} MiB`);
@@ -127,7 +132,7 @@ try {
   for (const n of nodes) n.kill("SIGKILL");
   const fsck = spawnSync("e2fsck", ["-fn", join(dir, "disk-linux.img")], { encoding: "utf8" });
   if (fsck.status !== 0) fail(`e2fsck: ${fsck.stdout}${fsck.stderr}`);
-  // memory: flat within 20% from a minute after each process was first protected
+  // memory: flat within 20% from a minute after each process was protected in its last role
   const memory: Record<string, unknown> = {};
   for (const [name, rec] of samples) {
     const flat = rec.list.filter((s) => rec.from !== undefined && s.guestMin >= rec.from);

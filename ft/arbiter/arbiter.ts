@@ -4,6 +4,9 @@
  * `claim(epoch)`; exactly one claimant of an epoch wins. `undefined` means the arbiter could not be
  * reached: nobody may go live until it answers.
  */
+/** What renewing a hold answered: held for `leaseMs` from when the call began, or a newer epoch exists. */
+export type ArbiterHold = { type: "held"; leaseMs: number } | { type: "newer"; epoch: number };
+
 export interface Arbiter {
   claim(epoch: number, nodeId: string): Promise<boolean | undefined>;
   /** The highest epoch claimed so far (0 if none), or undefined if unreachable. */
@@ -18,4 +21,12 @@ export interface Arbiter {
   announce(nodeId: string, url: string): Promise<void>;
   /** Where the nodes announced so far listen (some may be gone). */
   announced(): Promise<Array<{ nodeId: string; url: string }>>;
+  /**
+   * Arbiters with a lease (etcd): renews the hold of `nodeId` on `epoch`, which it won. A primary
+   * releases output and disk writes only while its hold lasts. Undefined if unreachable (or the
+   * hold cannot be confirmed). Absent: holding needs no renewal (the file arbiter).
+   */
+  hold?(nodeId: string, epoch: number): Promise<ArbiterHold | undefined>;
+  /** Lets go of what the node holds at the arbiter (leases, connections). */
+  close?(): Promise<void>;
 }

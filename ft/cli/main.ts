@@ -4,6 +4,7 @@
  * stderr and exit status 2; anything else is a bug and keeps its stack trace (exit status 1).
  */
 import { Command, InvalidArgumentError, Option } from "commander";
+import { parseArbiterSpec } from "../arbiter/open-arbiter.js";
 import { wasmTiers } from "../../emulator/wasm-tier.js";
 import { isLockstepError } from "../../emulator/lockstep-error.js";
 import { digestEverySlicesMax } from "../../hypervisor/log-file.js";
@@ -147,7 +148,8 @@ export function buildProgram(): Command {
   const nodeFlags = (c: Command, defaultListen: string) =>
     c
       .option("--listen <host:port>", "address for the peer, console and status endpoints (loopback unless told otherwise)", defaultListen)
-      .requiredOption("--shared-dir <dir>", "directory both hosts share: the arbiter's epoch lock lives here")
+      .option("--shared-dir <dir>", "directory both hosts share: the file arbiter's epochs (unless --arbiter says otherwise), the default disk, passt's socket")
+      .addOption(new Option("--arbiter <spec>", "the arbiter both nodes ask before going live: file:DIR (a shared directory) or etcd://HOST[:PORT][,...]/PREFIX (default: file:<shared-dir>)").argParser(parseArbiterSpec))
       .option("--token <token>", "console credential: what `lockstep console` must show (default: $LOCKSTEP_TOKEN)")
       .option("--peer-token <token>", "peer credential, the same on both nodes and not the console's: what the backup shows on the logging channel (default: $LOCKSTEP_PEER_TOKEN)")
       .option("--tls-cert <file>", "serve HTTPS/WSS with this certificate (PEM; with --tls-key)")

@@ -5,7 +5,7 @@
 import { hostname } from "node:os";
 import { mkdirSync, readFileSync } from "node:fs";
 import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
-import { FileArbiter } from "../arbiter/file-arbiter.js";
+import { describeArbiterSpec, openArbiter, type ArbiterSpec } from "../arbiter/open-arbiter.js";
 import { ConsoleClient } from "../runtime/console-client.js";
 import { getJson } from "../runtime/get-json.js";
 import { LockstepNode, type NodeOptions } from "../runtime/lockstep-node.js";
@@ -15,7 +15,8 @@ import { attachTerminal, escapeKeyName } from "./terminal-console.js";
 
 export interface NodeCommandOptions {
   listen: string;
-  sharedDir: string;
+  sharedDir?: string;
+  arbiter?: ArbiterSpec;
   token?: string;
   peerToken?: string;
   tlsCert?: string;
@@ -65,12 +66,20 @@ export function readPem(path: string | undefined, what: string): Buffer | undefi
 
 async function runNode(role: "primary" | "backup", o: NodeCommandOptions): Promise<void> {
   const { host, port } = parseListen(o.listen);
-  try {
-    mkdirSync(o.sharedDir, { recursive: true });
-  } catch (e) {
-    throw new LockstepError(ErrorCode.usage, `Shared directory ${o.sharedDir} cannot be made: ${(e as NodeJS.ErrnoException).code}`);
+  const arbiterSpec: ArbiterSpec | undefined = o.arbiter ?? (o.sharedDir !== undefined ? { kind: "file", dir: o.sharedDir } : undefined);
+  if (!arbiterSpec) throw new LockstepError(ErrorCode.usage, `lockstep ${role} needs an arbiter`, "pass --arbiter etcd://HOST:2379/PREFIX (hosts that share only a network) or --shared-dir DIR (a directory both hosts share)");
+  const sharedDir = o.sharedDir ?? (arbiterSpec.kind === "file" ? arbiterSpec.dir : undefined);
+  if (role === "primary" && !o.disk && sharedDir === undefined) throw new LockstepError(ErrorCode.usage, "lockstep primary needs a disk both hosts reach", "pass --disk nbd://HOST:PORT/EXPORT (or a file on shared storage), or --shared-dir");
+  for (const dir of new Set([sharedDir, arbiterSpec.kind === "file" ? arbiterSpec.dir : undefined])) {
+    if (dir === undefined) continue;
+    try {
+      mkdirSync(dir, { recursive: true });
+    } catch (e) {
+      throw new LockstepError(ErrorCode.usage, `Directory ${dir} cannot be made: ${(e as NodeJS.ErrnoException).code}`);
+    }
   }
   const nodeId = o.nodeId ?? `${role}-${hostname()}-${process.pid}`;
+  const arbiter = openArbiter(arbiterSpec);
   const options: NodeOptions = {
     nodeId,
     host,
@@ -78,14 +87,14 @@ async function runNode(role: "primary" | "backup", o: NodeCommandOptions): Promi
     token: requireToken(o.token),
     peerToken: requirePeerToken(o.peerToken, requireToken(o.token)),
     ...tlsOptions(o),
-    arbiter: new FileArbiter(o.sharedDir),
+    arbiter,
     logger: rootLogger().child({ role, nodeId }),
     heartbeatIntervalMs: o.heartbeatMs,
     failureTimeoutMs: o.failureTimeoutMs,
     ...(o.image ? { image: o.image, imageOverride: o.image } : {}),
     ...(o.memory !== undefined ? { memoryMiB: o.memory } : {}),
     ...(o.disk ? { disk: o.disk } : {}),
-    sharedDir: o.sharedDir,
+    ...(sharedDir !== undefined ? { sharedDir } : {}),
     ...(o.connect ? { connect: o.connect } : {}),
     ...(o.join ? { join: true } : {}),
     powerOnLogBytesMax: o.powerOnLogMib * 2 ** 20,
@@ -93,7 +102,14 @@ async function runNode(role: "primary" | "backup", o: NodeCommandOptions): Promi
   };
   if (role === "backup" && !o.connect) throw new LockstepError(ErrorCode.usage, "lockstep backup needs --connect ws://PRIMARY:PORT");
   if (role === "primary") delete options.imageOverride;
-  const node = role === "primary" ? await LockstepNode.startPrimary(options) : await LockstepNode.startBackup(options);
+  let node: LockstepNode;
+  try {
+    node = role === "primary" ? await LockstepNode.startPrimary(options) : await LockstepNode.startBackup(options);
+  } catch (e) {
+    await arbiter.close?.();
+    throw e;
+  }
+  options.logger.info({ arbiter: describeArbiterSpec(arbiterSpec) }, "arbiter");
   // machine-readable line for scripts (the demo reads it)
   process.stdout.write(JSON.stringify({ event: "listening", role, nodeId, port: node.port }) + "\n");
   node.on("live", (epoch: number) => process.stdout.write(JSON.stringify({ event: "live", nodeId, epoch }) + "\n"));
@@ -108,6 +124,7 @@ async function runNode(role: "primary" | "backup", o: NodeCommandOptions): Promi
     });
   });
   await node.close();
+  await arbiter.close?.();
 }
 
 export const primaryCommand = (o: NodeCommandOptions) => runNode("primary", o);

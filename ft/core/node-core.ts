@@ -55,6 +55,11 @@ export interface NodeConfig {
   consoleRetainBytes?: number;
   /** The arbiter's identity (Arbiter.identity): a backup says it in its hello, a primary refuses another. */
   arbiterId?: string;
+  /**
+   * The arbiter has leases (etcd): a primary runs its guest and releases output and disk writes only
+   * while its hold on its epoch lasts (`arbiterHeld`), and halts when told of a newer epoch.
+   */
+  arbiterHold?: boolean;
 }
 
 
@@ -136,6 +141,9 @@ export class NodeCore {
   /** Host ms a running primary's guest was held by flow or lag control (or a failing disk), in total. */
   private heldMs = 0;
   private heldSinceMs: number | undefined;
+  /** With arbiterHold: the primary's hold on its epoch lasts until then (host ms). */
+  private holdUntilMs = Number.NEGATIVE_INFINITY;
+  private holdLapsed = false;
   /** A backup is joining from a checkpoint: when it asked, and the guest's held time then. */
   private joinStart: { atMs: number; heldMs: number } | undefined;
   /** The last join from a checkpoint: how long until protected, and how long the guest was held meanwhile (ms). */
@@ -292,7 +300,7 @@ export class NodeCore {
 
   private gateEffects(): NodeEffect[] {
     const core = this.primary;
-    const gate = this.role === "primary" && core ? { open: core.mayRun(this.machineSlice, this.nowMs) && !this.diskStalled, progress: core.state === "protected" || core.state === "joining" } : { open: false, progress: false };
+    const gate = this.role === "primary" && core ? { open: core.mayRun(this.machineSlice, this.nowMs) && !this.diskStalled && this.holding(), progress: core.state === "protected" || core.state === "joining" } : { open: false, progress: false };
     if (gate.open === this.gate.open && gate.progress === this.gate.progress) return [];
     const held = this.role === "primary" && core !== undefined && !gate.open;
     if (held && this.heldSinceMs === undefined) this.heldSinceMs = this.nowMs;
@@ -324,7 +332,10 @@ export class NodeCore {
     const core = this.primary;
     if (!core || this.role !== "primary") return [];
     const releasable = core.releasableSlice();
-    const effects: NodeEffect[] = [{ type: "disk-release", slice: releasable, untilMs: core.diskWritableUntilMs() }];
+    const holdUntilMs = this.config.arbiterHold ? this.holdUntilMs : Number.POSITIVE_INFINITY;
+    const effects: NodeEffect[] = [{ type: "disk-release", slice: releasable, untilMs: Math.min(core.diskWritableUntilMs(), holdUntilMs) }];
+    // without a hold on its epoch nothing leaves: a newer primary may exist that this one cannot see
+    if (this.nowMs >= holdUntilMs) return effects;
     const frames: Uint8Array[] = [];
     while (this.netPending.length > 0 && this.netPending[0]!.slice <= releasable) frames.push(...this.netPending.shift()!.frames);
     if (frames.length > 0) {
@@ -390,7 +401,7 @@ export class NodeCore {
         const ours = this.config.arbiterId;
         if (ours !== undefined && msg.arbiter !== undefined && msg.arbiter !== ours) {
           // each side would claim epochs where the other cannot see them: both could go live
-          const reason = `another arbiter (backup ${msg.arbiter.slice(0, 8)}, primary ${ours.slice(0, 8)}): both nodes must name the same --shared-dir`;
+          const reason = `another arbiter (backup ${msg.arbiter.slice(0, 8)}, primary ${ours.slice(0, 8)}): both nodes must name the same --arbiter (or --shared-dir)`;
           return [{ type: "log", level: "warn", msg: "backup refused: another arbiter", fields: { backup: msg.nodeId, theirs: msg.arbiter, ours } }, { type: "peer-refuse", reason, fatal: true }];
         }
         const stepped = this.core(core.step(msg, nowMs));
@@ -478,6 +489,10 @@ export class NodeCore {
     this.machineSlice = Math.max(this.machineSlice, machineSlice);
     if (this.primary && this.role === "primary") {
       const effects = [...this.core(this.primary.tick(nowMs)), ...this.release(nowMs), ...this.gateEffects()];
+      if (this.config.arbiterHold && this.holdLapsed !== !this.holding()) {
+        this.holdLapsed = !this.holdLapsed;
+        if (this.holdLapsed) effects.push({ type: "log", level: "warn", msg: "the hold on the epoch at the arbiter ran out: output, disk writes and the guest wait until it is renewed", fields: { epoch: this.epoch } });
+      }
       if (this.primary.state !== "joining") this.joinStart = undefined; // that join ended without protection
       return effects;
     }
@@ -502,6 +517,33 @@ export class NodeCore {
     this.checkpointWaitSinceMs = nowMs;
     this.incoming = undefined;
     return [{ type: "log", level: "warn", msg: "no checkpoint arrived: asking the primary for one again" }, ...this.core(b.askAgain())];
+  }
+
+  /**
+   * The arbiter confirmed this primary's hold on its epoch until `untilMs` (arbiterHold): output and
+   * the guest, held while it had run out, go on.
+   */
+  arbiterHeld(untilMs: number, nowMs: number): NodeEffect[] {
+    this.nowMs = Math.max(this.nowMs, nowMs);
+    if (this.role !== "primary") return [];
+    this.holdUntilMs = Math.max(this.holdUntilMs, untilMs);
+    const effects = [...this.release(nowMs), ...this.gateEffects()];
+    if (this.holdLapsed && this.holding()) {
+      this.holdLapsed = false;
+      effects.unshift({ type: "log", level: "info", msg: "the hold on the epoch at the arbiter is renewed", fields: { epoch: this.epoch } });
+    }
+    return effects;
+  }
+
+  /** The arbiter holds a newer epoch than this node's: another node is (or will be) primary. */
+  arbiterNewer(epoch: number): NodeEffect[] {
+    if (this.role !== "primary" || epoch <= this.epoch) return [];
+    return this.halt(`epoch ${epoch} exists at the arbiter (this primary had ${this.epoch}): another node is primary`);
+  }
+
+  /** Whether this primary may act now (always, on an arbiter without leases). */
+  private holding(): boolean {
+    return !this.config.arbiterHold || this.nowMs < this.holdUntilMs;
   }
 
   arbiterAnswer(epoch: number, won: boolean | undefined): NodeEffect[] {
@@ -603,6 +645,8 @@ export class NodeCore {
       outputBytes: this.stream.end,
       releasedBytes: this.stream.released,
       haltReason: this.haltReason ?? null,
+      /** With a leased arbiter: whether this primary holds its epoch now (null: no lease to hold). */
+      arbiterHeld: this.config.arbiterHold && this.role === "primary" ? this.holding() : null,
       outputDelayMs: this.outputDelay.summary(),
       backupLagMs: this.backupLag.summary(),
       guestHeldMs: Math.round(this.guestHeldMs()),

@@ -9,7 +9,7 @@ import { getJson } from "./get-json.js";
 
 export async function arbiterIdentity(arbiter: Arbiter): Promise<string> {
   const id = await arbiter.identity();
-  if (id === undefined) throw new LockstepError(ErrorCode.usage, "The arbiter cannot be reached", "check --shared-dir");
+  if (id === undefined) throw new LockstepError(ErrorCode.arbiter, "The arbiter cannot be reached", "check --arbiter or --shared-dir: the directory must exist and be writable; an etcd cluster must answer");
   return id;
 }
 
@@ -24,7 +24,7 @@ export async function refuseIfPairRunning(arbiter: Arbiter, ca: Buffer | undefin
     const s = await getJson<{ role?: unknown; epoch?: unknown }>(new URL("/status", url), { timeoutMs: 1000, ...(ca ? { ca } : {}) }).catch(() => undefined);
     // a backup still at epoch 0 follows nobody yet (it may be this primary's own, started alongside)
     if (s && (s.role === "primary" || (s.role === "backup" && typeof s.epoch === "number" && s.epoch > 0))) {
-      throw new LockstepError(ErrorCode.pairRunning, `A lockstep pair is already running on this shared directory: ${nodeId} at ${url} is its ${s.role} (epoch ${String(s.epoch)})`, "stop that pair first, or give this one its own --shared-dir (and disk)");
+      throw new LockstepError(ErrorCode.pairRunning, `A lockstep pair is already running on this arbiter: ${nodeId} at ${url} is its ${s.role} (epoch ${String(s.epoch)})`, "stop that pair first, or give this one its own --arbiter or --shared-dir (and disk)");
     }
   }
 }

@@ -12,7 +12,7 @@
  *   the network      a NetLink (passt or a TAP device), brought up by whichever node is primary
  *   checkpoints      sendCheckpoint, to a joining backup
  *   HTTP             a NodeServer: /status, /metrics, and the WebSockets of the peer and consoles
- *   the arbiter      epoch claims
+ *   the arbiter      epoch claims, and (etcd) renewing the primary's hold on its epoch
  *   time             a 5 ms ticker (heartbeats, failure detection)
  *
  * Because the machine has its own thread, this thread is idle between events, so log frames, acks
@@ -87,6 +87,8 @@ export interface NodeOptions {
 }
 
 const tickIntervalMs = 5;
+/** How often a primary renews its hold on the epoch at a leased arbiter (a quarter of a 2 s lease). */
+const holdRenewMs = 500;
 /** One clock for the core and the machine's batch times: host Unix ms, monotonic. */
 const nowMs = () => performance.timeOrigin + performance.now();
 
@@ -108,6 +110,8 @@ export class LockstepNode extends EventEmitter {
   readonly startedAtMs = performance.now();
   private takeoverStartMs: number | undefined;
   private netLink: NetLink | undefined;
+  private holdTimer: NodeJS.Timeout | undefined;
+  private holdInFlight = false;
 
   private constructor(readonly options: NodeOptions) {
     super();
@@ -118,6 +122,7 @@ export class LockstepNode extends EventEmitter {
       failureTimeoutMs: options.failureTimeoutMs,
       ...(options.join ? { join: true } : {}),
       ...(options.arbiterId !== undefined ? { arbiterId: options.arbiterId } : {}),
+      ...(options.arbiter.hold ? { arbiterHold: true } : {}),
       ...(options.powerOnLogBytesMax !== undefined ? { primary: { retention: { ...defaultLogRetention, powerOnLogBytesMax: options.powerOnLogBytesMax } } } : {}),
     });
     const registry = nodeMetrics(this.core, () => this.machine);
@@ -198,7 +203,7 @@ export class LockstepNode extends EventEmitter {
 
   static async startPrimary(options: NodeOptions): Promise<LockstepNode> {
     const current = await options.arbiter.current();
-    if (current === undefined) throw new LockstepError(ErrorCode.usage, "The arbiter cannot be reached", "check --shared-dir");
+    if (current === undefined) throw new LockstepError(ErrorCode.arbiter, "The arbiter cannot be reached", "check --arbiter or --shared-dir: the directory must exist and be writable; an etcd cluster must answer");
     await refuseIfPairRunning(options.arbiter, options.ca);
     const node = new LockstepNode({ ...options, arbiterId: await arbiterIdentity(options.arbiter) });
     const epoch = current + 1;
@@ -211,6 +216,8 @@ export class LockstepNode extends EventEmitter {
     await node.server.listen();
     await options.arbiter.announce(options.nodeId, node.url);
     node.effects(node.core.startPrimary(epoch, header, node.machine.slice));
+    node.startHolding();
+    node.renewHold();
     node.log.info({ epoch, port: node.port, image: header.machine.name }, "primary started");
     return node;
   }
@@ -221,6 +228,7 @@ export class LockstepNode extends EventEmitter {
     await node.server.listen();
     await options.arbiter.announce(options.nodeId, node.url);
     node.link.dial(options.connect!, options.peerToken, options.ca);
+    node.startHolding();
     node.ticker = setInterval(() => node.tick(), tickIntervalMs);
     node.log.info({ port: node.port, primary: options.connect }, "backup started");
     return node;
@@ -302,6 +310,7 @@ export class LockstepNode extends EventEmitter {
           break;
         case "became-primary":
           this.becamePrimary(e.epoch, e.reissue);
+          this.renewHold();
           break;
         case "net-send":
           this.netLink?.send(e.frames);
@@ -388,6 +397,28 @@ export class LockstepNode extends EventEmitter {
     });
   }
 
+  /**
+   * Leased arbiter (etcd): the primary renews its hold on its epoch several times per lease; the
+   * core lets output, disk writes and the guest go on only while the last renewal lasts (counted
+   * from when it was asked, less a tenth for clock drift), and halts on a newer epoch.
+   */
+  private startHolding(): void {
+    if (!this.options.arbiter.hold) return;
+    this.holdTimer = setInterval(() => this.renewHold(), holdRenewMs);
+  }
+
+  private renewHold(): void {
+    const arbiter = this.options.arbiter;
+    if (!arbiter.hold || this.core.role !== "primary" || this.holdInFlight) return;
+    this.holdInFlight = true;
+    const askedMs = nowMs();
+    void arbiter.hold(this.options.nodeId, this.core.epoch).then((hold) => {
+      this.holdInFlight = false;
+      if (hold?.type === "held") this.effects(this.core.arbiterHeld(askedMs + hold.leaseMs * 0.9, nowMs()));
+      else if (hold?.type === "newer") this.effects(this.core.arbiterNewer(hold.epoch));
+    });
+  }
+
   private halted(reason: string): void {
     void this.machine?.kill();
     // a halted node never touches the shared disk again: the new primary owns it
@@ -401,6 +432,7 @@ export class LockstepNode extends EventEmitter {
 
   async close(): Promise<void> {
     clearInterval(this.ticker);
+    clearInterval(this.holdTimer);
     this.link.close();
     await this.machine?.stop();
     this.link.terminate();

@@ -22,8 +22,12 @@ export interface NodeProcessOptions {
   role: NodeRole;
   /** --node-id */
   name: string;
-  /** --shared-dir: the arbiter directory the nodes of a pair share. */
-  sharedDir: string;
+  /** --shared-dir: the arbiter directory the nodes of a pair share (or the node's own, with --arbiter etcd://). */
+  sharedDir?: string;
+  /** The address to listen on and to reach the node at (default 127.0.0.1). */
+  host?: string;
+  /** Run the node inside this network namespace (`ip netns exec`, which execs: the pid is the node's). */
+  netns?: string;
   /** Console credential (--token). */
   token: string;
   /** Peer credential (--peer-token); default: the console's with "-peer" appended. */
@@ -49,6 +53,7 @@ export class NodeProcess extends EventEmitter {
   readonly name: string;
   readonly role: NodeRole;
   readonly child: ChildProcess;
+  readonly host: string;
   readonly events: NodeEvent[] = [];
   /** The node's log, when captured. */
   stderr = "";
@@ -76,10 +81,12 @@ export class NodeProcess extends EventEmitter {
     this.role = options.role;
     this.port = options.port ?? 0;
     const cli = join(packageRoot(), "dist", "ft", "cli", "main.js");
-    const argv = [cli, options.role, "--listen", `127.0.0.1:${this.port}`, "--shared-dir", options.sharedDir, "--token", options.token, "--peer-token", options.peerToken ?? `${options.token}-peer`, "--node-id", options.name, ...(options.args ?? [])];
+    this.host = options.host ?? "127.0.0.1";
+    const argv = [cli, options.role, "--listen", `${this.host}:${this.port}`, ...(options.sharedDir !== undefined ? ["--shared-dir", options.sharedDir] : []), "--token", options.token, "--peer-token", options.peerToken ?? `${options.token}-peer`, "--node-id", options.name, ...(options.args ?? [])];
     const stderr = options.stderr ?? "capture";
     // taskset execs the node in its own place, so the child's pid and signals are the node's
-    const [command, args] = options.cpus !== undefined ? ["taskset", ["-c", options.cpus, process.execPath, ...argv]] : [process.execPath, argv];
+    let [command, args] = options.cpus !== undefined ? ["taskset", ["-c", options.cpus, process.execPath, ...argv]] : [process.execPath, argv];
+    if (options.netns !== undefined) [command, args] = ["ip", ["netns", "exec", options.netns, command, ...args]];
     this.child = spawn(command, args, {
       stdio: ["ignore", "pipe", stderr === "capture" ? "pipe" : stderr],
       env: { ...process.env, LOCKSTEP_LOG_LEVEL: options.logLevel ?? "info" },
@@ -117,7 +124,7 @@ export class NodeProcess extends EventEmitter {
   }
 
   get url(): string {
-    return `ws://127.0.0.1:${this.port}`;
+    return `ws://${this.host}:${this.port}`;
   }
 
   get pid(): number | undefined {
@@ -174,7 +181,7 @@ export class NodeProcess extends EventEmitter {
 
   /** The node's GET /status. */
   async status<T = Record<string, unknown>>(timeoutMs = 2000): Promise<T> {
-    const res = await fetch(`http://127.0.0.1:${this.port}/status`, { signal: AbortSignal.timeout(timeoutMs) });
+    const res = await fetch(`http://${this.host}:${this.port}/status`, { signal: AbortSignal.timeout(timeoutMs) });
     return (await res.json()) as T;
   }
 

@@ -26,12 +26,12 @@ describe("one pair per arbiter", () => {
     const b = await NodeProcess.start({ role: "backup", name: "B", sharedDir: dirs[1]!, token, args: ["--connect", a.url] });
     nodes.push(b);
     const halted = await b.waitEvent("halted", 30_000);
-    expect(String(halted.reason)).toMatch(/refused this backup: another arbiter .*same --shared-dir/);
+    expect(String(halted.reason)).toMatch(/refused this backup: another arbiter .*same --arbiter \(or --shared-dir\)/);
     expect((await a.status()).backup).toBeNull();
 
     const second = runCli(["primary", "--shared-dir", dirs[0]!, "--listen", "127.0.0.1:0", "--token", token, "--peer-token", `${token}-peer`, "--image", "tiny"], { timeoutMs: 30_000 });
     expect(second.status).not.toBe(0);
-    expect(second.stderr).toMatch(/LOCKSTEP_ERR_PAIR_RUNNING: A lockstep pair is already running on this shared directory: A at http:\/\/127\.0\.0\.1:\d+ is its primary/);
+    expect(second.stderr).toMatch(/LOCKSTEP_ERR_PAIR_RUNNING: A lockstep pair is already running on this arbiter: A at http:\/\/127\.0\.0\.1:\d+ is its primary/);
     expect((await a.status()).epoch).toBe(1); // the running pair lost nothing to it
   }, 120_000);
 });
