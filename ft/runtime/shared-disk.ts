@@ -4,8 +4,12 @@
  * a backup opens it only at takeover, retrying every second until it can. Once a node is primary,
  * the machine's disk requests go to it through a DiskScheduler that holds writes until the output
  * rule releases them; a failing backend is reported (the guest waits until it works again).
+ *
+ * For tests that check who wrote the disk in which epoch (partitions), LOCKSTEP_DISK_WRITE_LOG=FILE
+ * makes the node append one JSON line per write, `{node, epoch, offset, bytes}`, in the same step as
+ * the write leaves the process (after the lease check): a write not in that file was never made.
  */
-import { existsSync } from "node:fs";
+import { appendFileSync, existsSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Logger } from "pino";
 import { makeBlankDisk } from "../../emulator/blank-disk.js";
@@ -58,8 +62,9 @@ export class SharedDisk {
    * the old primary may not have completed) again. `onStall` hears the backend fail (a reason) and
    * work again (undefined).
    */
-  attach(machine: MachineThread, reissue: DiskRequest[], onStall: (reason: string | undefined) => void): void {
-    const backend = this.backend;
+  attach(machine: MachineThread, reissue: DiskRequest[], onStall: (reason: string | undefined) => void, who?: { node: string; epoch: number }): void {
+    const journal = process.env.LOCKSTEP_DISK_WRITE_LOG;
+    const backend = this.backend && journal && who ? journaled(this.backend, journal, who) : this.backend;
     if (backend && !this.port) {
       this.port = new BackendDiskPort(
         backend,
@@ -106,4 +111,20 @@ export class SharedDisk {
     this.stop();
     await this.backend?.close().catch(() => {});
   }
+}
+
+/** The backend with every write that starts appended to `file` (see LOCKSTEP_DISK_WRITE_LOG above). */
+function journaled(backend: DiskBackend, file: string, who: { node: string; epoch: number }): DiskBackend {
+  return {
+    description: backend.description,
+    bytes: backend.bytes,
+    read: (offset, length) => backend.read(offset, length),
+    write: (offset, data, mayStart) =>
+      backend.write(offset, data, () => {
+        const ok = mayStart?.() ?? true;
+        if (ok) appendFileSync(file, JSON.stringify({ ...who, offset, bytes: data.length }) + "\n");
+        return ok;
+      }),
+    close: () => backend.close(),
+  };
 }

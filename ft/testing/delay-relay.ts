@@ -1,0 +1,68 @@
+/**
+ * DelayRelay: a TCP relay that delays what passes through it, both ways, for tests on a kernel
+ * without netem. Each chunk is forwarded `delayMs` ± `jitterMs` (from a seed) after it arrived, and
+ * never before the chunk ahead of it (TCP keeps order; a reordering link would only look like loss
+ * and delay to TCP). Placed between two hosts of a NetLab (listening on the test's bridge address,
+ * dialing the target host), it makes the round trip between them 2 × delayMs longer.
+ */
+import { createServer, connect, type Server, type Socket } from "node:net";
+import { SeededRandom } from "./seeded-random.js";
+
+export interface DelayRelayOptions {
+  listenHost: string;
+  targetHost: string;
+  targetPort: number;
+  /** One-way delay added (ms). */
+  delayMs: number;
+  jitterMs?: number;
+  seed?: number;
+}
+
+export class DelayRelay {
+  private readonly server: Server;
+  private readonly sockets = new Set<Socket>();
+  private readonly random: SeededRandom;
+  port = 0;
+
+  constructor(private readonly options: DelayRelayOptions) {
+    this.random = new SeededRandom(options.seed ?? 1);
+    this.server = createServer((client) => {
+      const upstream = connect(options.targetPort, options.targetHost);
+      for (const s of [client, upstream]) {
+        s.setNoDelay(true);
+        this.sockets.add(s);
+        s.on("close", () => {
+          this.sockets.delete(s);
+          client.destroy();
+          upstream.destroy();
+        });
+        s.on("error", () => {});
+      }
+      this.pipe(client, upstream);
+      this.pipe(upstream, client);
+    });
+  }
+
+  private pipe(from: Socket, to: Socket): void {
+    let lastDueMs = 0;
+    from.on("data", (chunk: Buffer) => {
+      const jitter = this.options.jitterMs ?? 0;
+      const dueMs = Math.max(lastDueMs, performance.now() + this.options.delayMs + (this.random.next() * 2 - 1) * jitter);
+      lastDueMs = dueMs;
+      setTimeout(() => to.writable && to.write(chunk), Math.max(0, dueMs - performance.now()));
+    });
+    from.on("end", () => setTimeout(() => to.end(), Math.max(0, lastDueMs - performance.now())));
+  }
+
+  listen(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(0, this.options.listenHost, () => resolve((this.port = (this.server.address() as { port: number }).port)));
+    });
+  }
+
+  close(): void {
+    this.server.close();
+    for (const s of this.sockets) s.destroy();
+  }
+}
