@@ -343,7 +343,7 @@ export class LockstepNode extends EventEmitter {
   }
 
   private becamePrimary(epoch: number, reissue: DiskRequest[]): void {
-    this.disk.attach(this.machine!, reissue, (reason) => this.effects(this.core.diskStall(reason)), { node: this.options.nodeId, epoch });
+    this.disk.attach(this.machine!, reissue, (reason) => this.effects(this.core.diskStall(reason)), { node: this.options.nodeId, epoch: () => this.core.epoch });
     const net = this.options.net;
     if (net && net.mode !== "none" && !this.header?.machine.nic) this.log.warn({ net: net.mode }, "--net is ignored: the machine has no network card");
     if (net && net.mode !== "none" && this.header?.machine.nic && !this.netLink) {

@@ -26,6 +26,8 @@ export interface NodeProcessOptions {
   sharedDir?: string;
   /** The address to listen on and to reach the node at (default 127.0.0.1). */
   host?: string;
+  /** More environment for the node. */
+  env?: Record<string, string>;
   /** Run the node inside this network namespace (`ip netns exec`, which execs: the pid is the node's). */
   netns?: string;
   /** Console credential (--token). */
@@ -89,7 +91,7 @@ export class NodeProcess extends EventEmitter {
     if (options.netns !== undefined) [command, args] = ["ip", ["netns", "exec", options.netns, command, ...args]];
     this.child = spawn(command, args, {
       stdio: ["ignore", "pipe", stderr === "capture" ? "pipe" : stderr],
-      env: { ...process.env, LOCKSTEP_LOG_LEVEL: options.logLevel ?? "info" },
+      env: { ...process.env, LOCKSTEP_LOG_LEVEL: options.logLevel ?? "info", ...options.env },
     });
     createInterface({ input: this.child.stdout! }).on("line", (line) => {
       let event: NodeEvent;

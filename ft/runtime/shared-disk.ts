@@ -62,7 +62,7 @@ export class SharedDisk {
    * the old primary may not have completed) again. `onStall` hears the backend fail (a reason) and
    * work again (undefined).
    */
-  attach(machine: MachineThread, reissue: DiskRequest[], onStall: (reason: string | undefined) => void, who?: { node: string; epoch: number }): void {
+  attach(machine: MachineThread, reissue: DiskRequest[], onStall: (reason: string | undefined) => void, who?: { node: string; epoch: () => number }): void {
     const journal = process.env.LOCKSTEP_DISK_WRITE_LOG;
     const backend = this.backend && journal && who ? journaled(this.backend, journal, who) : this.backend;
     if (backend && !this.port) {
@@ -114,7 +114,7 @@ export class SharedDisk {
 }
 
 /** The backend with every write that starts appended to `file` (see LOCKSTEP_DISK_WRITE_LOG above). */
-function journaled(backend: DiskBackend, file: string, who: { node: string; epoch: number }): DiskBackend {
+function journaled(backend: DiskBackend, file: string, who: { node: string; epoch: () => number }): DiskBackend {
   return {
     description: backend.description,
     bytes: backend.bytes,
@@ -122,7 +122,7 @@ function journaled(backend: DiskBackend, file: string, who: { node: string; epoc
     write: (offset, data, mayStart) =>
       backend.write(offset, data, () => {
         const ok = mayStart?.() ?? true;
-        if (ok) appendFileSync(file, JSON.stringify({ ...who, offset, bytes: data.length }) + "\n");
+        if (ok) appendFileSync(file, JSON.stringify({ node: who.node, epoch: who.epoch(), offset, bytes: data.length }) + "\n");
         return ok;
       }),
     close: () => backend.close(),

@@ -1,0 +1,166 @@
+/**
+ * A lockstep pair on hosts that share only a network: NetLab namespaces "a" and "b" run the nodes,
+ * "s" runs the storage and the arbiter (nbdkit over TCP and a single-node etcd). Each node has its
+ * own directory (never another's). The disk journal (LOCKSTEP_DISK_WRITE_LOG) records every write
+ * with its node and epoch; a poller reads every node's /status every 50 ms and records who released
+ * console output in which epoch. Used by the partition tests and the standby test.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { makeBlankDisk } from "../../emulator/blank-disk.js";
+import { ConsoleClient, type ConsoleContradiction, type ConsoleGap } from "../../ft/runtime/console-client.js";
+import { NodeProcess, type NodeRole } from "../../ft/runtime/node-process.js";
+import { until } from "../../ft/runtime/until.js";
+import { EtcdServer } from "../../ft/testing/etcd-server.js";
+import { NetLab } from "../../ft/testing/net-lab.js";
+
+export const token = "lab-pair-test-token";
+const nbdPort = 10809;
+
+/** One poll's view of a node. */
+interface Seen {
+  role: string;
+  epoch: number;
+  releasedBytes: number;
+}
+
+export class LabPair {
+  readonly lab: NetLab;
+  readonly dir = mkdtempSync(join(tmpdir(), "lockstep-lab-pair-"));
+  readonly journal = join(this.dir, "disk-writes.jsonl");
+  readonly disk = join(this.dir, "disk.img");
+  readonly nodes: NodeProcess[] = [];
+  etcd!: EtcdServer;
+  private nbdkit: ChildProcess | undefined;
+  readonly prefix = "pair";
+  /** (epoch -> nodes) that released console output while primary in that epoch, from /status. */
+  readonly releasers = new Map<number, Set<string>>();
+  /** Polls in which two nodes were primary at the same epoch. */
+  readonly samePrimaryEpoch: string[] = [];
+  private last = new Map<string, Seen>();
+  private poller: NodeJS.Timeout | undefined;
+  readonly client: ConsoleClient;
+  out = "";
+  readonly gaps: ConsoleGap[] = [];
+  readonly contradictions: ConsoleContradiction[] = [];
+
+  constructor(hosts: string[] = ["a", "b", "s"]) {
+    this.lab = NetLab.create(hosts);
+    this.client = new ConsoleClient({ urls: [], token, deadAfterMs: 1500 });
+    this.client.on("output", (d: Uint8Array) => (this.out += Buffer.from(d).toString("latin1")));
+    this.client.on("gap", (g: ConsoleGap) => this.gaps.push(g));
+    this.client.on("contradiction", (c: ConsoleContradiction) => this.contradictions.push(c));
+  }
+
+  get arbiter(): string {
+    return `etcd://${this.etcd.endpoint}/${this.prefix}`;
+  }
+
+  async startStorage(): Promise<void> {
+    const s = this.lab.host("s");
+    this.etcd = await EtcdServer.start({ host: s.ip, netns: s.netns });
+    writeFileSync(this.disk, makeBlankDisk({ sizeMiB: 16, format: "ext2" }));
+    this.nbdkit = spawn("ip", ["netns", "exec", s.netns, "nbdkit", "--foreground", "--exit-with-parent", "-i", s.ip, "-p", String(nbdPort), "file", `file=${this.disk}`], { stdio: "ignore" });
+    await until(async () => {
+      const { Socket } = await import("node:net");
+      return await new Promise<boolean>((resolve) => {
+        const sock = new Socket();
+        sock.once("connect", () => (sock.destroy(), resolve(true)));
+        sock.once("error", () => resolve(false));
+        sock.connect(nbdPort, s.ip);
+      });
+    }, 10_000, "nbdkit to listen");
+  }
+
+  get nbd(): string {
+    return `nbd://${this.lab.host("s").ip}:${nbdPort}/`;
+  }
+
+  /** A node on `host` with its own directory; `args` after the common ones. */
+  async start(name: string, role: NodeRole | "standby", host: string, args: string[]): Promise<NodeProcess> {
+    const h = this.lab.host(host);
+    const own = mkdtempSync(join(this.dir, `${name}-`));
+    const node = await NodeProcess.start({
+      role: role as NodeRole,
+      name,
+      token,
+      host: h.ip,
+      netns: h.netns,
+      sharedDir: own,
+      args: ["--arbiter", this.arbiter, "--heartbeat-ms", "50", ...args],
+      env: { LOCKSTEP_DISK_WRITE_LOG: this.journal },
+    });
+    this.nodes.push(node);
+    this.client.addUrl(node.url);
+    return node;
+  }
+
+  startPolling(): void {
+    this.client.start();
+    this.poller = setInterval(() => void this.poll(), 50);
+  }
+
+  private async poll(): Promise<void> {
+    const seen = await Promise.all(this.nodes.filter((n) => n.running).map(async (n) => [n.name, await n.status<Seen>(500).catch(() => undefined)] as const));
+    const primaries = new Map<number, string>();
+    for (const [name, s] of seen) {
+      if (!s) continue;
+      const before = this.last.get(name);
+      this.last.set(name, s);
+      if (s.role !== "primary") continue;
+      const other = primaries.get(s.epoch);
+      if (other !== undefined) this.samePrimaryEpoch.push(`${other} and ${name} both primary at epoch ${s.epoch}`);
+      primaries.set(s.epoch, name);
+      if (before?.role === "primary" && before.epoch === s.epoch && s.releasedBytes > before.releasedBytes) {
+        const set = this.releasers.get(s.epoch) ?? new Set<string>();
+        set.add(name);
+        this.releasers.set(s.epoch, set);
+      }
+    }
+  }
+
+  /** epoch -> the nodes that wrote the disk in it (from the journal). */
+  writers(): Map<number, Set<string>> {
+    const map = new Map<number, Set<string>>();
+    let text = "";
+    try {
+      text = readFileSync(this.journal, "utf8");
+    } catch {
+      return map;
+    }
+    for (const line of text.split("\n")) {
+      if (!line) continue;
+      const w = JSON.parse(line) as { node: string; epoch: number };
+      const set = map.get(w.epoch) ?? new Set<string>();
+      set.add(w.node);
+      map.set(w.epoch, set);
+    }
+    return map;
+  }
+
+  /** Epochs in which more than one node released output or wrote the disk. */
+  doubleLive(): string[] {
+    const found: string[] = [...this.samePrimaryEpoch];
+    for (const [what, map] of [["released output", this.releasers], ["wrote the disk", this.writers()]] as const) {
+      for (const [epoch, set] of map) if (set.size > 1) found.push(`epoch ${epoch}: ${[...set].join(" and ")} ${what}`);
+    }
+    return found;
+  }
+
+  durable(): number[] {
+    return [...this.out.matchAll(/durable(\d+)\r\n/g)].map((m) => Number(m[1]));
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.poller);
+    this.client.close();
+    for (const n of this.nodes) n.kill("SIGKILL");
+    await Promise.all(this.nodes.map((n) => n.waitExit(10_000).catch(() => undefined)));
+    this.nbdkit?.kill("SIGKILL");
+    await this.etcd?.stop();
+    this.lab.destroy();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
