@@ -129,6 +129,12 @@ export class NetLab {
     if (mbit !== undefined) this.exec(name, ["tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", `${mbit}mbit`, "burst", "64kb", "latency", "100ms"]);
   }
 
+  /** Packets `name` has dropped for loss under its present loss setting (both ways). */
+  lossDrops(name: string): number {
+    const r = spawnSync("ip", ["netns", "exec", this.host(name).netns, "nft", "list", "table", "inet", "lab"], { encoding: "utf8" });
+    return [...r.stdout.matchAll(/counter packets (\d+) bytes \d+ drop comment "loss"/g)].reduce((n, m) => n + Number(m[1]), 0);
+  }
+
   /** Lifts every cut and every loss. */
   heal(): void {
     for (const [name, f] of this.faults) {
@@ -146,8 +152,8 @@ export class NetLab {
     if (f.lossPercent > 0) {
       // the test's own traffic (status polls) is never lost
       const share = f.lossPercent >= 100 ? "" : ` numgen random mod 10000 < ${Math.round(f.lossPercent * 100)}`;
-      out.push(`ip daddr != ${this.testIp}${share} drop`);
-      inn.push(`ip saddr != ${this.testIp}${share} drop`);
+      out.push(`ip daddr != ${this.testIp}${share} counter drop comment "loss"`);
+      inn.push(`ip saddr != ${this.testIp}${share} counter drop comment "loss"`);
     }
     const table = [
       "table inet lab",
