@@ -30,3 +30,29 @@ export interface Arbiter {
   /** Lets go of what the node holds at the arbiter (leases, connections). */
   close?(): Promise<void>;
 }
+
+/** What a primary asks of the standbys: join me (from a checkpoint). */
+export interface JoinWanted {
+  primary: string;
+  url: string;
+  epoch: number;
+}
+
+/**
+ * Standbys (etcd): spare hosts registered with a pair's arbiter. A primary that has run unprotected
+ * for a moment posts that it wants a backup; exactly one standby takes the request and joins it.
+ */
+export interface StandbyBoard {
+  /** Primary: a backup is wanted (the post goes with the primary's lease). */
+  wantBackup(want: JoinWanted): Promise<void>;
+  /** Primary: protected again; the post and the chosen standby's claim are cleared. */
+  backupFound(): Promise<void>;
+  /** Standby: registers (with its lease) and renews; undefined if unreachable. */
+  registerStandby(nodeId: string, url: string): Promise<boolean | undefined>;
+  /** Standby: takes the posted request if no other standby has; what to join, or undefined. */
+  takeJoin(nodeId: string): Promise<JoinWanted | undefined>;
+}
+
+export function isStandbyBoard(a: Arbiter): a is Arbiter & StandbyBoard {
+  return typeof (a as Partial<StandbyBoard>).takeJoin === "function";
+}

@@ -8,7 +8,10 @@
  *   epochs/<N>       who claimed epoch N (kept, so a claim whose reply was lost is decided later)
  *   holder           the node holding the newest epoch, attached to that node's lease
  *   nodes/<id>       where a node listens (attached to its lease: gone when the node is)
- *   standbys/<id>, join  the standbys of the pair and the one chosen to join (StandbyBoard)
+ *   standbys/<id>    a standby of this pair (attached to its lease)
+ *   want             a primary that has run unprotected for a moment wants a backup (its lease)
+ *   join             the one standby that took `want` (its lease: if it dies while joining, the
+ *                    key goes and another standby takes the request)
  *
  * Claiming epoch N is one transaction: "epochs/N does not exist and `epoch` has not changed since
  * it was read (and is below N)" then write all three. Exactly one claimant of N can win it.
@@ -25,7 +28,7 @@
 import { randomUUID } from "node:crypto";
 import { noop } from "cockatiel";
 import { Etcd3, EtcdLeaseInvalidError, type Lease } from "etcd3";
-import type { Arbiter, ArbiterHold } from "./arbiter.js";
+import type { Arbiter, ArbiterHold, JoinWanted, StandbyBoard } from "./arbiter.js";
 
 export interface EtcdArbiterOptions {
   /** host:port of each etcd member. */
@@ -41,7 +44,7 @@ export interface EtcdArbiterOptions {
 const pad = (n: number) => String(n).padStart(12, "0");
 const timedOut = Symbol("timed out");
 
-export class EtcdArbiter implements Arbiter {
+export class EtcdArbiter implements Arbiter, StandbyBoard {
   readonly client: Etcd3;
   readonly prefix: string;
   readonly leaseTtlS: number;
@@ -135,6 +138,41 @@ export class EtcdArbiter implements Arbiter {
       // this node's own claim of the next epoch may have just won: not a newer primary
       const owner = await this.client.get(this.key(`epochs/${pad(current)}`)).string();
       return owner === nodeId ? undefined : { type: "newer", epoch: current };
+    });
+  }
+
+  async wantBackup(want: JoinWanted): Promise<void> {
+    await this.bounded(async () => this.client.put(this.key("want")).value(JSON.stringify(want)).lease(await this.liveLease()));
+  }
+
+  async backupFound(): Promise<void> {
+    await this.bounded(() => this.client.delete().key(this.key("want")).exec().then(() => this.client.delete().key(this.key("join")).exec()));
+  }
+
+  registerStandby(nodeId: string, url: string): Promise<boolean | undefined> {
+    return this.bounded(async () => {
+      await this.client.put(this.key(`standbys/${nodeId}`)).value(JSON.stringify({ nodeId, url })).lease(await this.liveLease());
+      return true;
+    });
+  }
+
+  takeJoin(nodeId: string): Promise<JoinWanted | undefined> {
+    return this.bounded(async () => {
+      const text = await this.client.get(this.key("want")).string();
+      if (text === null) return undefined;
+      let want: JoinWanted;
+      try {
+        want = JSON.parse(text) as JoinWanted;
+      } catch {
+        return undefined;
+      }
+      if (typeof want.url !== "string" || typeof want.primary !== "string" || typeof want.epoch !== "number") return undefined;
+      const taken = await this.client
+        .if(this.key("join"), "Create", "==", 0)
+        .and(this.key("want"), "Value", "==", text)
+        .then(this.client.put(this.key("join")).value(JSON.stringify({ standby: nodeId, ...want })).lease(await this.liveLease()))
+        .commit();
+      return taken.succeeded ? want : undefined;
     });
   }
 

@@ -13,7 +13,7 @@ import { parseNetSpec } from "../runtime/net-spec.js";
 import { imagesCommand } from "./images-command.js";
 import { logDumpCommand } from "./log-dump-command.js";
 import { logPcapCommand } from "./log-pcap-command.js";
-import { backupCommand, consoleCommand, primaryCommand, statusCommand } from "./node-commands.js";
+import { backupCommand, consoleCommand, primaryCommand, standbyCommand, statusCommand } from "./node-commands.js";
 import { demoCommand } from "./demo-command.js";
 import { recordCommand } from "./record-command.js";
 import { replayCommand } from "./replay-command.js";
@@ -173,6 +173,11 @@ export function buildProgram(): Command {
     .option("--disk <file|nbd-url>", "the shared disk, opened only at takeover (default: the location the primary uses)")
     .option("--join", "start from a checkpoint of the running primary (FT VMotion) instead of replaying its log from power-on")
     .action(async (o) => backupCommand(o));
+
+  nodeFlags(program.command("standby").description("a spare host for a pair (--arbiter etcd://...): when its primary runs unprotected, one standby joins it as the backup"), "127.0.0.1:7103")
+    .option("--image <config.json>", "machine config, if the primary's machine is not a bundled image")
+    .option("--disk <file|nbd-url>", "the shared disk, opened only at takeover (default: the location the primary uses)")
+    .action(async (o) => standbyCommand(o));
 
   program
     .command("console")

@@ -5,7 +5,9 @@
 import { hostname } from "node:os";
 import { mkdirSync, readFileSync } from "node:fs";
 import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
+import { isStandbyBoard, type Arbiter, type JoinWanted } from "../arbiter/arbiter.js";
 import { describeArbiterSpec, openArbiter, type ArbiterSpec } from "../arbiter/open-arbiter.js";
+import { arbiterIdentity } from "../runtime/arbiter-checks.js";
 import { ConsoleClient } from "../runtime/console-client.js";
 import { getJson } from "../runtime/get-json.js";
 import { LockstepNode, type NodeOptions } from "../runtime/lockstep-node.js";
@@ -64,7 +66,7 @@ export function readPem(path: string | undefined, what: string): Buffer | undefi
   }
 }
 
-async function runNode(role: "primary" | "backup", o: NodeCommandOptions): Promise<void> {
+async function runNode(role: "primary" | "backup", o: NodeCommandOptions, opened?: { arbiter: Arbiter; nodeId: string }): Promise<void> {
   const { host, port } = parseListen(o.listen);
   const arbiterSpec: ArbiterSpec | undefined = o.arbiter ?? (o.sharedDir !== undefined ? { kind: "file", dir: o.sharedDir } : undefined);
   if (!arbiterSpec) throw new LockstepError(ErrorCode.usage, `lockstep ${role} needs an arbiter`, "pass --arbiter etcd://HOST:2379/PREFIX (hosts that share only a network) or --shared-dir DIR (a directory both hosts share)");
@@ -78,8 +80,8 @@ async function runNode(role: "primary" | "backup", o: NodeCommandOptions): Promi
       throw new LockstepError(ErrorCode.usage, `Directory ${dir} cannot be made: ${(e as NodeJS.ErrnoException).code}`);
     }
   }
-  const nodeId = o.nodeId ?? `${role}-${hostname()}-${process.pid}`;
-  const arbiter = openArbiter(arbiterSpec);
+  const nodeId = opened?.nodeId ?? o.nodeId ?? `${role}-${hostname()}-${process.pid}`;
+  const arbiter = opened?.arbiter ?? openArbiter(arbiterSpec);
   const options: NodeOptions = {
     nodeId,
     host,
@@ -129,6 +131,51 @@ async function runNode(role: "primary" | "backup", o: NodeCommandOptions): Promi
 
 export const primaryCommand = (o: NodeCommandOptions) => runNode("primary", o);
 export const backupCommand = (o: NodeCommandOptions) => runNode("backup", o);
+
+/** How often a standby renews its registration and looks for a primary that wants a backup. */
+const standbyPollMs = 250;
+
+/**
+ * `lockstep standby`: a spare host of one pair (its etcd prefix). It registers, and when a primary
+ * of the pair has run unprotected for a moment it takes the request, unless another standby did,
+ * and becomes that primary's backup, joining from a checkpoint. A standby is used once: after its
+ * node stops, a new standby is started (by systemd, or a person).
+ */
+export async function standbyCommand(o: NodeCommandOptions): Promise<void> {
+  if (o.arbiter?.kind !== "etcd") throw new LockstepError(ErrorCode.arbiter, "lockstep standby needs --arbiter etcd://HOST:PORT/PREFIX", "standbys find the primary that wants a backup through etcd");
+  const arbiter = openArbiter(o.arbiter);
+  if (!isStandbyBoard(arbiter)) throw new LockstepError(ErrorCode.arbiter, "this arbiter keeps no standbys");
+  const nodeId = o.nodeId ?? `standby-${hostname()}-${process.pid}`;
+  const log = rootLogger().child({ role: "standby", nodeId });
+  let want: JoinWanted | undefined;
+  try {
+    await arbiterIdentity(arbiter);
+    const { host, port } = parseListen(o.listen);
+    process.stdout.write(JSON.stringify({ event: "standby", nodeId }) + "\n");
+    log.info({ arbiter: describeArbiterSpec(o.arbiter) }, "standing by");
+    let stop = false;
+    const onSignal = () => (stop = true);
+    process.once("SIGINT", onSignal);
+    process.once("SIGTERM", onSignal);
+    let unreachable = false;
+    while (!stop && !want) {
+      const registered = await arbiter.registerStandby(nodeId, `http://${host}:${port}`);
+      if (registered === undefined && !unreachable) log.warn("the arbiter cannot be reached: still standing by");
+      unreachable = registered === undefined;
+      want = registered ? await arbiter.takeJoin(nodeId) : undefined;
+      if (!want) await new Promise((r) => setTimeout(r, standbyPollMs));
+    }
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  } catch (e) {
+    await arbiter.close?.();
+    throw e;
+  }
+  if (!want) return void (await arbiter.close?.());
+  process.stdout.write(JSON.stringify({ event: "chosen", nodeId, primary: want.primary, epoch: want.epoch }) + "\n");
+  log.info({ primary: want.primary, url: want.url, epoch: want.epoch }, "chosen: joining the primary as its backup");
+  await runNode("backup", { ...o, connect: want.url, join: true }, { arbiter, nodeId });
+}
 
 export async function consoleCommand(urls: string[], token: string | undefined, tlsCa?: string): Promise<void> {
   const ca = readPem(tlsCa, "--tls-ca");

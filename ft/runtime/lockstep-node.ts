@@ -27,7 +27,7 @@ import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
 import type { SessionCheckpoint } from "../../hypervisor/checkpoint.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
 import { MachineThread, type MachineEvents } from "../../hypervisor/machine-thread/machine-thread.js";
-import type { Arbiter } from "../arbiter/arbiter.js";
+import { isStandbyBoard, type Arbiter } from "../arbiter/arbiter.js";
 import { NodeCore, type NodeEffect } from "../core/node-core.js";
 import { defaultLogRetention } from "../core/retained-log.js";
 import { NodeServer } from "../transport/node-server.js";
@@ -89,6 +89,8 @@ export interface NodeOptions {
 const tickIntervalMs = 5;
 /** How often a primary renews its hold on the epoch at a leased arbiter (a quarter of a 2 s lease). */
 const holdRenewMs = 500;
+/** A primary without a backup for this long asks the standbys (etcd) for one. */
+const standbyAfterMs = 1000;
 /** One clock for the core and the machine's batch times: host Unix ms, monotonic. */
 const nowMs = () => performance.timeOrigin + performance.now();
 
@@ -112,6 +114,9 @@ export class LockstepNode extends EventEmitter {
   private netLink: NetLink | undefined;
   private holdTimer: NodeJS.Timeout | undefined;
   private holdInFlight = false;
+  /** Standbys (etcd): since when this primary has run without a backup, and when it last asked for one. */
+  private unprotectedSinceMs: number | undefined;
+  private backupWantedAtMs: number | undefined;
 
   private constructor(readonly options: NodeOptions) {
     super();
@@ -404,7 +409,36 @@ export class LockstepNode extends EventEmitter {
    */
   private startHolding(): void {
     if (!this.options.arbiter.hold) return;
-    this.holdTimer = setInterval(() => this.renewHold(), holdRenewMs);
+    this.holdTimer = setInterval(() => {
+      this.renewHold();
+      this.askStandbys();
+    }, holdRenewMs);
+  }
+
+  /**
+   * Standbys (etcd): a primary that has run without a backup for `standbyAfterMs` posts that it
+   * wants one (again every few seconds, in case its lease was renewed under a new id); once
+   * protected it clears the post. One standby takes it and joins (StandbyBoard).
+   */
+  private askStandbys(): void {
+    const arbiter = this.options.arbiter;
+    if (!isStandbyBoard(arbiter) || this.core.role !== "primary") return;
+    const state = this.core.primary?.state;
+    const now = performance.now();
+    if (state === "protected") {
+      this.unprotectedSinceMs = undefined;
+      if (this.backupWantedAtMs !== undefined) {
+        this.backupWantedAtMs = undefined;
+        void arbiter.backupFound();
+      }
+      return;
+    }
+    if (state !== "unprotected") return; // joining: a backup is on its way; claiming: wait for the arbiter
+    this.unprotectedSinceMs ??= now;
+    if (now - this.unprotectedSinceMs < standbyAfterMs || now - (this.backupWantedAtMs ?? -Infinity) < 2000) return;
+    this.backupWantedAtMs = now;
+    this.log.info({ unprotectedMs: Math.round(now - this.unprotectedSinceMs) }, "unprotected: asking the standbys for a backup");
+    void arbiter.wantBackup({ primary: this.options.nodeId, url: this.url, epoch: this.core.epoch });
   }
 
   private renewHold(): void {

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { packageRoot } from "../../emulator/package-root.js";
 
-export type NodeRole = "primary" | "backup";
+export type NodeRole = "primary" | "backup" | "standby";
 
 /** One line of the node's stdout, e.g. `{"event":"live","nodeId":"B","epoch":2}`. */
 export interface NodeEvent {
@@ -68,8 +68,9 @@ export class NodeProcess extends EventEmitter {
   static async start(options: NodeProcessOptions): Promise<NodeProcess> {
     const node = new NodeProcess(options);
     try {
-      const listening = await node.waitEvent("listening", options.startTimeoutMs ?? 60_000);
-      node.port = Number(listening.port);
+      // a standby listens only once chosen (its "listening" line then sets the port)
+      const ready = await node.waitEvent(options.role === "standby" ? "standby" : "listening", options.startTimeoutMs ?? 60_000);
+      if (ready.event === "listening") node.port = Number(ready.port);
     } catch (e) {
       node.kill("SIGKILL");
       throw e;
@@ -102,6 +103,7 @@ export class NodeProcess extends EventEmitter {
       }
       if (typeof event !== "object" || event === null || typeof event.event !== "string") return;
       this.events.push(event);
+      if (event.event === "listening") this.port = Number(event.port);
       this.emit("event", event);
     });
     this.child.stderr?.on("data", (d: Buffer) => {

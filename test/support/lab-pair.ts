@@ -79,11 +79,11 @@ export class LabPair {
   }
 
   /** A node on `host` with its own directory; `args` after the common ones. */
-  async start(name: string, role: NodeRole | "standby", host: string, args: string[]): Promise<NodeProcess> {
+  async start(name: string, role: NodeRole, host: string, args: string[]): Promise<NodeProcess> {
     const h = this.lab.host(host);
     const own = mkdtempSync(join(this.dir, `${name}-`));
     const node = await NodeProcess.start({
-      role: role as NodeRole,
+      role,
       name,
       token,
       host: h.ip,
@@ -93,7 +93,8 @@ export class LabPair {
       env: { LOCKSTEP_DISK_WRITE_LOG: this.journal },
     });
     this.nodes.push(node);
-    this.client.addUrl(node.url);
+    if (role === "standby") void node.waitEvent("listening", 3_600_000).then(() => this.client.addUrl(node.url), () => {});
+    else this.client.addUrl(node.url);
     return node;
   }
 
