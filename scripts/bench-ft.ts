@@ -27,7 +27,7 @@ function startNode(dir: string, role: NodeRole, name: "A" | "B" | "C", args: str
 
 const status = (node: NodeProcess) => node.status<Record<string, any>>(10_000);
 
-const loop = "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; echo lo''op-done\r";
+export const loop = "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; echo lo''op-done\r";
 
 /** Runs the linux loop on a primary, with or without a backup; returns seconds and the primary's status. */
 export async function linuxLoop(withBackup: boolean): Promise<{ seconds: number; status: Record<string, any>; idleBytesPerS: number; busyBytesPerS: number }> {

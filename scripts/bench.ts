@@ -9,6 +9,8 @@
  *
  *  4. Fault tolerance: FT vs non-FT throughput, output-rule delay, backup lag, channel bandwidth,
  *     failover time over BENCH_KILLS kills (scripts/bench-ft.ts).
+ *  5. The network under FT (scripts/bench-net.ts), and two hosts in network namespaces with etcd and
+ *     NBD at 0, 1 and 10 ms one-way delay (scripts/bench-hosts.ts, BENCH_HOST_KILLS).
  *
  * Environment: BENCH_RUNS (default 3), BENCH_KILLS (default 20), BENCH_PIN=1 (each FT node on a core of
  * its own, see scripts/bench-ft.ts).
@@ -25,6 +27,7 @@ import { encodeFrame } from "../hypervisor/log-file.js";
 import { defaultClockParams } from "../hypervisor/machine-session.js";
 import { RecordingMachine } from "../hypervisor/machine-thread/recording-machine.js";
 import { ftBenchmarks } from "./bench-ft.js";
+import { hostsBenchmarks } from "./bench-hosts.js";
 import { netBenchmarks } from "./bench-net.js";
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
@@ -130,6 +133,7 @@ try {
   const bw = await bandwidth();
   const ft = await ftBenchmarks(Number(process.env.BENCH_KILLS ?? 20));
   const net = await netBenchmarks();
+  const hosts = await hostsBenchmarks(Number(process.env.BENCH_HOST_KILLS ?? 5));
   const lines = [
     `Measured ${date} on ${machine}; median of ${runs} runs, each in a fresh process.`,
     "",
@@ -148,6 +152,8 @@ try {
     ...ft,
     "",
     ...net,
+    "",
+    ...hosts,
   ];
   process.stdout.write(lines.join("\n") + "\n");
 } finally {

@@ -17,7 +17,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { NodeProcess } from "../../ft/runtime/node-process.js";
 import { until } from "../../ft/runtime/until.js";
 import { SeededRandom } from "../../ft/testing/seeded-random.js";
-import { LabPair } from "../support/lab-pair.js";
+import { LabPair } from "../../ft/testing/lab-pair.js";
 
 const runs = Number(process.env.PARTITION_RUNS ?? 1);
 const seed0 = process.env.LOCKSTEP_TEST_SEED !== undefined ? Number(process.env.LOCKSTEP_TEST_SEED) : Math.floor(Math.random() * 2 ** 31);

@@ -8,7 +8,7 @@ import { spawnSync } from "node:child_process";
 import { afterAll, describe, expect, it } from "vitest";
 import { until } from "../../ft/runtime/until.js";
 import { DelayRelay } from "../../ft/testing/delay-relay.js";
-import { LabPair } from "../support/lab-pair.js";
+import { LabPair } from "../../ft/testing/lab-pair.js";
 
 const linkSeconds = Number(process.env.LINK_SECONDS ?? 60);
 let pair: LabPair | undefined;

@@ -10,7 +10,7 @@ import { spawnSync } from "node:child_process";
 import { afterAll, describe, expect, it } from "vitest";
 import type { NodeProcess } from "../../ft/runtime/node-process.js";
 import { until } from "../../ft/runtime/until.js";
-import { LabPair } from "../support/lab-pair.js";
+import { LabPair } from "../../ft/testing/lab-pair.js";
 
 let pair: LabPair | undefined;
 afterAll(async () => {

@@ -10,11 +10,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makeBlankDisk } from "../../emulator/blank-disk.js";
-import { ConsoleClient, type ConsoleContradiction, type ConsoleGap } from "../../ft/runtime/console-client.js";
-import { NodeProcess, type NodeRole } from "../../ft/runtime/node-process.js";
-import { until } from "../../ft/runtime/until.js";
-import { EtcdServer } from "../../ft/testing/etcd-server.js";
-import { NetLab } from "../../ft/testing/net-lab.js";
+import { ConsoleClient, type ConsoleContradiction, type ConsoleGap } from "../runtime/console-client.js";
+import { NodeProcess, type NodeRole } from "../runtime/node-process.js";
+import { until } from "../runtime/until.js";
+import { EtcdServer } from "./etcd-server.js";
+import { NetLab } from "./net-lab.js";
 
 export const token = "lab-pair-test-token";
 const nbdPort = 10809;
