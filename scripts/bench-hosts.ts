@@ -93,6 +93,8 @@ export async function hostsBenchmarks(kills: number): Promise<string[]> {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  // exit (not die) on ^C, so that the namespaces made so far are removed
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => process.exit(130));
   const lines = await hostsBenchmarks(Number(process.env.BENCH_HOST_KILLS ?? 5));
   process.stdout.write(lines.join("\n") + "\n");
 }

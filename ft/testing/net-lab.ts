@@ -11,7 +11,8 @@
  *   rate(a, mbit)         a's outgoing bandwidth (`tbf`)
  * Each host's rules are one nftables table, rewritten whole at every change (atomic).
  *
- * Needs root (or CAP_NET_ADMIN) and iproute2, nftables; `destroy()` removes everything it made.
+ * Needs root (or CAP_NET_ADMIN) and iproute2, nftables; `destroy()` removes everything it made (and
+ * kills what still runs in the namespaces), as does the exit of the process that made the lab.
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -37,6 +38,9 @@ const run = (cmd: string, args: string[], input?: string) => {
   }
 };
 
+/** Labs not yet destroyed: removed when the process exits, however a test or script ends. */
+const liveLabs = new Set<NetLab>();
+
 export class NetLab {
   readonly hosts = new Map<string, LabHost>();
   /** The test's own address on the bridge. */
@@ -58,6 +62,8 @@ export class NetLab {
   static create(names: string[]): NetLab {
     const id = randomBytes(3).toString("hex");
     const lab = new NetLab(id, `10.${200 + (parseInt(id.slice(0, 2), 16) % 50)}.${parseInt(id.slice(2, 4), 16) % 250}`);
+    if (liveLabs.size === 0) process.once("exit", () => liveLabs.forEach((l) => l.destroy()));
+    liveLabs.add(lab);
     try {
       lab.build(names);
     } catch (e) {
@@ -172,9 +178,20 @@ export class NetLab {
     this.exec(name, ["nft", "-f", "-"], table + "\n");
   }
 
-  /** Removes the namespaces (killing what still runs in them is the caller's), links and bridge. */
+  /** Kills what still runs in the namespaces, removes them, their links and the bridge. */
   destroy(): void {
-    for (const h of this.hosts.values()) spawnSync("ip", ["netns", "del", h.netns]);
+    liveLabs.delete(this);
+    for (const h of this.hosts.values()) {
+      const pids = spawnSync("ip", ["netns", "pids", h.netns], { encoding: "utf8" }).stdout.split("\n").filter(Boolean);
+      for (const pid of pids) {
+        try {
+          process.kill(Number(pid), "SIGKILL");
+        } catch {
+          // gone already
+        }
+      }
+      spawnSync("ip", ["netns", "del", h.netns]);
+    }
     this.hosts.clear();
     spawnSync("ip", ["link", "del", this.bridge]);
   }

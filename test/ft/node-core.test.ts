@@ -165,3 +165,51 @@ describe("the pause a join costs the guest", () => {
     expect(core.lastJoin).toEqual({ ms: 119, guestHeldMs: 100 });
   });
 });
+
+describe("a primary on a leased arbiter (etcd)", () => {
+  const output = (slice: number, atMs: number): MachineBatch => ({ ...batch(slice, atMs), output: [{ slice, data: new TextEncoder().encode(`out${slice}`) }] });
+  const gates = (effects: NodeEffect[]) => effects.filter((e) => e.type === "machine-gate").map((e) => (e as { open: boolean }).open);
+
+  it("releases output and runs its guest only while its hold lasts; a renewal lets both go on", () => {
+    const core = new NodeCore({ ...config, arbiterHold: true });
+    expect(gates(core.startPrimary(1, header, 0))).toEqual([]); // no hold yet: the gate stays shut
+    core.machineBatch(output(1, 0), 0);
+    expect(core.stream.released).toBe(0);
+    const held = core.arbiterHeld(1000, 5);
+    expect(gates(held)).toEqual([true]);
+    expect(core.stream.released).toBe(4); // "out1" left once the hold was confirmed
+    expect(core.status().arbiterHeld).toBe(true);
+    core.machineBatch(output(2, 900), 900);
+    expect(core.stream.released).toBe(8);
+    // the hold runs out (no renewal came): nothing more leaves, disk writes may not start, the guest waits
+    const lapsed = core.tick(1000, 2);
+    expect(gates(lapsed)).toEqual([false]);
+    expect(lapsed).toContainEqual(expect.objectContaining({ type: "log", level: "warn", msg: expect.stringMatching(/hold on the epoch at the arbiter ran out/) }));
+    core.machineBatch(output(3, 1001), 1001);
+    expect(core.stream.released).toBe(8);
+    expect(core.machineBatch(output(4, 1002), 1002)).toContainEqual({ type: "disk-release", slice: 4, untilMs: 1000 });
+    expect(core.status().arbiterHeld).toBe(false);
+    // renewed: what waited leaves, the guest goes on
+    const renewed = core.arbiterHeld(2500, 1100);
+    expect(gates(renewed)).toEqual([true]);
+    expect(core.stream.released).toBe(16);
+  });
+
+  it("halts when the arbiter holds a newer epoch; an older or equal one changes nothing", () => {
+    const core = new NodeCore({ ...config, arbiterHold: true });
+    core.startPrimary(3, header, 0);
+    expect(core.arbiterNewer(3)).toEqual([]);
+    expect(core.arbiterNewer(2)).toEqual([]);
+    expect(core.role).toBe("primary");
+    expect(core.arbiterNewer(4)).toContainEqual(expect.objectContaining({ type: "halt", reason: expect.stringMatching(/epoch 4 exists at the arbiter/) }));
+    expect(core.role).toBe("halted");
+  });
+
+  it("without a leased arbiter nothing waits for a hold", () => {
+    const core = new NodeCore(config);
+    expect(gates(core.startPrimary(1, header, 0))).toEqual([true]);
+    core.machineBatch(output(1, 0), 0);
+    expect(core.stream.released).toBe(4);
+    expect(core.status().arbiterHeld).toBeNull();
+  });
+});
