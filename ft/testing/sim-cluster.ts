@@ -55,6 +55,9 @@ const logHeldEntriesMax = 1000;
 
 /** Ticks without new faults at the end of a run; the pair must be working again by its last quarter. */
 const calmTicks = 2000;
+/** Leased arbiter: a hold lasts this long from its asking (a 200-tick lease less a tenth), renewed every 50 ticks. */
+const holdTicks = 180;
+const holdRenewTicks = 50;
 
 const header: LogHeader = {
   format: 2,
@@ -87,6 +90,8 @@ export class SimCluster {
   /** Who won each epoch at the arbiter (node id). */
   private epochWinners = new Map<number, string>();
   private claims: Array<{ at: number; node: SimNode; epoch: number }> = [];
+  /** Leased arbiter: renewals of a primary's hold in flight. */
+  private holds: Array<{ at: number; askedAt: number; node: SimNode; epoch: number }> = [];
   private restarts: Array<{ at: number; name: string }> = [];
   private incarnation = 0;
   /** Every node that ever ran, by node id (a dead backup's log still bounds what its primary released). */
@@ -95,19 +100,24 @@ export class SimCluster {
   private readonly disk: SimSharedDisk;
   private readonly consoles: SimConsoles;
   private readonly check: SimInvariants;
-  private readonly ownStats = { failovers: 0, kills: 0, pauses: 0, joins: 0, checkpointsRestored: 0, toldToJoin: 0, logHeldMax: 0, partitions: 0, halts: 0, messages: 0, dropped: 0, lost: 0, reissued: 0, diskOutages: 0, diskStalls: 0, newcomers: 0, newcomersAtSilence: 0, newcomersGaveUp: 0, silencedClaims: 0 };
+  private readonly ownStats = { failovers: 0, kills: 0, pauses: 0, joins: 0, checkpointsRestored: 0, toldToJoin: 0, logHeldMax: 0, partitions: 0, halts: 0, messages: 0, dropped: 0, lost: 0, reissued: 0, diskOutages: 0, diskStalls: 0, newcomers: 0, newcomersAtSilence: 0, newcomersGaveUp: 0, silencedClaims: 0, leasedSeeds: 0, holdsRenewed: 0, holdLapses: 0, newerEpochHalts: 0 };
   /** The VM is gone: its only live copy died while no backup could take over (unprotected). */
   lost = false;
 
   constructor(readonly options: SimOptions) {
     this.r = new SeededRandom(options.seed);
+    if (options.leasedArbiter) this.ownStats.leasedSeeds = 1;
     this.machineOptions = { diskEvery: options.diskEvery, diskSectors: 8, diskInFlightMax: 4 };
     this.check = new SimInvariants(
       { nodes: () => this.nodes, everyNode: (id) => this.everyNode.get(id), arbiterEpoch: () => this.arbiterEpoch, epochWinner: (epoch) => this.epochWinners.get(epoch), fail: (what) => this.fail(what) },
       this.machineOptions.diskSectors,
     );
     this.disk = new SimSharedDisk(this.machineOptions.diskSectors * simSectorBytes, this.r, () => this.tick, { latencyMaxTicks: options.diskLatencyMaxTicks, retryTicks: 20 }, {
-      writeIssued: (path, offset, data) => this.check.writeIssued(this.everyNode.get(path.name)!, offset, data),
+      writeIssued: (path, offset, data) => {
+        const n = this.everyNode.get(path.name)!;
+        if (this.options.leasedArbiter && this.tick >= n.heldUntil) this.fail(`${n.nodeId} wrote the disk without a hold on epoch ${n.core.epoch} (it lasted until tick ${n.heldUntil})`);
+        this.check.writeIssued(n, offset, data);
+      },
       writeLanded: (_path, offset, data) => this.check.writeLanded(offset, data),
     });
     this.consoles = new SimConsoles(
@@ -135,7 +145,7 @@ export class SimCluster {
   }
 
   private node(name: string, nodeId: string, join: boolean): SimNode {
-    const n = new SimNode(name, nodeId, join, this.options.powerOnLogEntriesMax);
+    const n = new SimNode(name, nodeId, join, this.options.powerOnLogEntriesMax, this.options.leasedArbiter);
     this.everyNode.set(nodeId, n);
     return n;
   }
@@ -218,6 +228,7 @@ export class SimCluster {
     }
     this.deliver();
     this.answerClaims();
+    this.answerHolds();
     this.disk.tick();
     for (const n of this.nodes) {
       if (!this.running(n)) continue;
@@ -354,6 +365,34 @@ export class SimCluster {
     }
   }
 
+  /**
+   * Leased arbiter (as EtcdArbiter.hold): a primary asks every holdRenewTicks (and when it becomes
+   * primary); the arbiter, if reachable, confirms the hold for holdTicks from the asking to the
+   * winner of its current epoch, or tells a primary of an older epoch that a newer one exists.
+   */
+  private askHold(n: SimNode): void {
+    if (!this.options.leasedArbiter || n.core.role !== "primary") return;
+    this.holds.push({ at: this.tick + this.r.int(1, 10), askedAt: this.tick, node: n, epoch: n.core.epoch });
+  }
+
+  private answerHolds(): void {
+    const due = this.holds.filter((h) => h.at <= this.tick);
+    this.holds = this.holds.filter((h) => h.at > this.tick);
+    for (const h of due) {
+      const n = h.node;
+      if (!this.running(n) || this.tick <= this.arbiterDownUntil) continue;
+      if (this.arbiterEpoch === h.epoch && this.epochWinners.get(h.epoch) === n.nodeId) {
+        this.ownStats.holdsRenewed++;
+        if (n.heldUntil !== Number.NEGATIVE_INFINITY && h.askedAt >= n.heldUntil) this.ownStats.holdLapses++; // it had run out meanwhile
+        n.heldUntil = Math.max(n.heldUntil, h.askedAt + holdTicks);
+        this.apply(n, n.core.arbiterHeld(h.askedAt + holdTicks, this.tick));
+      } else if (this.arbiterEpoch > h.epoch && this.epochWinners.get(this.arbiterEpoch) !== n.nodeId) {
+        if (n.core.role === "primary") this.ownStats.newerEpochHalts++;
+        this.apply(n, n.core.arbiterNewer(this.arbiterEpoch));
+      }
+    }
+  }
+
   /** Carries out a node's effects, the way LockstepNode does with real I/O. */
   private apply(n: SimNode, effects: NodeEffect[]): void {
     for (const e of effects) {
@@ -415,6 +454,7 @@ export class SimCluster {
         }
         case "became-primary":
           this.becamePrimary(n, e.reissue);
+          this.askHold(n);
           break;
         case "disk-submit":
           n.disk?.submit(e.requests, e.slice);
@@ -439,6 +479,11 @@ export class SimCluster {
           break;
       }
     }
+    // a leased arbiter: console output leaves a primary only under a hold the arbiter confirmed
+    if (this.options.leasedArbiter && n.core.role === "primary" && n.core.stream.released > n.releasedBytes && this.tick >= n.heldUntil) {
+      this.fail(`${n.nodeId} released console output without a hold on epoch ${n.core.epoch} (it lasted until tick ${n.heldUntil})`);
+    }
+    n.releasedBytes = n.core.stream.released;
   }
 
   /** As LockstepNode: the port onto the shared disk, then the requests no completion was logged for, again. */
@@ -463,6 +508,7 @@ export class SimCluster {
       n.link = this.dialTarget(n);
       this.apply(n, n.core.peerConnected(this.tick));
     }
+    if (this.tick % holdRenewTicks === 0) this.askHold(n);
     this.apply(n, n.core.tick(this.tick, m?.slice ?? 0));
     if (!m || !n.alive || n.core.role === "halted") return;
     const before = m.slice;

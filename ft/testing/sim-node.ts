@@ -15,6 +15,10 @@ export const failureTimeoutMs = 150;
 export class SimNode {
   alive = true;
   pausedUntil = -1;
+  /** Leased arbiter: the hold the arbiter confirmed to this node lasts until this tick. */
+  heldUntil = Number.NEGATIVE_INFINITY;
+  /** Console bytes this node had released at the last check (a release must happen under a hold). */
+  releasedBytes = 0;
   machine: ScriptedMachineThread | undefined;
   /** The digest after each slice this node ran as primary. */
   digests = new Map<number, string>();
@@ -61,6 +65,7 @@ export class SimNode {
     readonly nodeId: string,
     readonly join: boolean,
     powerOnLogEntriesMax: number,
+    arbiterHold = false,
   ) {
     this.diskPath = new SimDiskPath(nodeId);
     this.core = new NodeCore({
@@ -70,6 +75,7 @@ export class SimNode {
       ...(join ? { join: true } : {}),
       primary: { unackedEntriesMax: 400, lagSlicesMax: 50, retention: { ...defaultLogRetention, powerOnLogEntriesMax } },
       consoleRetainBytes: 1 << 30,
+      ...(arbiterHold ? { arbiterHold: true } : {}),
     });
   }
 

@@ -38,6 +38,11 @@ export interface SimOptions {
    * another node id dials the primary meanwhile (a third node, for a while).
    */
   newcomerRate: number;
+  /**
+   * The arbiter has leases (as etcd): a primary must renew its hold on its epoch, and releases output
+   * and disk writes and runs its guest only while the hold lasts.
+   */
+  leasedArbiter: boolean;
 }
 
 export function simOptionsFromSeed(seed: number, ticks = 3000): SimOptions {
@@ -61,5 +66,6 @@ export function simOptionsFromSeed(seed: number, ticks = 3000): SimOptions {
     powerOnLogEntriesMax: r.chance(0.5) ? r.int(0, 300) : defaultLogRetention.powerOnLogEntriesMax,
     // drawn after the others, so that every other option of a seed stays what it was
     newcomerRate: r.chance(0.5) ? r.next() * 0.004 : 0,
+    leasedArbiter: r.chance(0.5),
   };
 }
