@@ -222,8 +222,9 @@ export async function statusCommand(urls: string[], json: boolean, tlsCa?: strin
       continue;
     }
     const lag = r.lagSlices === null || r.lagSlices === undefined ? "-" : `${r.lagSlices} slices`;
+    const hold = r.arbiterHeld === false ? "  NO HOLD AT THE ARBITER (waiting)" : "";
     process.stdout.write(
-      `${r.url}  ${String(r.role).padEnd(8)} epoch ${r.epoch}  ${r.role === "primary" ? (r.protected ? `protected by ${r.backup}` : "UNPROTECTED") : `state ${r.state}`}  slice ${r.slice}  lag ${lag}  log ${r.logEntries} entries  console ${r.releasedBytes}/${r.outputBytes} bytes\n`,
+      `${r.url}  ${String(r.role).padEnd(8)} epoch ${r.epoch}  ${r.role === "primary" ? (r.protected ? `protected by ${r.backup}` : "UNPROTECTED") : `state ${r.state}`}${hold}  slice ${r.slice}  lag ${lag}  log ${r.logEntries} entries  console ${r.releasedBytes}/${r.outputBytes} bytes\n`,
     );
   }
 }

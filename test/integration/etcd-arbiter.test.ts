@@ -90,6 +90,8 @@ describe("a pair with the etcd arbiter", () => {
       await until(async () => (await a.status()).arbiterHeld === true, 5000, "A's hold");
       etcd.pause();
       await until(async () => (await a.status()).arbiterHeld === false, 10_000, "A's hold to run out");
+      const metrics = await (await fetch(`http://127.0.0.1:${a.port}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
+      expect(metrics).toMatch(/^lockstep_arbiter_held 0$/m);
       const released = (await a.status()).releasedBytes;
       c.client.send(Buffer.from("ping\r"));
       await new Promise((r) => setTimeout(r, 1500));
