@@ -25,9 +25,9 @@ async function pairOnHosts(image: string, delayMs: number | undefined): Promise<
   await p.startStorage();
   const a = await p.start("A", "primary", "a", ["--image", image, "--disk", p.nbd]);
   if (delayMs === undefined) return { p, a };
-  const relay = new DelayRelay({ listenHost: p.lab.testIp, targetHost: a.host, targetPort: a.port, delayMs, jitterMs: delayMs / 10 });
+  const relay = new DelayRelay({ listenHost: p.lab.relayIp, localAddress: p.lab.relayIp, targetHost: a.host, targetPort: a.port, delayMs, jitterMs: delayMs / 10 });
   const port = await relay.listen();
-  const b = await p.start("B", "backup", "b", ["--connect", `ws://${p.lab.testIp}:${port}`]);
+  const b = await p.start("B", "backup", "b", ["--connect", `ws://${p.lab.relayIp}:${port}`]);
   return { p, a, b, relay };
 }
 

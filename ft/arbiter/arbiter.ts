@@ -4,11 +4,18 @@
  * `claim(epoch)`; exactly one claimant of an epoch wins. `undefined` means the arbiter could not be
  * reached: nobody may go live until it answers.
  */
-/** What renewing a hold answered: held for `leaseMs` from when the call began, or a newer epoch exists. */
-export type ArbiterHold = { type: "held"; leaseMs: number } | { type: "newer"; epoch: number };
+/**
+ * What renewing a hold answered: held for `leaseMs` from when the call began; a newer epoch exists;
+ * or the arbiter's newest epoch is older than the node's (its data was lost: a person must look).
+ */
+export type ArbiterHold = { type: "held"; leaseMs: number } | { type: "newer"; epoch: number } | { type: "forgotten"; epoch: number };
 
 export interface Arbiter {
-  claim(epoch: number, nodeId: string): Promise<boolean | undefined>;
+  /**
+   * `supersedes`: a backup names the primary it followed, whose hold it may take over at once; an
+   * arbiter with holds (etcd) answers undefined ("not yet") while any other node holds the epoch.
+   */
+  claim(epoch: number, nodeId: string, supersedes?: string): Promise<boolean | undefined>;
   /** The highest epoch claimed so far (0 if none), or undefined if unreachable. */
   current(): Promise<number | undefined>;
   /**
@@ -27,6 +34,8 @@ export interface Arbiter {
    * hold cannot be confirmed). Absent: holding needs no renewal (the file arbiter).
    */
   hold?(nodeId: string, epoch: number): Promise<ArbiterHold | undefined>;
+  /** Arbiters with holds: the node holding the newest epoch now (null: none), undefined if unreachable. */
+  holder?(): Promise<string | null | undefined>;
   /** Lets go of what the node holds at the arbiter (leases, connections). */
   close?(): Promise<void>;
 }
@@ -51,6 +60,8 @@ export interface StandbyBoard {
   registerStandby(nodeId: string, url: string): Promise<boolean | undefined>;
   /** Standby: takes the posted request if no other standby has; what to join, or undefined. */
   takeJoin(nodeId: string): Promise<JoinWanted | undefined>;
+  /** Standby: gives back a request it took and will not serve. */
+  giveBackJoin(): Promise<void>;
 }
 
 export function isStandbyBoard(a: Arbiter): a is Arbiter & StandbyBoard {

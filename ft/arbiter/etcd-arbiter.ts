@@ -13,20 +13,29 @@
  *   join             the one standby that took `want` (its lease: if it dies while joining, the
  *                    key goes and another standby takes the request)
  *
- * Claiming epoch N is one transaction: "epochs/N does not exist and `epoch` has not changed since
- * it was read (and is below N)" then write all three. Exactly one claimant of N can win it.
+ * Claiming epoch N is one transaction: "epochs/N does not exist, `epoch` and `holder` have not
+ * changed since they were read" then write all three, where what was read says `epoch` < N and
+ * `holder` is gone (its lease ran out), the claimant, or the primary the claimant followed as its
+ * backup (`supersedes`: that primary's disk lease and the output rule stop it already). Exactly one
+ * claimant of N can win it; a claimant facing another live holder gets no answer yet (undefined)
+ * and asks again, so a second `lockstep primary` on a running pair's prefix never wins while the
+ * pair's primary holds its epoch, even when it cannot reach that primary.
  *
- * The lease: the primary calls `hold` a few times per TTL. Each call renews the node's lease and
- * re-asserts `holder` for its epoch; it answers how long the hold lasts from the moment the call
- * began (the lease's TTL; etcd expires it no sooner), or that a newer epoch exists. A primary whose
- * hold ran out stops releasing output and disk writes; one that learns of a newer epoch halts.
+ * The lease: every node keeps one lease alive (renewed every TTL/4 by a timer here), and keys it
+ * owns go with it: its announcement, a standby's registration, the standby's `join`. A lease that
+ * expired at etcd (the node was cut off for longer than the TTL) is replaced, and the announcement
+ * and registration are written again. The primary calls `hold` a few times per TTL: it renews the
+ * lease and re-asserts `holder` for its epoch, and answers how long the hold lasts from the moment
+ * the call began (the TTL etcd granted; etcd expires the lease no sooner), or that a newer epoch
+ * exists. A primary whose hold ran out stops releasing output and disk writes; one that learns of
+ * a newer epoch halts.
  *
  * Every call is bounded (`timeoutMs`, as a gRPC deadline and a timer): an unreachable cluster
- * answers undefined, never stalls the node; etcd3's own retries and circuit breaker are off, so a
- * healed partition is seen at the next call.
+ * answers undefined, never stalls the node. A call that fails is tried once more on another member
+ * (of a cluster of three, one may be down), and a member that failed is skipped for a second.
  */
 import { randomUUID } from "node:crypto";
-import { noop } from "cockatiel";
+import { ConsecutiveBreaker, circuitBreaker, handleAll, noop, retry } from "cockatiel";
 import { Etcd3, EtcdLeaseInvalidError, type Lease } from "etcd3";
 import type { Arbiter, ArbiterHold, JoinWanted, StandbyBoard } from "./arbiter.js";
 
@@ -51,6 +60,15 @@ export class EtcdArbiter implements Arbiter, StandbyBoard {
   private readonly timeoutMs: number;
   private lease: Lease | undefined;
   private leaseId: string | undefined;
+  private granting: Promise<string> | undefined;
+  private grants = 0;
+  private keeper: NodeJS.Timeout | undefined;
+  /** Keys on this node's lease, written again after a new lease: always, or only if absent (`join`). */
+  private readonly owned = new Map<string, string>();
+  private readonly ownedIfAbsent = new Map<string, string>();
+  /** The `want` this primary posted last (it deletes only its own). */
+  private posted: string | undefined;
+  private board: Promise<void> = Promise.resolve();
 
   constructor(options: EtcdArbiterOptions) {
     this.timeoutMs = options.timeoutMs ?? 2000;
@@ -60,7 +78,10 @@ export class EtcdArbiter implements Arbiter, StandbyBoard {
       hosts: options.hosts.map((h) => `http://${h}`),
       dialTimeout: this.timeoutMs,
       defaultCallOptions: () => ({ deadline: Date.now() + this.timeoutMs }),
-      faultHandling: { host: () => noop, global: noop },
+      faultHandling: {
+        host: () => circuitBreaker(handleAll, { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(1) }),
+        global: options.hosts.length > 1 ? retry(handleAll, { maxAttempts: 1 }) : noop,
+      },
     });
   }
 
@@ -68,20 +89,25 @@ export class EtcdArbiter implements Arbiter, StandbyBoard {
     return this.prefix + name;
   }
 
-  claim(epoch: number, nodeId: string): Promise<boolean | undefined> {
+  claim(epoch: number, nodeId: string, supersedes?: string): Promise<boolean | undefined> {
     return this.bounded(async () => {
       for (let attempt = 0; attempt < 8; attempt++) {
-        const current = await this.client.get(this.key("epoch")).exec();
+        const [current, holder] = await Promise.all([this.client.get(this.key("epoch")).exec(), this.client.get(this.key("holder")).exec()]);
         const kv = current.kvs[0];
         const now = kv ? Number(kv.value.toString()) : 0;
         if (now >= epoch) {
           const owner = await this.client.get(this.key(`epochs/${pad(epoch)}`)).string();
           return owner === nodeId;
         }
-        const leaseId = await this.liveLease();
+        const held = holder.kvs[0];
+        const heldBy = held?.value.toString();
+        // another node holds the epoch and its lease is alive: not before it runs out
+        if (heldBy !== undefined && heldBy !== nodeId && heldBy !== supersedes) return undefined;
+        const leaseId = (await this.liveLease()).id;
         const txn = this.client
           .if(this.key(`epochs/${pad(epoch)}`), "Create", "==", 0)
           .and(this.key("epoch"), "Mod", "==", kv ? Number(kv.mod_revision) : 0)
+          .and(this.key("holder"), "Mod", "==", held ? Number(held.mod_revision) : 0)
           .then(
             this.client.put(this.key(`epochs/${pad(epoch)}`)).value(nodeId),
             this.client.put(this.key("epoch")).value(pad(epoch)),
@@ -107,7 +133,8 @@ export class EtcdArbiter implements Arbiter, StandbyBoard {
   }
 
   async announce(nodeId: string, url: string): Promise<void> {
-    await this.bounded(async () => this.client.put(this.key(`nodes/${nodeId}`)).value(JSON.stringify({ nodeId, url })).lease(await this.liveLease()));
+    this.owned.set(this.key(`nodes/${nodeId}`), JSON.stringify({ nodeId, url }));
+    await this.bounded(async () => this.client.put(this.key(`nodes/${nodeId}`)).value(JSON.stringify({ nodeId, url })).lease((await this.liveLease()).id));
   }
 
   async announced(): Promise<Array<{ nodeId: string; url: string }>> {
@@ -126,32 +153,45 @@ export class EtcdArbiter implements Arbiter, StandbyBoard {
 
   hold(nodeId: string, epoch: number): Promise<ArbiterHold | undefined> {
     return this.bounded(async (): Promise<ArbiterHold | undefined> => {
-      const leaseId = await this.liveLease();
+      const { id, ttlMs } = await this.liveLease();
       const held = await this.client
         .if(this.key("epoch"), "Value", "==", pad(epoch))
         .and(this.key("epochs/" + pad(epoch)), "Value", "==", nodeId)
-        .then(this.client.put(this.key("holder")).value(nodeId).lease(leaseId))
+        .then(this.client.put(this.key("holder")).value(nodeId).lease(id))
         .commit();
-      if (held.succeeded) return { type: "held", leaseMs: this.leaseTtlS * 1000 };
+      if (held.succeeded) return { type: "held", leaseMs: ttlMs };
       const current = Number((await this.client.get(this.key("epoch")).string()) ?? 0);
-      if (current <= epoch) return undefined;
+      if (current < epoch) return { type: "forgotten", epoch: current };
+      if (current === epoch) return undefined;
       // this node's own claim of the next epoch may have just won: not a newer primary
       const owner = await this.client.get(this.key(`epochs/${pad(current)}`)).string();
       return owner === nodeId ? undefined : { type: "newer", epoch: current };
     });
   }
 
-  async wantBackup(want: JoinWanted): Promise<void> {
-    await this.bounded(async () => this.client.put(this.key("want")).value(JSON.stringify(want)).lease(await this.liveLease()));
+  wantBackup(want: JoinWanted): Promise<void> {
+    return this.onBoard(async () => {
+      const text = JSON.stringify(want);
+      this.posted = text;
+      await this.client.put(this.key("want")).value(text).lease((await this.liveLease()).id);
+    });
   }
 
-  async backupFound(): Promise<void> {
-    await this.bounded(() => this.client.delete().key(this.key("want")).exec().then(() => this.client.delete().key(this.key("join")).exec()));
+  backupFound(): Promise<void> {
+    return this.onBoard(async () => {
+      const text = this.posted;
+      if (text === undefined) return;
+      // only this primary's own post goes, with the claim of the standby that answered it
+      const cleared = await this.client.if(this.key("want"), "Value", "==", text).then(this.client.delete().key(this.key("want")), this.client.delete().key(this.key("join"))).commit();
+      if (cleared.succeeded || (await this.client.get(this.key("want")).string()) !== text) this.posted = undefined;
+    });
   }
 
   registerStandby(nodeId: string, url: string): Promise<boolean | undefined> {
+    const key = this.key(`standbys/${nodeId}`);
+    this.owned.set(key, JSON.stringify({ nodeId, url }));
     return this.bounded(async () => {
-      await this.client.put(this.key(`standbys/${nodeId}`)).value(JSON.stringify({ nodeId, url })).lease(await this.liveLease());
+      await this.client.put(key).value(this.owned.get(key)!).lease((await this.liveLease()).id);
       return true;
     });
   }
@@ -167,13 +207,27 @@ export class EtcdArbiter implements Arbiter, StandbyBoard {
         return undefined;
       }
       if (typeof want.url !== "string" || typeof want.primary !== "string" || typeof want.epoch !== "number") return undefined;
+      const join = JSON.stringify({ standby: nodeId, ...want });
+      // only a post of the primary that holds the newest epoch now (not one of a primary that died)
       const taken = await this.client
         .if(this.key("join"), "Create", "==", 0)
         .and(this.key("want"), "Value", "==", text)
-        .then(this.client.put(this.key("join")).value(JSON.stringify({ standby: nodeId, ...want })).lease(await this.liveLease()))
+        .and(this.key("epoch"), "Value", "==", pad(want.epoch))
+        .and(this.key("holder"), "Value", "==", want.primary)
+        .then(this.client.put(this.key("join")).value(join).lease((await this.liveLease()).id))
         .commit();
-      return taken.succeeded ? want : undefined;
+      if (!taken.succeeded) return undefined;
+      this.ownedIfAbsent.set(this.key("join"), join);
+      return want;
     });
+  }
+
+  /** Standby: gives back the request it took (it will not join after all). */
+  giveBackJoin(): Promise<void> {
+    const join = this.ownedIfAbsent.get(this.key("join"));
+    this.ownedIfAbsent.delete(this.key("join"));
+    if (join === undefined) return Promise.resolve();
+    return this.bounded(() => this.client.if(this.key("join"), "Value", "==", join).then(this.client.delete().key(this.key("join"))).commit()).then(() => {});
   }
 
   /** Who holds the newest epoch now (its lease alive), or null; undefined if unreachable. */
@@ -181,49 +235,83 @@ export class EtcdArbiter implements Arbiter, StandbyBoard {
     return this.bounded(() => this.client.get(this.key("holder")).string());
   }
 
-  /** This node's lease, granted when first needed and again after it expired. */
-  async leaseFor(): Promise<string> {
-    if (this.leaseId !== undefined) return this.leaseId;
-    const lease = this.client.lease(this.leaseTtlS, { autoKeepAlive: false });
-    lease.on("lost", () => {
-      if (this.lease === lease) this.dropLease();
-    });
-    try {
-      this.leaseId = await lease.grant();
-    } catch (e) {
-      void lease.revoke().catch(() => {});
-      throw e;
-    }
-    this.lease = lease;
-    return this.leaseId;
+  /** This node's lease id, granted when first needed and again after it expired (one grant at a time). */
+  leaseFor(): Promise<string> {
+    if (this.leaseId !== undefined) return Promise.resolve(this.leaseId);
+    this.granting ??= (async () => {
+      const lease = this.client.lease(this.leaseTtlS, { autoKeepAlive: false });
+      try {
+        const id = await lease.grant();
+        this.lease = lease;
+        this.leaseId = id;
+        this.keepLeaseAlive();
+        if (this.grants++ > 0) void this.putOwnedAgain(id);
+        return id;
+      } catch (e) {
+        void lease.revoke().catch(() => {});
+        throw e;
+      } finally {
+        this.granting = undefined;
+      }
+    })();
+    return this.granting;
   }
 
   /**
-   * This node's lease, renewed now. One that expired at etcd (the node was cut off for longer than
-   * the TTL, or the cluster was rebuilt) took its keys with it: a new one is granted.
+   * This node's lease, renewed now, with the TTL etcd gives it. One that expired at etcd (the node
+   * was cut off for longer than the TTL, or the cluster was rebuilt) took its keys with it: a new
+   * one is granted.
    */
-  async liveLease(): Promise<string> {
+  async liveLease(): Promise<{ id: string; ttlMs: number }> {
     const id = await this.leaseFor();
+    const lease = this.lease!;
     try {
-      if (Number((await this.lease!.keepaliveOnce()).TTL) > 0) return id;
+      const ttl = Number((await lease.keepaliveOnce()).TTL);
+      if (ttl > 0) return { id, ttlMs: ttl * 1000 };
     } catch (e) {
       if (!(e instanceof EtcdLeaseInvalidError)) throw e;
     }
-    this.dropLease();
-    return this.leaseFor();
+    this.dropLease(lease);
+    const fresh = await this.leaseFor();
+    return { id: fresh, ttlMs: this.leaseTtlS * 1000 };
   }
 
-  private dropLease(): void {
-    this.lease?.removeAllListeners();
+  /** Every node keeps its lease alive (a backup's announcement, a joining standby's claim go with it). */
+  private keepLeaseAlive(): void {
+    if (this.keeper) return;
+    this.keeper = setInterval(() => void this.bounded(() => this.liveLease()), (this.leaseTtlS * 1000) / 4);
+    this.keeper.unref();
+  }
+
+  /** After a new lease: the keys this node owns, written again on it. */
+  private async putOwnedAgain(id: string): Promise<void> {
+    for (const [key, value] of this.owned) await this.bounded(() => this.client.put(key).value(value).lease(id).exec());
+    for (const [key, value] of this.ownedIfAbsent) await this.bounded(() => this.client.if(key, "Create", "==", 0).then(this.client.put(key).value(value).lease(id)).commit());
+  }
+
+  private dropLease(lease: Lease): void {
+    if (this.lease !== lease) return; // another call replaced it already
+    lease.removeAllListeners();
     this.lease = undefined;
     this.leaseId = undefined;
   }
 
+  /** Standby board operations of this node, one at a time, in order. */
+  private onBoard(op: () => Promise<void>): Promise<void> {
+    const next = this.board.then(() => this.bounded(op)).then(() => {});
+    this.board = next;
+    return next;
+  }
+
   /** Gives up this node's lease (its holder key and announcements go at once) and closes the client. */
   async close(): Promise<void> {
+    clearInterval(this.keeper);
+    this.keeper = undefined;
     const lease = this.lease;
-    this.dropLease();
-    if (lease) await this.bounded(() => lease.revoke()).catch(() => {});
+    if (lease) {
+      this.dropLease(lease);
+      await this.bounded(() => lease.revoke()).catch(() => {});
+    }
     this.client.close();
   }
 

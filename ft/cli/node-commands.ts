@@ -163,6 +163,11 @@ export async function standbyCommand(o: NodeCommandOptions): Promise<void> {
       if (registered === undefined && !unreachable) log.warn("the arbiter cannot be reached: still standing by");
       unreachable = registered === undefined;
       want = registered ? await arbiter.takeJoin(nodeId) : undefined;
+      if (want && stop) {
+        // told to stop while taking a request: give it back for another standby
+        await arbiter.giveBackJoin();
+        want = undefined;
+      }
       if (!want) await new Promise((r) => setTimeout(r, standbyPollMs));
     }
     process.off("SIGINT", onSignal);

@@ -59,6 +59,8 @@ export class BackupCore {
   private primaryAt: number | undefined;
   /** Output through this slice already left the primary unprotected: taking over needs it. */
   eligibleAt = 0;
+  /** The node id of the primary this backup follows (from its header). */
+  primaryId: string | undefined;
 
   constructor(private readonly config: BackupConfig) {
     this.log = new RetainedLog(0, config.retention);
@@ -148,6 +150,7 @@ export class BackupCore {
           else if (rt !== notEligible) this.eligibleAt = this.eligibleAt === notEligible ? rt : Math.max(this.eligibleAt, rt);
         }
         this.epoch = message.epoch;
+        this.primaryId = message.nodeId;
         if (message.checkpoint && !this.joinMode && !this.checkpointed) {
           this.joinMode = true;
           effects.push({ type: "join-from-checkpoint", have: this.have });
@@ -236,14 +239,14 @@ export class BackupCore {
       this.state = "claiming";
       this.claimingEpoch = this.epoch + 1;
       effects.push({ type: "log", level: "warn", msg: "primary failure suspected: claiming the next epoch", fields: { silentMs: nowMs - this.lastHeardMs, epoch: this.claimingEpoch } });
-      effects.push({ type: "claim-epoch", epoch: this.claimingEpoch });
+      effects.push({ type: "claim-epoch", epoch: this.claimingEpoch, ...(this.primaryId !== undefined ? { supersedes: this.primaryId } : {}) });
     }
     return effects;
   }
 
   arbiterAnswer(epoch: number, won: boolean | undefined): BackupEffect[] {
     if (this.state !== "claiming" || epoch !== this.claimingEpoch) return [];
-    if (won === undefined) return [{ type: "claim-epoch", epoch }];
+    if (won === undefined) return [{ type: "claim-epoch", epoch, ...(this.primaryId !== undefined ? { supersedes: this.primaryId } : {}) }];
     if (won) {
       this.epoch = epoch;
       this.state = "live";

@@ -144,6 +144,8 @@ export class NodeCore {
   /** With arbiterHold: the primary's hold on its epoch lasts until then (host ms). */
   private holdUntilMs = Number.NEGATIVE_INFINITY;
   private holdLapsed = false;
+  /** A checkpoint was dropped while the hold had run out: take another once it is renewed. */
+  private checkpointAfterHold = false;
   /** A backup is joining from a checkpoint: when it asked, and the guest's held time then. */
   private joinStart: { atMs: number; heldMs: number } | undefined;
   /** The last join from a checkpoint: how long until protected, and how long the guest was held meanwhile (ms). */
@@ -293,7 +295,8 @@ export class NodeCore {
   }
 
   /** The disk backend failed (reason) or works again (undefined): the guest waits while it fails. */
-  diskStall(reason: string | undefined): NodeEffect[] {
+  diskStall(reason: string | undefined, nowMs: number): NodeEffect[] {
+    this.nowMs = Math.max(this.nowMs, nowMs);
     this.diskStalled = reason !== undefined;
     return this.gateEffects();
   }
@@ -463,9 +466,16 @@ export class NodeCore {
   // ---------------------------------------------------------------- checkpoints (primary)
 
   /** The machine took the checkpoint a joining backup wanted (its control entry is in the log). */
-  checkpointTaken(): NodeEffect[] {
+  checkpointTaken(nowMs: number): NodeEffect[] {
+    this.nowMs = Math.max(this.nowMs, nowMs);
     const core = this.primary;
     if (!core || this.role !== "primary" || !core.checkpointWanted) return [];
+    // the checkpoint fixes the console offset the backup starts at: only what left may be before it
+    // (the joining backup asks again after a while)
+    if (!this.holding()) {
+      this.checkpointAfterHold = true;
+      return [{ type: "log", level: "warn", msg: "checkpoint not sent: the hold on the epoch at the arbiter has run out (another is taken once it is renewed)" }];
+    }
     const first = core.logLength;
     core.checkpointTaken(first);
     // joining: output leaves at once, so the whole stream is released here and the offset is final
@@ -523,11 +533,15 @@ export class NodeCore {
    * The arbiter confirmed this primary's hold on its epoch until `untilMs` (arbiterHold): output and
    * the guest, held while it had run out, go on.
    */
-  arbiterHeld(untilMs: number, nowMs: number): NodeEffect[] {
+  arbiterHeld(untilMs: number, nowMs: number, epoch: number): NodeEffect[] {
     this.nowMs = Math.max(this.nowMs, nowMs);
-    if (this.role !== "primary") return [];
+    if (this.role !== "primary" || epoch !== this.epoch) return []; // asked for another epoch
     this.holdUntilMs = Math.max(this.holdUntilMs, untilMs);
     const effects = [...this.release(nowMs), ...this.gateEffects()];
+    if (this.checkpointAfterHold && this.holding()) {
+      this.checkpointAfterHold = false;
+      if (this.primary?.checkpointWanted) effects.push({ type: "machine-checkpoint" });
+    }
     if (this.holdLapsed && this.holding()) {
       this.holdLapsed = false;
       effects.unshift({ type: "log", level: "info", msg: "the hold on the epoch at the arbiter is renewed", fields: { epoch: this.epoch } });

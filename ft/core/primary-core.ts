@@ -108,7 +108,12 @@ export type CoreEffect =
   | { type: "send"; message: PeerMessage }
   /** A backup wants to join from a checkpoint: take one at the next boundary (see checkpointTaken). */
   | { type: "checkpoint-wanted" }
-  | { type: "claim-epoch"; epoch: number }
+  /**
+   * Ask the arbiter for `epoch`. `supersedes`: the primary a backup followed, whose hold it may
+   * take over at once (that primary's disk lease and the output rule already stop it); any other
+   * holder must have let its hold run out first.
+   */
+  | { type: "claim-epoch"; epoch: number; supersedes?: string }
   | { type: "halt"; reason: string }
   | { type: "log"; level: "info" | "warn"; msg: string; fields?: Record<string, unknown> };
 

@@ -114,6 +114,9 @@ export class LockstepNode extends EventEmitter {
   private netLink: NetLink | undefined;
   private holdTimer: NodeJS.Timeout | undefined;
   private holdInFlight = false;
+  private forgottenSaidMs = Number.NEGATIVE_INFINITY;
+  private claimWaitSaidMs = Number.NEGATIVE_INFINITY;
+  private closed = false;
   /** Standbys (etcd): since when this primary has run without a backup, and when it last asked for one. */
   private unprotectedSinceMs: number | undefined;
   private backupWantedAtMs: number | undefined;
@@ -212,9 +215,7 @@ export class LockstepNode extends EventEmitter {
     await refuseIfPairRunning(options.arbiter, options.ca);
     const node = new LockstepNode({ ...options, arbiterId: await arbiterIdentity(options.arbiter) });
     const epoch = current + 1;
-    if (!(await options.arbiter.claim(epoch, options.nodeId))) {
-      throw new LockstepError(ErrorCode.usage, `Epoch ${epoch} was claimed by another node`, "another primary is starting in the same shared directory");
-    }
+    await claimAtStart(options.arbiter, epoch, options.nodeId, node.log);
     const { header, init } = await primaryMachine(options.image ?? "linux", options.memoryMiB, (config) => node.disk.openAtPowerOn(config, options.disk, options.sharedDir));
     node.header = header;
     node.machine = await MachineThread.start(init, node.machineEvents());
@@ -246,7 +247,7 @@ export class LockstepNode extends EventEmitter {
       executed: (slice) => this.effects(this.core.machineExecuted(slice)),
       checkpoint: (checkpoint, pauseMs) => {
         this.checkpoint = { checkpoint, pauseMs };
-        this.effects(this.core.checkpointTaken());
+        this.effects(this.core.checkpointTaken(nowMs()));
         this.checkpoint = undefined;
       },
       tookOver: (slice, pending) => this.effects(this.core.machineTookOver(slice, pending)),
@@ -282,7 +283,7 @@ export class LockstepNode extends EventEmitter {
         case "peer-refuse":
           break; // handled where the hello arrived (onPeerMessage)
         case "claim-epoch":
-          this.claim(e.epoch);
+          this.claim(e.epoch, e.supersedes);
           break;
         case "log":
           this.log[e.level](e.fields ?? {}, e.msg);
@@ -348,7 +349,7 @@ export class LockstepNode extends EventEmitter {
   }
 
   private becamePrimary(epoch: number, reissue: DiskRequest[]): void {
-    this.disk.attach(this.machine!, reissue, (reason) => this.effects(this.core.diskStall(reason)), { node: this.options.nodeId, epoch: () => this.core.epoch });
+    this.disk.attach(this.machine!, reissue, (reason) => this.effects(this.core.diskStall(reason, nowMs())), { node: this.options.nodeId, epoch: () => this.core.epoch });
     const net = this.options.net;
     if (net && net.mode !== "none" && !this.header?.machine.nic) this.log.warn({ net: net.mode }, "--net is ignored: the machine has no network card");
     if (net && net.mode !== "none" && this.header?.machine.nic && !this.netLink) {
@@ -393,9 +394,12 @@ export class LockstepNode extends EventEmitter {
     this.effects(this.core.tick(nowMs(), this.machine?.slice ?? 0));
   }
 
-  private claim(epoch: number): void {
-    this.options.arbiter.claim(epoch, this.options.nodeId).then((won) => {
-      if (won === undefined) this.log.warn({ epoch }, "arbiter unreachable: nobody goes live until it answers");
+  private claim(epoch: number, supersedes?: string): void {
+    this.options.arbiter.claim(epoch, this.options.nodeId, supersedes).then((won) => {
+      if (won === undefined && performance.now() - this.claimWaitSaidMs > 2000) {
+        this.claimWaitSaidMs = performance.now();
+        this.log.warn({ epoch }, "no answer from the arbiter yet (unreachable, or another node's hold has not run out): nobody goes live until it answers");
+      }
       const answer = () => this.effects(this.core.arbiterAnswer(epoch, won));
       if (won === undefined) setTimeout(answer, 100);
       else answer();
@@ -443,17 +447,30 @@ export class LockstepNode extends EventEmitter {
 
   private renewHold(): void {
     const arbiter = this.options.arbiter;
-    if (!arbiter.hold || this.core.role !== "primary" || this.holdInFlight) return;
+    if (!arbiter.hold || this.core.role !== "primary" || this.holdInFlight || this.closed) return;
     this.holdInFlight = true;
     const askedMs = nowMs();
-    void arbiter.hold(this.options.nodeId, this.core.epoch).then((hold) => {
-      this.holdInFlight = false;
-      if (hold?.type === "held") this.effects(this.core.arbiterHeld(askedMs + hold.leaseMs * 0.9, nowMs()));
-      else if (hold?.type === "newer") this.effects(this.core.arbiterNewer(hold.epoch));
-    });
+    const epoch = this.core.epoch;
+    arbiter
+      .hold(this.options.nodeId, epoch)
+      .then((hold) => {
+        this.holdInFlight = false;
+        if (this.closed) return;
+        if (hold?.type === "held") this.effects(this.core.arbiterHeld(askedMs + hold.leaseMs * 0.9, nowMs(), epoch));
+        else if (hold?.type === "newer") this.effects(this.core.arbiterNewer(hold.epoch));
+        else if (hold?.type === "forgotten" && askedMs - this.forgottenSaidMs > 10_000) {
+          this.forgottenSaidMs = askedMs;
+          this.log.error({ epoch, arbiterEpoch: hold.epoch }, "the arbiter's newest epoch is older than this primary's (was its data lost?): output waits until an epoch is held again");
+        }
+      })
+      .catch((e: unknown) => {
+        this.holdInFlight = false;
+        this.log.error({ err: e }, "renewing the hold failed");
+      });
   }
 
   private halted(reason: string): void {
+    clearInterval(this.holdTimer);
     void this.machine?.kill();
     // a halted node never touches the shared disk again: the new primary owns it
     this.disk.stop();
@@ -465,6 +482,7 @@ export class LockstepNode extends EventEmitter {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     clearInterval(this.ticker);
     clearInterval(this.holdTimer);
     this.link.close();
@@ -494,5 +512,29 @@ export class LockstepNode extends EventEmitter {
       if (effects.some((e) => e.type === "peer-accept")) this.link.adopt(from);
     }
     this.effects(effects);
+  }
+}
+
+/** How long a new primary waits for another node's hold on the epoch to run out (a pair that just died). */
+const startHoldWaitMs = 5000;
+
+/**
+ * A new primary claims the next epoch. On a leased arbiter a node that still holds the epoch (its
+ * lease alive) means a pair is running there, even if this host cannot reach its nodes: after
+ * waiting a lease's length for it to run out (a pair that just died), that is PAIR_RUNNING.
+ */
+async function claimAtStart(arbiter: Arbiter, epoch: number, nodeId: string, log: Logger): Promise<void> {
+  const deadline = performance.now() + startHoldWaitMs;
+  for (let said = false; ; said = true) {
+    const won = await arbiter.claim(epoch, nodeId);
+    if (won === true) return;
+    if (won === false) throw new LockstepError(ErrorCode.pairRunning, `Epoch ${epoch} was claimed by another node`, "another primary is starting on the same arbiter");
+    const holder = arbiter.holder ? await arbiter.holder() : undefined;
+    if (performance.now() >= deadline) {
+      if (holder) throw new LockstepError(ErrorCode.pairRunning, `A lockstep pair is already running on this arbiter: ${holder} holds epoch ${epoch - 1} (its lease is alive)`, "stop that pair first, or give this one its own --arbiter prefix (and disk)");
+      throw new LockstepError(ErrorCode.arbiter, "The arbiter cannot be reached", "check --arbiter or --shared-dir: the directory must exist and be writable; an etcd cluster must answer");
+    }
+    if (!said && holder) log.warn({ holder, epoch: epoch - 1 }, "another node holds the epoch at the arbiter: waiting for its lease to run out");
+    await new Promise((r) => setTimeout(r, 250));
   }
 }

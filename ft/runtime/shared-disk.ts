@@ -6,7 +6,8 @@
  * rule releases them; a failing backend is reported (the guest waits until it works again).
  *
  * For tests that check who wrote the disk in which epoch (partitions), LOCKSTEP_DISK_WRITE_LOG=FILE
- * makes the node append one JSON line per write, `{node, epoch, offset, bytes}`, in the same step as
+ * makes the node append one JSON line per write, `{node, epoch, offset, bytes, atMs}` (host wall
+ * time, comparable between the processes of one machine), in the same step as
  * the write leaves the process (after the lease check): a write not in that file was never made.
  */
 import { appendFileSync, existsSync } from "node:fs";
@@ -122,7 +123,7 @@ function journaled(backend: DiskBackend, file: string, who: { node: string; epoc
     write: (offset, data, mayStart) =>
       backend.write(offset, data, () => {
         const ok = mayStart?.() ?? true;
-        if (ok) appendFileSync(file, JSON.stringify({ node: who.node, epoch: who.epoch(), offset, bytes: data.length }) + "\n");
+        if (ok) appendFileSync(file, JSON.stringify({ node: who.node, epoch: who.epoch(), offset, bytes: data.length, atMs: Date.now() }) + "\n");
         return ok;
       }),
     close: () => backend.close(),

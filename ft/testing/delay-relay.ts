@@ -12,6 +12,8 @@ export interface DelayRelayOptions {
   listenHost: string;
   targetHost: string;
   targetPort: number;
+  /** The address to dial from (default: the system's choice). */
+  localAddress?: string;
   /** One-way delay added (ms). */
   delayMs: number;
   jitterMs?: number;
@@ -27,7 +29,7 @@ export class DelayRelay {
   constructor(private readonly options: DelayRelayOptions) {
     this.random = new SeededRandom(options.seed ?? 1);
     this.server = createServer((client) => {
-      const upstream = connect(options.targetPort, options.targetHost);
+      const upstream = connect({ port: options.targetPort, host: options.targetHost, ...(options.localAddress ? { localAddress: options.localAddress } : {}) });
       for (const s of [client, upstream]) {
         s.setNoDelay(true);
         this.sockets.add(s);

@@ -2,8 +2,10 @@
  * A lockstep pair on hosts that share only a network: NetLab namespaces "a" and "b" run the nodes,
  * "s" runs the storage and the arbiter (nbdkit over TCP and a single-node etcd). Each node has its
  * own directory (never another's). The disk journal (LOCKSTEP_DISK_WRITE_LOG) records every write
- * with its node and epoch; a poller reads every node's /status every 50 ms and records who released
- * console output in which epoch. Used by the partition tests and the standby test.
+ * with its node, epoch and time; a poller reads every node's /status every 50 ms and records who
+ * released console output in which epoch, and when (between two polls). From both, `doubleLive()`
+ * finds split brain: two nodes acting in one epoch, or a node of an older epoch acting after a
+ * node of a newer one had. Used by the partition, shaped-link and standby tests and bench:hosts.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -37,6 +39,9 @@ export class LabPair {
   readonly prefix = "pair";
   /** (epoch -> nodes) that released console output while primary in that epoch, from /status. */
   readonly releasers = new Map<number, Set<string>>();
+  /** Every release seen: by whom, in which epoch, between which two polls (host ms). */
+  readonly releases: Array<{ node: string; epoch: number; fromMs: number; toMs: number }> = [];
+  private lastPollMs = new Map<string, number>();
   /** Polls in which two nodes were primary at the same epoch. */
   readonly samePrimaryEpoch: string[] = [];
   private last = new Map<string, Seen>();
@@ -104,12 +109,14 @@ export class LabPair {
   }
 
   private async poll(): Promise<void> {
-    const seen = await Promise.all(this.nodes.filter((n) => n.running).map(async (n) => [n.name, await n.status<Seen>(500).catch(() => undefined)] as const));
+    const seen = await Promise.all(this.nodes.filter((n) => n.running).map(async (n) => [n.name, await n.status<Seen>(500).catch(() => undefined), Date.now()] as const));
     const primaries = new Map<number, string>();
-    for (const [name, s] of seen) {
+    for (const [name, s, atMs] of seen) {
       if (!s) continue;
       const before = this.last.get(name);
+      const beforeMs = this.lastPollMs.get(name) ?? atMs;
       this.last.set(name, s);
+      this.lastPollMs.set(name, atMs);
       if (s.role !== "primary") continue;
       const other = primaries.get(s.epoch);
       if (other !== undefined) this.samePrimaryEpoch.push(`${other} and ${name} both primary at epoch ${s.epoch}`);
@@ -118,22 +125,29 @@ export class LabPair {
         const set = this.releasers.get(s.epoch) ?? new Set<string>();
         set.add(name);
         this.releasers.set(s.epoch, set);
+        this.releases.push({ node: name, epoch: s.epoch, fromMs: beforeMs, toMs: atMs });
       }
     }
+  }
+
+  /** Every disk write in the journal: by whom, in which epoch, when (host ms). */
+  writes(): Array<{ node: string; epoch: number; atMs: number }> {
+    let text = "";
+    try {
+      text = readFileSync(this.journal, "utf8");
+    } catch {
+      return [];
+    }
+    return text
+      .split("\n")
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as { node: string; epoch: number; atMs: number });
   }
 
   /** epoch -> the nodes that wrote the disk in it (from the journal). */
   writers(): Map<number, Set<string>> {
     const map = new Map<number, Set<string>>();
-    let text = "";
-    try {
-      text = readFileSync(this.journal, "utf8");
-    } catch {
-      return map;
-    }
-    for (const line of text.split("\n")) {
-      if (!line) continue;
-      const w = JSON.parse(line) as { node: string; epoch: number };
+    for (const w of this.writes()) {
       const set = map.get(w.epoch) ?? new Set<string>();
       set.add(w.node);
       map.set(w.epoch, set);
@@ -141,13 +155,35 @@ export class LabPair {
     return map;
   }
 
-  /** Epochs in which more than one node released output or wrote the disk. */
+  /**
+   * Split brain, from what the nodes did: an epoch in which two nodes released output or wrote the
+   * disk, two nodes primary at one epoch, or an act (release, write) of an older epoch that surely
+   * came after an act of a newer one (a release is known to lie between two polls 50 ms apart).
+   */
   doubleLive(): string[] {
     const found: string[] = [...this.samePrimaryEpoch];
     for (const [what, map] of [["released output", this.releasers], ["wrote the disk", this.writers()]] as const) {
       for (const [epoch, set] of map) if (set.size > 1) found.push(`epoch ${epoch}: ${[...set].join(" and ")} ${what}`);
     }
-    return found;
+    const acts = [...this.releases.map((r) => ({ ...r, what: "released output" })), ...this.writes().map((w) => ({ node: w.node, epoch: w.epoch, fromMs: w.atMs, toMs: w.atMs, what: "wrote the disk" }))];
+    // per epoch, the latest moment its first act had surely happened by
+    const firstActBy = new Map<number, { toMs: number; node: string }>();
+    for (const a of acts) if ((firstActBy.get(a.epoch)?.toMs ?? Infinity) > a.toMs) firstActBy.set(a.epoch, { toMs: a.toMs, node: a.node });
+    for (const a of acts) {
+      for (const [epoch, first] of firstActBy) {
+        if (epoch > a.epoch && a.fromMs > first.toMs) found.push(`${a.node} ${a.what} in epoch ${a.epoch} at ${a.fromMs}, after ${first.node} of epoch ${epoch} had acted (by ${first.toMs})`);
+      }
+    }
+    return found.slice(0, 20);
+  }
+
+  /** Acts (releases surely inside, writes) between these host times: what a waiting pair must not do. */
+  actsBetween(fromMs: number, toMs: number): string[] {
+    const releases = this.releases.filter((r) => r.fromMs >= fromMs && r.toMs <= toMs).map((r) => `${r.node} released output (epoch ${r.epoch}) between ${r.fromMs} and ${r.toMs}`);
+    const writes = this.writes()
+      .filter((w) => w.atMs >= fromMs && w.atMs <= toMs)
+      .map((w) => `${w.node} wrote the disk (epoch ${w.epoch}) at ${w.atMs}`);
+    return [...releases, ...writes];
   }
 
   durable(): number[] {

@@ -1,8 +1,9 @@
 /**
  * NetLab: hosts as network namespaces on one machine, for tests of a pair across a real network
  * path. Each host is a namespace with one interface (eth0, a veth) on a bridge in the test's own
- * namespace, which also has an address on the bridge (the test reaches every host from there, and
- * a DelayRelay placed there sits on the path between two hosts). Nothing leaves the machine.
+ * namespace, which also has two addresses on the bridge: the test reaches every host from one
+ * (never subject to loss), and a DelayRelay placed on the other sits on the path between two hosts
+ * (its traffic is lost like any host's). Nothing leaves the machine.
  *
  * Faults are rules inside the hosts, so they never touch the test's own view of the hosts:
  *   cut(a, b)             drops all traffic between a and b (`oneWay`: only what a sends to b)
@@ -43,8 +44,10 @@ const liveLabs = new Set<NetLab>();
 
 export class NetLab {
   readonly hosts = new Map<string, LabHost>();
-  /** The test's own address on the bridge. */
+  /** The test's own address on the bridge (its traffic is never dropped for loss: status polls). */
   readonly testIp: string;
+  /** A second address of the test's namespace, for relays on the path between hosts (lossy like any host's). */
+  readonly relayIp: string;
   private readonly faults = new Map<string, Faults>();
 
   private constructor(
@@ -52,6 +55,7 @@ export class NetLab {
     private readonly subnet: string,
   ) {
     this.testIp = `${subnet}.254`;
+    this.relayIp = `${subnet}.253`;
   }
 
   /** Whether this machine lets the test make namespaces (root with iproute2 and nftables). */
@@ -80,6 +84,7 @@ export class NetLab {
   private build(names: string[]): void {
     run("ip", ["link", "add", this.bridge, "type", "bridge"]);
     run("ip", ["addr", "add", `${this.testIp}/24`, "dev", this.bridge]);
+    run("ip", ["addr", "add", `${this.relayIp}/24`, "dev", this.bridge]);
     run("ip", ["link", "set", this.bridge, "up"]);
     names.forEach((name, i) => {
       const host: LabHost = { name, netns: `ls${this.id}-${name}`, ip: `${this.subnet}.${i + 1}` };
@@ -135,10 +140,11 @@ export class NetLab {
     if (mbit !== undefined) this.exec(name, ["tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", `${mbit}mbit`, "burst", "64kb", "latency", "100ms"]);
   }
 
-  /** Packets `name` has dropped for loss under its present loss setting (both ways). */
-  lossDrops(name: string): number {
+  /** Packets `name` has dropped for loss under its present loss setting (both ways): to and from a relay, or all others. */
+  lossDrops(name: string, which: "relay" | "direct"): number {
     const r = spawnSync("ip", ["netns", "exec", this.host(name).netns, "nft", "list", "table", "inet", "lab"], { encoding: "utf8" });
-    return [...r.stdout.matchAll(/counter packets (\d+) bytes \d+ drop comment "loss"/g)].reduce((n, m) => n + Number(m[1]), 0);
+    const comment = which === "relay" ? "loss-relay" : "loss";
+    return [...r.stdout.matchAll(new RegExp(`counter packets (\\d+) bytes \\d+ drop comment "${comment}"`, "g"))].reduce((n, m) => n + Number(m[1]), 0);
   }
 
   /** Lifts every cut and every loss. */
@@ -157,9 +163,12 @@ export class NetLab {
     const inn = [...f.cutFrom].map((ip) => `ip saddr ${ip} drop`);
     if (f.lossPercent > 0) {
       // the test's own traffic (status polls) is never lost
+      // (counted apart: what crossed a relay, what went between hosts directly)
       const share = f.lossPercent >= 100 ? "" : ` numgen random mod 10000 < ${Math.round(f.lossPercent * 100)}`;
-      out.push(`ip daddr != ${this.testIp}${share} counter drop comment "loss"`);
-      inn.push(`ip saddr != ${this.testIp}${share} counter drop comment "loss"`);
+      out.push(`ip daddr ${this.relayIp}${share} counter drop comment "loss-relay"`);
+      inn.push(`ip saddr ${this.relayIp}${share} counter drop comment "loss-relay"`);
+      out.push(`ip daddr != { ${this.testIp}, ${this.relayIp} }${share} counter drop comment "loss"`);
+      inn.push(`ip saddr != { ${this.testIp}, ${this.relayIp} }${share} counter drop comment "loss"`);
     }
     const table = [
       "table inet lab",

@@ -168,7 +168,7 @@ export class SimCluster {
       executed: (slice) => this.apply(n, n.core.machineExecuted(slice)),
       checkpoint: (bytes) => {
         n.checkpoint = bytes;
-        this.apply(n, n.core.checkpointTaken());
+        this.apply(n, n.core.checkpointTaken(this.tick));
         n.checkpoint = undefined;
       },
       tookOver: (slice, pending) => {
@@ -385,7 +385,7 @@ export class SimCluster {
         this.ownStats.holdsRenewed++;
         if (n.heldUntil !== Number.NEGATIVE_INFINITY && h.askedAt >= n.heldUntil) this.ownStats.holdLapses++; // it had run out meanwhile
         n.heldUntil = Math.max(n.heldUntil, h.askedAt + holdTicks);
-        this.apply(n, n.core.arbiterHeld(h.askedAt + holdTicks, this.tick));
+        this.apply(n, n.core.arbiterHeld(h.askedAt + holdTicks, this.tick, h.epoch));
       } else if (this.arbiterEpoch > h.epoch && this.epochWinners.get(this.arbiterEpoch) !== n.nodeId) {
         if (n.core.role === "primary") this.ownStats.newerEpochHalts++;
         this.apply(n, n.core.arbiterNewer(this.arbiterEpoch));
@@ -491,7 +491,7 @@ export class SimCluster {
     const machine = n.machine!;
     n.disk ??= this.disk.port(n.diskPath, { queueDiskRead: (id, data) => machine.diskRead(id, data), queueDiskWrite: (id) => machine.diskWrite(id) }, (reason) => {
       if (reason) this.ownStats.diskStalls++;
-      this.apply(n, n.core.diskStall(reason));
+      this.apply(n, n.core.diskStall(reason, this.tick));
     });
     if (reissue.length === 0) return;
     for (const r of reissue) if (r.op === "write") n.writeTags.set(r.id, machine.slice);

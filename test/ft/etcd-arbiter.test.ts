@@ -1,5 +1,6 @@
 // The etcd arbiter against a real single-node etcd on loopback: exactly one claimant of an epoch
-// wins, also when many race; a winner that asks again still wins; the hold is renewed only by the
+// wins, also when many race; a winner that asks again still wins; a claimant that did not follow
+// the holder waits until the holder's lease has run out; the hold is renewed only by the
 // epoch's winner and answers "newer" once a later epoch exists; a node's announcement and hold go
 // with its lease; a cluster that is down answers "unreachable" in bounded time, and the next call
 // after it returns succeeds (no circuit breaker in the way).
@@ -42,10 +43,24 @@ describe("EtcdArbiter", () => {
     expect(await a.claim(1, "A")).toBe(true);
     expect(await a.claim(1, "A")).toBe(true);
     expect(await a.claim(1, "B")).toBe(false);
-    expect(await a.claim(2, "B")).toBe(true);
+    expect(await a.claim(2, "B", "A")).toBe(true); // B followed A as its backup
     expect(await a.claim(2, "A")).toBe(false);
     expect(await a.claim(1, "C")).toBe(false);
     expect(await a.current()).toBe(2);
+  });
+
+  it("a claimant that did not follow the holder gets no answer until the holder's lease ran out", async () => {
+    const prefix = `wait${++prefixes}`;
+    const a = arbiter(prefix);
+    const c = arbiter(prefix);
+    expect(await a.claim(1, "A")).toBe(true);
+    expect(await c.claim(2, "C")).toBeUndefined(); // A holds epoch 1 and renews its lease
+    expect(await c.claim(2, "C", "X")).toBeUndefined(); // following someone else is no excuse
+    a.client.close(); // A dies: nothing renews its lease any more (1 s)
+    const t0 = performance.now();
+    await expect.poll(() => c.claim(2, "C"), { timeout: 5000, interval: 100 }).toBe(true);
+    expect(performance.now() - t0).toBeGreaterThan(300);
+    expect(await c.holder()).toBe("C");
   });
 
   it("both nodes of a prefix see one identity; another prefix has another", async () => {
@@ -63,7 +78,7 @@ describe("EtcdArbiter", () => {
     expect(await a.claim(1, "A")).toBe(true);
     expect(await a.hold("A", 1)).toEqual({ type: "held", leaseMs: 1000 });
     expect(await b.hold("B", 1)).toBeUndefined(); // B never won epoch 1
-    expect(await b.claim(2, "B")).toBe(true);
+    expect(await b.claim(2, "B", "A")).toBe(true);
     expect(await a.hold("A", 1)).toEqual({ type: "newer", epoch: 2 });
     expect(await a.holder()).toBe("B");
   });
@@ -81,7 +96,7 @@ describe("EtcdArbiter", () => {
     expect(await watcher.current()).toBe(1); // the epoch itself is never leased
     // a node whose lease expired at etcd (cut off longer than the TTL) holds again once it is back
     const c = arbiter(prefix);
-    expect(await c.claim(2, "C")).toBe(true);
+    expect(await c.claim(2, "C", "A")).toBe(true);
     await c.client.leaseClient.leaseRevoke({ ID: await c.leaseFor() });
     expect(await watcher.holder()).toBeNull();
     expect(await c.hold("C", 2)).toEqual({ type: "held", leaseMs: 1000 });

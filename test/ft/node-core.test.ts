@@ -153,7 +153,7 @@ describe("the pause a join costs the guest", () => {
     core.startPrimary(1, header, 0);
     core.machineBatch(batch(1, 0), 0);
     expect(core.peerMessage({ type: "hello", epoch: 0, nodeId: "B", have: 0, join: true }, 1, true)).toContainEqual({ type: "machine-checkpoint" });
-    core.checkpointTaken();
+    core.checkpointTaken(0);
     core.checkpointSent();
     // the backup builds its machine; the primary runs ahead until lag control holds it (at 20)
     for (let s = 2; s <= 60; s++) core.machineBatch(batch(s, 20), 20);
@@ -175,7 +175,7 @@ describe("a primary on a leased arbiter (etcd)", () => {
     expect(gates(core.startPrimary(1, header, 0))).toEqual([]); // no hold yet: the gate stays shut
     core.machineBatch(output(1, 0), 0);
     expect(core.stream.released).toBe(0);
-    const held = core.arbiterHeld(1000, 5);
+    const held = core.arbiterHeld(1000, 5, 1);
     expect(gates(held)).toEqual([true]);
     expect(core.stream.released).toBe(4); // "out1" left once the hold was confirmed
     expect(core.status().arbiterHeld).toBe(true);
@@ -190,7 +190,7 @@ describe("a primary on a leased arbiter (etcd)", () => {
     expect(core.machineBatch(output(4, 1002), 1002)).toContainEqual({ type: "disk-release", slice: 4, untilMs: 1000 });
     expect(core.status().arbiterHeld).toBe(false);
     // renewed: what waited leaves, the guest goes on
-    const renewed = core.arbiterHeld(2500, 1100);
+    const renewed = core.arbiterHeld(2500, 1100, 1);
     expect(gates(renewed)).toEqual([true]);
     expect(core.stream.released).toBe(16);
   });

@@ -111,7 +111,7 @@ describe("a pair with the etcd arbiter", () => {
     await until(async () => (await a.status()).arbiterHeld === true, 10_000, "A's hold");
     const intruder = new EtcdArbiter({ hosts: [etcd.endpoint], prefix });
     try {
-      expect(await intruder.claim(2, "X")).toBe(true);
+      expect(await intruder.claim(2, "X", "A")).toBe(true); // as a backup of A that took over while A could not see it
     } finally {
       await intruder.close();
     }

@@ -1,9 +1,10 @@
 // Redundancy restored without a person: hosts a, b, c as network namespaces (s runs etcd and the NBD
 // disk). A primary on a, its backup on b, two standbys on c. The backup's host dies (SIGKILL): one
 // standby is chosen through etcd; it dies while joining, and the other one is chosen and joins, so
-// the pair is protected again with nothing typed, and the two never joined at once. Then a standby
-// is started on b (the host came back) and the primary's host dies: the backup on c takes over and
-// the standby on b joins it. The guest writes records to the disk all along: every record once and
+// the pair is protected again with nothing typed, and the two never joined at once. Then two
+// standbys are started on b (the host came back) and the primary's host dies: the backup on c takes
+// over and exactly one standby on b joins it (the other one is never chosen, although the join takes
+// longer than a lease). The guest writes records to the disk all along: every record once and
 // in order on the console, never two nodes live in an epoch, fsck clean. Prints the times from each
 // kill to "protected" again. A standby registered for another guest is never chosen.
 import { spawnSync } from "node:child_process";
@@ -55,15 +56,21 @@ describe("standbys (etcd)", () => {
     console.log(`backup killed -> protected by a standby (the first one chosen died joining): ${backupKillToProtectedMs} ms (the second waited ${Math.round(performance.now() - firstDiedAt)} ms after the first died)`);
     await recordsAfter(3, `records while protected by ${second.name}`);
 
-    // b comes back as a standby; the primary's host dies
-    const standbyB = await p.start("S-b", "standby", "b", []);
+    // b comes back with two standbys; the primary's host dies
+    const onB = [await p.start("S-b1", "standby", "b", []), await p.start("S-b2", "standby", "b", [])];
     const killedA = performance.now();
     a.kill("SIGKILL");
     await second.waitEvent("live", 20_000);
-    await until(async () => (await second.status()).protected === true && (await second.status()).backup === standbyB.name, 60_000, () => `${standbyB.name} to protect ${second.name}: ${standbyB.stderr.slice(-1500)}\n${second.name}: ${second.stderr.slice(-1500)}`);
+    await until(async () => onB.some(chosen), 30_000, () => `a standby on b to be chosen; ${second.name}: ${second.stderr.slice(-1500)}`);
+    const joiner = onB.find(chosen)!;
+    const spare = onB.find((n) => n !== joiner)!;
+    await until(async () => (await second.status()).protected === true && (await second.status()).backup === joiner.name, 60_000, () => `${joiner.name} to protect ${second.name}: ${joiner.stderr.slice(-1500)}\n${second.name}: ${second.stderr.slice(-1500)}`);
     const primaryKillToProtectedMs = Math.round(performance.now() - killedA);
     console.log(`primary killed -> its backup took over and a standby protects it: ${primaryKillToProtectedMs} ms`);
     await recordsAfter(3, "records after the second join");
+    // all through a join that took longer than a lease, and after it, the other standby was never chosen
+    expect(chosen(spare)).toBe(false);
+    expect(spare.running).toBe(true);
 
     p.client.send(Buffer.from("touch /tmp/stop\r"));
     await until(() => /writer-stopped/.test(p.out), 30_000, () => `the writer to stop${tail()}`);
