@@ -555,6 +555,11 @@ export class NodeCore {
     return this.halt(`epoch ${epoch} exists at the arbiter (this primary had ${this.epoch}): another node is primary`);
   }
 
+  /** With a leased arbiter: whether this primary holds its epoch now (null: not a primary, or no lease to hold). */
+  get holdsEpoch(): boolean | null {
+    return this.config.arbiterHold && this.role === "primary" ? this.holding() : null;
+  }
+
   /** Whether this primary may act now (always, on an arbiter without leases). */
   private holding(): boolean {
     return !this.config.arbiterHold || this.nowMs < this.holdUntilMs;
@@ -659,8 +664,7 @@ export class NodeCore {
       outputBytes: this.stream.end,
       releasedBytes: this.stream.released,
       haltReason: this.haltReason ?? null,
-      /** With a leased arbiter: whether this primary holds its epoch now (null: no lease to hold). */
-      arbiterHeld: this.config.arbiterHold && this.role === "primary" ? this.holding() : null,
+      arbiterHeld: this.holdsEpoch,
       outputDelayMs: this.outputDelay.summary(),
       backupLagMs: this.backupLag.summary(),
       guestHeldMs: Math.round(this.guestHeldMs()),

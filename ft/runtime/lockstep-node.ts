@@ -35,7 +35,7 @@ import type { PeerMessage } from "../wire/peer-messages.js";
 import { sendCheckpoint, type CheckpointSent } from "./checkpoint-sender.js";
 import { ConsoleServer } from "./console-server.js";
 import { backupMachine, primaryMachine } from "./machine-init.js";
-import { arbiterIdentity, refuseIfPairRunning } from "./arbiter-checks.js";
+import { arbiterIdentity, arbiterUnreachable, claimAtStart, refuseIfPairRunning } from "./arbiter-checks.js";
 import { nodeMetrics, processMemoryMiB } from "./node-metrics.js";
 import { PeerLink } from "./peer-link.js";
 import { macBytes } from "../../emulator/machine-config.js";
@@ -211,7 +211,7 @@ export class LockstepNode extends EventEmitter {
 
   static async startPrimary(options: NodeOptions): Promise<LockstepNode> {
     const current = await options.arbiter.current();
-    if (current === undefined) throw new LockstepError(ErrorCode.arbiter, "The arbiter cannot be reached", "check --arbiter or --shared-dir: the directory must exist and be writable; an etcd cluster must answer");
+    if (current === undefined) throw arbiterUnreachable();
     await refuseIfPairRunning(options.arbiter, options.ca);
     const node = new LockstepNode({ ...options, arbiterId: await arbiterIdentity(options.arbiter) });
     const epoch = current + 1;
@@ -512,29 +512,5 @@ export class LockstepNode extends EventEmitter {
       if (effects.some((e) => e.type === "peer-accept")) this.link.adopt(from);
     }
     this.effects(effects);
-  }
-}
-
-/** How long a new primary waits for another node's hold on the epoch to run out (a pair that just died). */
-const startHoldWaitMs = 5000;
-
-/**
- * A new primary claims the next epoch. On a leased arbiter a node that still holds the epoch (its
- * lease alive) means a pair is running there, even if this host cannot reach its nodes: after
- * waiting a lease's length for it to run out (a pair that just died), that is PAIR_RUNNING.
- */
-async function claimAtStart(arbiter: Arbiter, epoch: number, nodeId: string, log: Logger): Promise<void> {
-  const deadline = performance.now() + startHoldWaitMs;
-  for (let said = false; ; said = true) {
-    const won = await arbiter.claim(epoch, nodeId);
-    if (won === true) return;
-    if (won === false) throw new LockstepError(ErrorCode.pairRunning, `Epoch ${epoch} was claimed by another node`, "another primary is starting on the same arbiter");
-    const holder = arbiter.holder ? await arbiter.holder() : undefined;
-    if (performance.now() >= deadline) {
-      if (holder) throw new LockstepError(ErrorCode.pairRunning, `A lockstep pair is already running on this arbiter: ${holder} holds epoch ${epoch - 1} (its lease is alive)`, "stop that pair first, or give this one its own --arbiter prefix (and disk)");
-      throw new LockstepError(ErrorCode.arbiter, "The arbiter cannot be reached", "check --arbiter or --shared-dir: the directory must exist and be writable; an etcd cluster must answer");
-    }
-    if (!said && holder) log.warn({ holder, epoch: epoch - 1 }, "another node holds the epoch at the arbiter: waiting for its lease to run out");
-    await new Promise((r) => setTimeout(r, 250));
   }
 }

@@ -21,8 +21,8 @@ export function nodeMetrics(core: NodeCore, machine: () => MachineThread | undef
   gauge("lockstep_epoch", "Current epoch", () => core.epoch);
   gauge("lockstep_is_primary", "1 when this node is the live primary", () => (core.role === "primary" ? 1 : 0));
   gauge("lockstep_arbiter_held", "A primary on a leased arbiter (etcd): 1 while it holds its epoch, 0 while it waits for a renewal", () => {
-    const held = core.status().arbiterHeld;
-    return typeof held === "boolean" ? Number(held) : undefined;
+    const held = core.holdsEpoch;
+    return held === null ? undefined : Number(held);
   });
   gauge("lockstep_slice", "Slices executed", () => machine()?.slice);
   gauge("lockstep_instructions", "Instructions executed", () => machine()?.icount);

@@ -7,7 +7,7 @@
  * finds split brain: two nodes acting in one epoch, or a node of an older epoch acting after a
  * node of a newer one had. Used by the partition, shaped-link and standby tests and bench:hosts.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -184,6 +184,37 @@ export class LabPair {
       .filter((w) => w.atMs >= fromMs && w.atMs <= toMs)
       .map((w) => `${w.node} wrote the disk (epoch ${w.epoch}) at ${w.atMs}`);
     return [...releases, ...writes];
+  }
+
+  private tail(): string {
+    return `; tail ${JSON.stringify(this.out.slice(-300))}`;
+  }
+
+  /** Waits for the guest's shell prompt, then starts the writer: numbered records to the disk, `sync` after each, "durableN" on the console. */
+  async startWriter(timeoutMs = 120_000): Promise<void> {
+    await until(() => /lockstep:\/root# /.test(this.out), timeoutMs, () => `the prompt${this.tail()}`);
+    this.client.send(Buffer.from("(i=0; while [ ! -e /tmp/stop ]; do i=$((i+1)); echo rec$i >> /mnt/records; sync; echo durable$i; usleep 50000; done; echo writer''-stopped) &\r"));
+  }
+
+  /** Waits until the guest has reported `n` more durable records. */
+  async recordsAfter(n: number, why: string): Promise<void> {
+    const target = (this.durable().at(-1) ?? 0) + n;
+    await until(() => (this.durable().at(-1) ?? 0) >= target, 60_000, () => `${why}: record ${target}${this.tail()}`);
+  }
+
+  /**
+   * Stops the writer, unmounts the disk in the guest, kills every node and reads the disk: what
+   * e2fsck says of it and the records on it.
+   */
+  async finishDisk(): Promise<{ fsck: { status: number | null; output: string }; records: string[] }> {
+    this.client.send(Buffer.from("touch /tmp/stop\r"));
+    await until(() => /writer-stopped/.test(this.out), 30_000, () => `the writer to stop${this.tail()}`);
+    this.client.send(Buffer.from("umount /mnt; echo umount-status-$?\r"));
+    await until(() => /umount-status-0/.test(this.out), 30_000, () => `umount${this.tail()}`);
+    for (const n of this.nodes) n.kill("SIGKILL");
+    const fsck = spawnSync("e2fsck", ["-fn", this.disk], { encoding: "utf8" });
+    const records = spawnSync("debugfs", ["-R", "cat /records", this.disk], { encoding: "utf8" }).stdout.split("\n").filter(Boolean);
+    return { fsck: { status: fsck.status, output: fsck.stdout + fsck.stderr }, records };
   }
 
   durable(): number[] {

@@ -7,7 +7,6 @@
 // longer than a lease). The guest writes records to the disk all along: every record once and
 // in order on the console, never two nodes live in an epoch, fsck clean. Prints the times from each
 // kill to "protected" again. A standby registered for another guest is never chosen.
-import { spawnSync } from "node:child_process";
 import { afterAll, describe, expect, it } from "vitest";
 import type { NodeProcess } from "../../ft/runtime/node-process.js";
 import { until } from "../../ft/runtime/until.js";
@@ -28,16 +27,10 @@ describe("standbys (etcd)", () => {
     // a standby of another guest (another prefix on the same etcd) is never chosen for this one
     const foreign = await p.start("X", "standby", "c", ["--arbiter", `etcd://${p.etcd.endpoint}/another-guest`]);
     p.startPolling();
-    const tail = () => `; tail ${JSON.stringify(p.out.slice(-300))}`;
-    const recordsAfter = async (n: number, why: string) => {
-      const target = (p.durable().at(-1) ?? 0) + n;
-      await until(() => (p.durable().at(-1) ?? 0) >= target, 60_000, () => `${why}: record ${target}${tail()}`);
-    };
     const chosen = (n: NodeProcess) => n.events.some((e) => e.event === "chosen");
-    await until(() => /lockstep:\/root# /.test(p.out), 120_000, () => `the prompt${tail()}`);
-    p.client.send(Buffer.from("(i=0; while [ ! -e /tmp/stop ]; do i=$((i+1)); echo rec$i >> /mnt/records; sync; echo durable$i; usleep 50000; done; echo writer''-stopped) &\r"));
+    await p.startWriter();
     await until(async () => (await a.status()).protected === true, 90_000, () => `B to protect A: ${b.stderr.slice(-1500)}`);
-    await recordsAfter(3, "records while protected by B");
+    await p.recordsAfter(3, "records while protected by B");
     expect(standbys.some(chosen)).toBe(false); // nobody is wanted while the pair is protected
 
     // the backup's host dies; the first standby chosen dies while joining
@@ -54,7 +47,7 @@ describe("standbys (etcd)", () => {
     expect(chosenSecondAt).toBeGreaterThanOrEqual(0);
     const backupKillToProtectedMs = Math.round(performance.now() - killedB);
     console.log(`backup killed -> protected by a standby (the first one chosen died joining): ${backupKillToProtectedMs} ms (the second waited ${Math.round(performance.now() - firstDiedAt)} ms after the first died)`);
-    await recordsAfter(3, `records while protected by ${second.name}`);
+    await p.recordsAfter(3, `records while protected by ${second.name}`);
 
     // b comes back with two standbys; the primary's host dies
     const onB = [await p.start("S-b1", "standby", "b", []), await p.start("S-b2", "standby", "b", [])];
@@ -67,22 +60,17 @@ describe("standbys (etcd)", () => {
     await until(async () => (await second.status()).protected === true && (await second.status()).backup === joiner.name, 60_000, () => `${joiner.name} to protect ${second.name}: ${joiner.stderr.slice(-1500)}\n${second.name}: ${second.stderr.slice(-1500)}`);
     const primaryKillToProtectedMs = Math.round(performance.now() - killedA);
     console.log(`primary killed -> its backup took over and a standby protects it: ${primaryKillToProtectedMs} ms`);
-    await recordsAfter(3, "records after the second join");
+    await p.recordsAfter(3, "records after the second join");
     // all through a join that took longer than a lease, and after it, the other standby was never chosen
     expect(chosen(spare)).toBe(false);
     expect(spare.running).toBe(true);
 
-    p.client.send(Buffer.from("touch /tmp/stop\r"));
-    await until(() => /writer-stopped/.test(p.out), 30_000, () => `the writer to stop${tail()}`);
-    p.client.send(Buffer.from("umount /mnt; echo umount-status-$?\r"));
-    await until(() => /umount-status-0/.test(p.out), 30_000, () => `umount${tail()}`);
+    const { fsck } = await p.finishDisk();
     expect(chosen(foreign) || !foreign.running).toBe(false);
     expect(p.doubleLive()).toEqual([]);
     expect(p.gaps).toEqual([]);
     expect(p.contradictions).toEqual([]);
     p.durable().forEach((n, i) => expect(n, `durable line ${i}`).toBe(i + 1));
-    for (const n of p.nodes) n.kill("SIGKILL");
-    const fsck = spawnSync("e2fsck", ["-fn", p.disk], { encoding: "utf8" });
-    expect(fsck.status, fsck.stdout + fsck.stderr).toBe(0);
+    expect(fsck.status, fsck.output).toBe(0);
   }, 600_000);
 });
