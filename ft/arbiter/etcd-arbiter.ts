@@ -58,6 +58,7 @@ export class EtcdArbiter implements Arbiter, StandbyBoard {
   readonly prefix: string;
   readonly leaseTtlS: number;
   private readonly timeoutMs: number;
+  private readonly hosts: number;
   private lease: Lease | undefined;
   private leaseId: string | undefined;
   private granting: Promise<string> | undefined;
@@ -73,6 +74,7 @@ export class EtcdArbiter implements Arbiter, StandbyBoard {
   constructor(options: EtcdArbiterOptions) {
     this.timeoutMs = options.timeoutMs ?? 2000;
     this.leaseTtlS = options.leaseTtlS ?? 2;
+    this.hosts = options.hosts.length;
     this.prefix = options.prefix.replace(/\/+$/, "") + "/";
     this.client = new Etcd3({
       hosts: options.hosts.map((h) => `http://${h}`),
@@ -266,7 +268,7 @@ export class EtcdArbiter implements Arbiter, StandbyBoard {
     const id = await this.leaseFor();
     const lease = this.lease!;
     try {
-      const ttl = Number((await lease.keepaliveOnce()).TTL);
+      const ttl = Number((await this.keepaliveOnce(lease)).TTL);
       if (ttl > 0) return { id, ttlMs: ttl * 1000 };
     } catch (e) {
       if (!(e instanceof EtcdLeaseInvalidError)) throw e;
@@ -274,6 +276,20 @@ export class EtcdArbiter implements Arbiter, StandbyBoard {
     this.dropLease(lease);
     const fresh = await this.leaseFor();
     return { id: fresh, ttlMs: this.leaseTtlS * 1000 };
+  }
+
+  /**
+   * One keepalive, tried once more if it failed: it is a stream, which etcd3 opens on one member
+   * without the retry on another that its unary calls get (the failed member's circuit is open by
+   * now, so the second goes to another).
+   */
+  private async keepaliveOnce(lease: Lease): ReturnType<Lease["keepaliveOnce"]> {
+    try {
+      return await lease.keepaliveOnce();
+    } catch (e) {
+      if (e instanceof EtcdLeaseInvalidError || this.hosts < 2) throw e;
+      return await lease.keepaliveOnce();
+    }
   }
 
   /** Every node keeps its lease alive (a backup's announcement, a joining standby's claim go with it). */
