@@ -1,9 +1,12 @@
 /**
  * `lockstep demo` (npm start): a primary and a backup as separate processes on loopback, sharing an
- * arbiter directory, with this terminal as the guest's console. Ctrl-] then k kills the primary with
- * SIGKILL; the status line shows when the backup took over and when console output flowed again.
- * After a takeover a fresh backup process joins the new primary from a checkpoint (--join),
- * so the pair is protected again and the primary can be killed again.
+ * arbiter directory, with this terminal as the guest's console and a web view (its address is
+ * printed) with the same console, the nodes, their lag and a timeline, and buttons to kill the
+ * primary, kill the backup and start a new backup. Ctrl-] then k kills the primary with SIGKILL;
+ * the status line shows when the backup took over and when console output flowed again. After a
+ * takeover a fresh backup process joins the new primary from a checkpoint (--join), so the pair is
+ * protected again and the primary can be killed again. With `--web` the terminal is not the
+ * console: the demo runs until Ctrl-C, driven from the page.
  *
  * The guest's network goes through passt (user mode), with a host port forwarded to the guest's web
  * server: its counter page keeps counting in a browser or a `curl` loop through every takeover.
@@ -19,6 +22,7 @@ import { freePort } from "../runtime/free-port.js";
 import { describeNetSpec, stopPairPasst, type NetSpec } from "../runtime/net-spec.js";
 import { NodeProcess, type NodeEvent, type NodeRole } from "../runtime/node-process.js";
 import { escapeByte } from "./terminal-console.js";
+import { DemoWeb, type DemoEvent } from "../web/demo-web.js";
 
 interface DemoNode {
   process: NodeProcess;
@@ -26,24 +30,33 @@ interface DemoNode {
   role: NodeRole;
 }
 
-/** The port a person would expect (8080) if it is free, else any free one. */
-async function webPort(): Promise<number> {
+/** `port` if it is free on loopback (a port a person would expect), else any free one. */
+async function preferredPort(port: number): Promise<number> {
   const free = await new Promise<boolean>((resolve) => {
     const s = createServer();
     s.once("error", () => resolve(false));
-    s.listen(8080, "127.0.0.1", () => s.close(() => resolve(true)));
+    s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
   });
-  return free ? 8080 : freePort();
+  return free ? port : freePort();
 }
 
 /** The demo's network: what was asked, or passt with a web port if passt is installed. */
 async function demoNet(asked: NetSpec | undefined): Promise<NetSpec> {
   if (asked) return asked;
   if (spawnSync("passt", ["--version"], { stdio: "ignore" }).error) return { mode: "none" };
-  return { mode: "user", forwards: [{ host: await webPort(), guest: 80 }] };
+  return { mode: "user", forwards: [{ host: await preferredPort(8080), guest: 80 }] };
 }
 
-export async function demoCommand(options: { image: string; net?: NetSpec }): Promise<void> {
+export interface DemoOptions {
+  image: string;
+  net?: NetSpec;
+  /** The web view only: this terminal is not the guest's console. */
+  webOnly?: boolean;
+  /** The web view's port (default 7080 if free, else any). */
+  webPort?: number;
+}
+
+export async function demoCommand(options: DemoOptions): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "lockstep-demo-"));
   const token = randomBytes(16).toString("hex");
   const peerToken = randomBytes(16).toString("hex");
@@ -52,7 +65,13 @@ export async function demoCommand(options: { image: string; net?: NetSpec }): Pr
   const nodes: DemoNode[] = [];
   const names = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
   let started = 0;
-  const say = (text: string) => process.stderr.write(`\r\n\x1b[7m[lockstep demo] ${text}\x1b[0m\r\n`);
+  const events: DemoEvent[] = [];
+  const say = (text: string, kind?: string) => {
+    process.stderr.write(`\r\n\x1b[7m[lockstep demo] ${text}\x1b[0m\r\n`);
+    // the web view's timeline shows what the demo did (wall time, for people)
+    if (kind) events.push({ seq: events.length + 1, atMs: Date.now(), kind, text });
+    if (events.length > 200) events.shift();
+  };
   let killedAt: number | undefined;
   let awaitingFirstByte = false;
   const net = await demoNet(options.net);
@@ -70,16 +89,30 @@ export async function demoCommand(options: { image: string; net?: NetSpec }): Pr
       if (ev.event === "live" && role === "backup") {
         node.role = "primary";
         const ms = killedAt !== undefined ? ` ${Math.round(performance.now() - killedAt)} ms after the kill` : "";
-        say(`backup ${name} took over as primary (epoch ${ev.epoch})${ms}; starting a new backup`);
-        startNode("backup", { connect: proc.url, join: true }).then(
-          (b) => client.addUrl(b.process.url),
-          (e: Error) => say(`a new backup could not start: ${e.message.split("\n")[0]}`),
-        );
+        say(`backup ${name} took over as primary (epoch ${ev.epoch})${ms}; starting a new backup`, "took-over");
+        void startBackup();
       }
-      if (ev.event === "halted") say(`node ${name} halted: ${ev.reason}`);
+      if (ev.event === "halted") say(`node ${name} halted: ${ev.reason}`, "halted");
     };
     proc.on("event", onEvent);
     return node;
+  };
+
+  /** A new backup that joins the live primary from a checkpoint. */
+  const startBackup = async (): Promise<string> => {
+    const p = nodes.find((n) => n.process.running && n.role === "primary");
+    if (!p) return "no live primary to join";
+    try {
+      const b = await startNode("backup", { connect: p.process.url, join: true });
+      client.addUrl(b.process.url);
+      const text = `started backup ${b.process.name} (pid ${b.process.pid}): it joins primary ${p.process.name} from a checkpoint`;
+      say(text, "joined");
+      return text;
+    } catch (e) {
+      const text = `a new backup could not start: ${(e as Error).message.split("\n")[0]}`;
+      say(text, "halted");
+      return text;
+    }
   };
 
   // the backup starts beside the primary (it retries until the primary listens), so it is told the
@@ -91,11 +124,11 @@ export async function demoCommand(options: { image: string; net?: NetSpec }): Pr
   client.on("output", (b: Uint8Array) => {
     if (awaitingFirstByte && killedAt !== undefined) {
       awaitingFirstByte = false;
-      say(`console output flowing again ${Math.round(performance.now() - killedAt)} ms after the kill (from ${client.connectedTo})`);
+      say(`console output flowing again ${Math.round(performance.now() - killedAt)} ms after the kill (from ${client.connectedTo})`, "attached");
     }
-    process.stdout.write(b);
+    if (!options.webOnly) process.stdout.write(b);
   });
-  client.on("contradiction", (c: ConsoleContradiction) => say(`OUTPUT CONTRADICTION: ${c.url} resent different bytes at offset ${c.offset} than were shown`));
+  client.on("contradiction", (c: ConsoleContradiction) => say(`OUTPUT CONTRADICTION: ${c.url} resent different bytes at offset ${c.offset} than were shown`, "halted"));
   client.on("gap", (g: ConsoleGap) => say(`console output ${g.from}..${g.to} was held by no live node (this view was too far behind): skipped`));
   client.on("attached", (url: string, epoch: number) => {
     if (killedAt !== undefined) say(`console reattached to ${url} (epoch ${epoch}) ${Math.round(performance.now() - killedAt)} ms after the kill`);
@@ -103,7 +136,7 @@ export async function demoCommand(options: { image: string; net?: NetSpec }): Pr
 
   // report protection changes of whichever node is primary
   let lastProtection = "";
-  let killArmed = false;
+  let killArmedAt: number | undefined;
   const poll = setInterval(async () => {
     const p = nodes.find((n) => n.process.running && n.role === "primary");
     if (!p) return;
@@ -118,15 +151,57 @@ export async function demoCommand(options: { image: string; net?: NetSpec }): Pr
       // the primary may just have died
     }
   }, 250);
+
+  const killPrimary = (): string => {
+    const p = nodes.find((n) => n.process.running && n.role === "primary");
+    const armed = killArmedAt !== undefined && performance.now() - killArmedAt < 10_000;
+    killArmedAt = undefined;
+    if (!p) return say("no live primary"), "no live primary";
+    if (!lastProtection.startsWith("protected") && !armed) {
+      // no backup could take over now: the guest would be lost with its primary
+      killArmedAt = performance.now();
+      const text = `primary ${p.process.name} is not protected yet (${lastProtection || "no backup"}): killing it now loses the guest; kill again (within 10 s) to kill it anyway`;
+      say(text);
+      return text;
+    }
+    killedAt = performance.now();
+    awaitingFirstByte = true;
+    p.process.kill("SIGKILL");
+    const text = `killed primary ${p.process.name} (pid ${p.process.pid}) with SIGKILL`;
+    say(text, "peer-failed");
+    return text;
+  };
+  const killBackup = (): string => {
+    const b = nodes.find((n) => n.process.running && n.role === "backup");
+    if (!b) return say("no live backup"), "no live backup";
+    b.process.kill("SIGKILL");
+    const text = `killed backup ${b.process.name} (pid ${b.process.pid}); the primary goes on unprotected`;
+    say(text, "peer-failed");
+    return text;
+  };
+
+  const view = new DemoWeb(
+    {
+      nodes: () => nodes.map((n) => ({ name: n.process.name, url: n.process.url.replace(/^ws/, "http"), running: n.process.running })),
+      events: () => events,
+      killPrimary,
+      killBackup,
+      startBackup,
+    },
+    token,
+  );
+  await view.listen(options.webPort ?? (await preferredPort(7080)));
   const web = net.mode === "user" ? net.forwards.find((f) => f.guest === 80) : undefined;
+  say(`web view: ${view.signInUrl}`);
   if (web) say(`the guest's web page: http://127.0.0.1:${web.host}/ (a request counter; keep a browser or \`while curl -s 127.0.0.1:${web.host}/cgi-bin/count; do sleep 0.5; done\` on it while you kill the primary)`);
   else if (!options.net) say("no passt on this host (Debian package passt): the guest has no network in this demo");
-  say("keys: Ctrl-] k = kill the primary (SIGKILL), Ctrl-] b = kill the backup, Ctrl-] s = status, Ctrl-] q = quit");
+  if (options.webOnly) say("the guest's console is in the web view; Ctrl-C stops the demo");
+  else say("keys: Ctrl-] k = kill the primary (SIGKILL), Ctrl-] b = kill the backup, Ctrl-] j = start a new backup, Ctrl-] s = status, Ctrl-] q = quit");
   client.start();
 
   await new Promise<void>((resolve) => {
     const stdin = process.stdin;
-    const raw = stdin.isTTY === true;
+    const raw = !options.webOnly && stdin.isTTY === true;
     if (raw) stdin.setRawMode(true);
     let escaped = false;
     const onData = (chunk: Buffer) => {
@@ -134,35 +209,14 @@ export async function demoCommand(options: { image: string; net?: NetSpec }): Pr
         if (escaped) {
           escaped = false;
           const key = String.fromCharCode(byte).toLowerCase();
-          const live = nodes.filter((n) => n.process.running);
           if (key === "q") return finish();
-          if (key === "k") {
-            const p = live.find((n) => n.role === "primary");
-            const warned = killArmed;
-            killArmed = false;
-            if (!p) say("no live primary");
-            else if (!lastProtection.startsWith("protected") && !warned) {
-              // no backup could take over now: the guest would be lost with its primary
-              killArmed = true;
-              say(`primary ${p.process.name} is not protected yet (${lastProtection || "no backup"}): killing it now loses the guest; Ctrl-] k again to kill it anyway`);
-            } else {
-              killedAt = performance.now();
-              awaitingFirstByte = true;
-              p.process.kill("SIGKILL");
-              say(`killed primary ${p.process.name} (pid ${p.process.pid}) with SIGKILL`);
-            }
-          } else if (key === "b") {
-            const b = live.find((n) => n.role === "backup");
-            if (!b) say("no live backup");
-            else {
-              b.process.kill("SIGKILL");
-              say(`killed backup ${b.process.name} (pid ${b.process.pid}); the primary goes on unprotected`);
-            }
-          } else if (key === "s") {
+          if (key === "k") killPrimary();
+          else if (key === "b") killBackup();
+          else if (key === "j") void startBackup();
+          else if (key === "s") {
+            const live = nodes.filter((n) => n.process.running);
             say(live.map((n) => `${n.process.name}: ${n.role} pid ${n.process.pid} port ${n.process.port}`).join("; ") || "no live nodes");
-          } else if (byte === escapeByte) {
-            client.send(Uint8Array.of(escapeByte));
-          }
+          } else if (byte === escapeByte) client.send(Uint8Array.of(escapeByte));
           continue;
         }
         if (byte === escapeByte) {
@@ -173,18 +227,23 @@ export async function demoCommand(options: { image: string; net?: NetSpec }): Pr
       }
     };
     const finish = () => {
-      stdin.off("data", onData);
-      if (raw) stdin.setRawMode(false);
-      stdin.pause();
+      if (!options.webOnly) {
+        stdin.off("data", onData);
+        if (raw) stdin.setRawMode(false);
+        stdin.pause();
+      }
       resolve();
     };
-    stdin.on("data", onData);
-    stdin.resume();
+    if (!options.webOnly) {
+      stdin.on("data", onData);
+      stdin.resume();
+    }
     process.once("SIGINT", finish);
     process.once("SIGTERM", finish);
   });
   clearInterval(poll);
   client.close();
+  await view.close();
   for (const n of nodes) n.process.kill("SIGTERM");
   await new Promise((r) => setTimeout(r, 300));
   for (const n of nodes) n.process.kill("SIGKILL");
@@ -192,4 +251,3 @@ export async function demoCommand(options: { image: string; net?: NetSpec }): Pr
   if (net.mode === "user") stopPairPasst(dir); // the pair's passt outlives its nodes
   rmSync(dir, { recursive: true, force: true });
 }
-

@@ -29,6 +29,12 @@ const nonNegativeInt = integerAtLeast(0, "non-negative");
 const netHelp = "the guest's network: none (a card with no cable), user[:HOSTPORT=GUESTPORT,...] (passt, no root; forwards host loopback ports to the guest), passt:SOCKET (a passt you started) or tap:NAME (a TAP device, through socat)";
 const netOption = (fallback: string) => new Option("--net <mode>", netHelp).argParser(parseNetSpec).default(parseNetSpec(fallback), fallback);
 
+function parsePortOption(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n > 65535) throw new InvalidArgumentError("a port number, 0 to 65535 (0: any free port)");
+  return n;
+}
+
 export function buildProgram(): Command {
   const program = new Command("lockstep")
     .description("An x86 virtual machine (v86) that survives the death of its host.")
@@ -197,10 +203,12 @@ export function buildProgram(): Command {
 
   program
     .command("demo")
-    .description("a lockstep pair on this host with the console on this terminal; Ctrl-] then k kills the primary")
+    .description("a lockstep pair on this host with the console on this terminal and in a web view (its address is printed); Ctrl-] then k kills the primary")
     .option("--image <name|config.json>", "bundled image name or machine config file", "linux")
     .addOption(new Option("--net <mode>", `${netHelp} (default: user mode forwarding 127.0.0.1:8080, or a free port, to the guest's web server, if passt is installed)`).argParser(parseNetSpec))
-    .action(async (o) => demoCommand({ image: o.image, ...(o.net ? { net: o.net } : {}) }));
+    .option("--web", "the web view only: this terminal is not the guest's console (Ctrl-C stops the demo)")
+    .option("--web-port <port>", "the web view's port on 127.0.0.1 (default 7080, or a free port)", parsePortOption)
+    .action(async (o) => demoCommand({ image: o.image, ...(o.net ? { net: o.net } : {}), webOnly: Boolean(o.web), ...(o.webPort !== undefined ? { webPort: o.webPort } : {}) }));
 
   program
     .command("images")

@@ -23,6 +23,8 @@ export interface BackupConfig {
   join?: boolean;
   /** The arbiter's identity, said in the hello (the primary refuses a backup of another arbiter). */
   arbiterId?: string;
+  /** Where this node serves its status and console, said in the hello (the web view finds the pair's nodes). */
+  url?: string;
 }
 
 export type BackupState = "waiting" | "following" | "claiming" | "live" | "halted";
@@ -62,6 +64,11 @@ export class BackupCore {
   /** The node id of the primary this backup follows (from its header). */
   primaryId: string | undefined;
 
+  /** Says where this node serves its status and console, from the next hello on. */
+  advertise(url: string): void {
+    this.config.url = url;
+  }
+
   constructor(private readonly config: BackupConfig) {
     this.log = new RetainedLog(0, config.retention);
     this.joinMode = config.join === true;
@@ -88,8 +95,8 @@ export class BackupCore {
 
   private hello(): BackupEffect {
     const join = this.joinMode && !this.checkpointed;
-    const arbiter = this.config.arbiterId;
-    return { type: "send", message: { type: "hello", epoch: this.epoch, nodeId: this.config.nodeId, have: this.have, ...(join ? { join: true } : {}), ...(arbiter !== undefined ? { arbiter } : {}) } };
+    const { arbiterId: arbiter, url } = this.config;
+    return { type: "send", message: { type: "hello", epoch: this.epoch, nodeId: this.config.nodeId, have: this.have, ...(join ? { join: true } : {}), ...(arbiter !== undefined ? { arbiter } : {}), ...(url !== undefined ? { url } : {}) } };
   }
 
   /** Entries held, counted in the primary's log. */

@@ -160,6 +160,19 @@ export class NodeCore {
   /** Host ms of the newest event that carried the time (for decisions taken on events without it). */
   private nowMs = 0;
 
+  private advertisedUrl: string | undefined;
+
+  /** Where this node serves its status and console: a backup says it in its hello. */
+  advertise(url: string): void {
+    this.advertisedUrl = url;
+    this.backup?.advertise(url);
+  }
+
+  /** The other node's status and console address, if known (the primary's backup as its hello said). */
+  get backupUrl(): string | undefined {
+    return this.primary?.backupUrl;
+  }
+
   constructor(private readonly config: NodeConfig) {
     this.stream = new ConsoleStream(config.consoleRetainBytes);
     this.consoles = new ConsoleSessions(this.stream);
@@ -187,7 +200,7 @@ export class NodeCore {
   /** A backup: wait for a primary. */
   startBackup(): NodeEffect[] {
     const c = this.config;
-    this.backup = new BackupCore({ nodeId: c.nodeId, heartbeatIntervalMs: c.heartbeatIntervalMs, failureTimeoutMs: c.failureTimeoutMs, retention: this.primaryConfig().retention, ...(c.join ? { join: true } : {}), ...(c.arbiterId !== undefined ? { arbiterId: c.arbiterId } : {}) });
+    this.backup = new BackupCore({ nodeId: c.nodeId, heartbeatIntervalMs: c.heartbeatIntervalMs, failureTimeoutMs: c.failureTimeoutMs, retention: this.primaryConfig().retention, ...(c.join ? { join: true } : {}), ...(c.arbiterId !== undefined ? { arbiterId: c.arbiterId } : {}), ...(this.advertisedUrl !== undefined ? { url: this.advertisedUrl } : {}) });
     this.role = "backup";
     return [];
   }

@@ -119,6 +119,8 @@ export type CoreEffect =
 
 interface Peer {
   nodeId: string;
+  /** Where it serves its status and console, as its hello said. */
+  url?: string;
   /** Entries the backup holds (from which the log is sent to it). */
   have: number;
   /** The most entries this backup (this incarnation) acknowledged holding: it never holds fewer. */
@@ -184,6 +186,11 @@ export class PrimaryCore {
   /** The backup this primary talks to (whatever the state), if any. */
   get peerId(): string | undefined {
     return this.peer?.nodeId;
+  }
+
+  /** Where the backup attached serves its status and console, if it said. */
+  get backupUrl(): string | undefined {
+    return this.backupId !== undefined ? this.peer?.url : undefined;
   }
 
   /** The backup attached (protecting or joining), if any. */
@@ -368,6 +375,7 @@ export class PrimaryCore {
         const floor = known && (known.checkpoint === undefined && known.fromCheckpoint ? Math.min(known.floor ?? known.have, known.have) : known.floor);
         this.peer = {
           nodeId: message.nodeId,
+          ...(message.url !== undefined ? { url: message.url } : {}),
           have: join ? 0 : have,
           acked: known && !join && have > 0 ? known.acked : 0,
           ...(floor !== undefined ? { floor } : {}),

@@ -20,7 +20,10 @@ import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { WebSocket } from "ws";
 import { WireError } from "../wire/envelope.js";
-import { consoleInputBytesMax, decodeConsoleServerMessage, encodeConsoleMessage, type ConsoleClientMessage } from "../wire/console-messages.js";
+import { decodeConsoleServerMessage, encodeConsoleMessage, type ConsoleClientMessage } from "../wire/console-messages.js";
+import { ConsoleCursor, refusedFrom, type ConsoleContradiction, type ConsoleGap } from "../core/console-cursor.js";
+
+export type { ConsoleContradiction, ConsoleGap };
 
 export interface ConsoleClientOptions {
   urls: string[];
@@ -45,39 +48,9 @@ export interface ConsoleClientOptions {
   deadAfterMs?: number;
 }
 
-/** Output the client could not get: no live node held it any more. */
-export interface ConsoleGap {
-  /** Stream offsets [from, to) that were skipped. */
-  from: number;
-  to: number;
-  url: string;
-}
-
-/** Output a node resent after a re-attach that differs from what the client had received. */
-export interface ConsoleContradiction {
-  /** Stream offset of the first differing byte. */
-  offset: number;
-  /** The node that resent it. */
-  url: string;
-  /** From `offset` on: the bytes received before, and the bytes resent (at most 64 of each). */
-  had: Uint8Array;
-  resent: Uint8Array;
-}
-
-const contradictionContextBytes = 64;
-
 export class ConsoleClient extends EventEmitter {
   readonly clientId: string;
-  offset = 0;
-  /** Output bytes compared with a node's resend after re-attaches, in total. */
-  overlapCheckedBytes = 0;
-  /** The newest output bytes received (up to `overlapBytes`), ending at `offset`. */
-  private tail = new Uint8Array(0);
-  /** Per node: the oldest offset it said it still holds, when it refused an earlier one. */
-  private servedFrom = new Map<string, number>();
-  private seq = 0;
-  private unacked: Array<{ seq: number; data: Uint8Array }> = [];
-  private unackedBytes = 0;
+  private readonly cursor: ConsoleCursor;
   private ws: WebSocket | undefined;
   private live: string | undefined;
   private urlIndex = 0;
@@ -95,6 +68,17 @@ export class ConsoleClient extends EventEmitter {
   constructor(private readonly options: ConsoleClientOptions) {
     super();
     this.clientId = options.clientId ?? randomUUID();
+    this.cursor = new ConsoleCursor(options);
+  }
+
+  /** The output offset reached. */
+  get offset(): number {
+    return this.cursor.offset;
+  }
+
+  /** Output bytes compared with a node's resend after re-attaches, in total. */
+  get overlapCheckedBytes(): number {
+    return this.cursor.overlapCheckedBytes;
   }
 
   /** The URL of the live node this client is attached to, if any. */
@@ -115,26 +99,22 @@ export class ConsoleClient extends EventEmitter {
 
   /** Types bytes on the console. False when too much input is unacknowledged (nothing queued). */
   send(bytes: Uint8Array): boolean {
-    if (this.unackedBytes + bytes.length > (this.options.unackedBytesMax ?? 1 << 20)) return false;
-    for (let i = 0; i < bytes.length; i += consoleInputBytesMax) {
-      const u = { seq: ++this.seq, data: bytes.slice(i, i + consoleInputBytesMax) };
-      this.unacked.push(u);
-      this.unackedBytes += u.data.length;
-      if (this.live) this.write({ type: "input", seq: u.seq, data: u.data });
-    }
+    const messages = this.cursor.input(bytes);
+    if (!messages) return false;
+    if (this.live) for (const m of messages) this.write(m);
     return true;
   }
 
   /** While attached: input that saw no acknowledgement for `resendMs` is sent again (the node drops repeats). */
   private watchAcks(): void {
     clearInterval(this.resendTimer);
-    let oldest = this.unacked[0]?.seq;
+    let oldest = this.cursor.oldestPending;
     this.resendTimer = setInterval(() => {
-      const now = this.unacked[0]?.seq;
+      const now = this.cursor.oldestPending;
       if (now !== undefined && now === oldest && this.live) {
-        for (const u of this.unacked) {
-          this.write({ type: "input", seq: u.seq, data: u.data });
-          this.resentBytes += u.data.length;
+        for (const m of this.cursor.pending()) {
+          this.write(m);
+          if (m.type === "input") this.resentBytes += m.data.length;
         }
       }
       oldest = now;
@@ -144,45 +124,6 @@ export class ConsoleClient extends EventEmitter {
 
   private write(m: ConsoleClientMessage): void {
     if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(encodeConsoleMessage(m));
-  }
-
-  /** Where to attach on `url`: up to `overlapBytes` before the offset reached, as far as the node holds. */
-  private attachOffset(url: string): number {
-    return Math.min(this.offset, Math.max(this.offset - this.tail.length, this.servedFrom.get(url) ?? 0));
-  }
-
-  private keepTail(fresh: Uint8Array): void {
-    const max = this.options.overlapBytes ?? 4096;
-    if (fresh.length >= max) {
-      this.tail = fresh.slice(fresh.length - max);
-      return;
-    }
-    const keep = Math.min(this.tail.length, max - fresh.length);
-    const next = new Uint8Array(keep + fresh.length);
-    next.set(this.tail.subarray(this.tail.length - keep));
-    next.set(fresh, keep);
-    this.tail = next;
-  }
-
-  /** Compares resent bytes (from stream offset `at`) with those received; true on a contradiction. */
-  private compare(at: number, resent: Uint8Array, url: string): boolean {
-    const tailStart = this.offset - this.tail.length;
-    // bytes older than the tail cannot be checked (the attach never asks for them)
-    const from = Math.max(at, tailStart);
-    for (let i = from - at; i < resent.length; i++) {
-      const j = at + i - tailStart;
-      this.overlapCheckedBytes++;
-      if (resent[i] === this.tail[j]) continue;
-      const c: ConsoleContradiction = {
-        offset: at + i,
-        url,
-        had: this.tail.slice(j, j + contradictionContextBytes),
-        resent: resent.slice(i, i + contradictionContextBytes),
-      };
-      this.emit("contradiction", c);
-      return true;
-    }
-    return false;
   }
 
   private connect(): void {
@@ -224,30 +165,29 @@ export class ConsoleClient extends EventEmitter {
         case "status":
           if (m.live && !this.live) {
             this.live = base;
-            attachedAt = this.attachOffset(base);
+            attachedAt = this.cursor.attachOffset(base);
             this.write({ type: "attach", clientId: this.clientId, offset: attachedAt });
-            for (const u of this.unacked) this.write({ type: "input", seq: u.seq, data: u.data });
+            for (const p of this.cursor.pending()) this.write(p);
             this.watchAcks();
             this.emit("attached", base, m.epoch);
           }
           break;
         case "output": {
-          if (m.offset > this.offset) {
-            this.emit("warning", `output gap: expected offset ${this.offset}, got ${m.offset}`);
+          const r = this.cursor.output(m.offset, m.data, base, !contradicted && (this.options.overlapBytes ?? 4096) > 0);
+          if (r.type === "gap") {
+            this.emit("warning", `output gap: expected offset ${r.expected}, got ${r.got}`);
             ws.terminate();
             return;
           }
-          const known = Math.min(this.offset - m.offset, m.data.length);
-          if (known > 0 && !contradicted) contradicted = this.compare(m.offset, m.data.subarray(0, known), base);
-          if (known === m.data.length) return;
-          const fresh = m.data.subarray(known);
-          this.offset += fresh.length;
-          this.keepTail(fresh);
-          this.emit("output", fresh);
+          if (r.contradiction) {
+            contradicted = true;
+            this.emit("contradiction", r.contradiction);
+          }
+          if (r.type === "fresh") this.emit("output", r.bytes);
           break;
         }
         case "inack":
-          while (this.unacked.length > 0 && this.unacked[0]!.seq <= m.seq) this.unackedBytes -= this.unacked.shift()!.data.length;
+          this.cursor.acknowledged(m.seq);
           break;
       }
     });
@@ -258,16 +198,12 @@ export class ConsoleClient extends EventEmitter {
       // 4002: the node no longer holds the offset asked for (a backup that joined from a checkpoint
       // holds output only from a little before it on); it says what it has: ask from there next time
       if (code === 4002 && attachedAt !== undefined) {
-        const have = /have (\d+)\.\./.exec(reason.toString());
-        const from = have ? Number(have[1]) : undefined;
-        if (from !== undefined && from > this.offset) {
-          // the live node does not hold what this client has not read, and no other node is live: lost
-          const gap: ConsoleGap = { from: this.offset, to: from, url: base };
+        // the live node does not hold what this client has not read, and no other node is live: lost
+        const gap = this.cursor.refused(base, attachedAt, refusedFrom(reason.toString()));
+        if (gap) {
           this.emit("warning", `console output ${gap.from}..${gap.to} is held by no live node: skipped`);
           this.emit("gap", gap);
-          this.offset = from;
-          this.tail = new Uint8Array(0);
-        } else if (attachedAt < this.offset) this.servedFrom.set(base, from ?? this.offset);
+        }
       }
       clearInterval(this.resendTimer);
       const was = this.live;

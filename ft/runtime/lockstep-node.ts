@@ -35,6 +35,7 @@ import type { PeerMessage } from "../wire/peer-messages.js";
 import { sendCheckpoint, type CheckpointSent } from "./checkpoint-sender.js";
 import { ConsoleServer } from "./console-server.js";
 import { backupMachine, primaryMachine } from "./machine-init.js";
+import { NodeTimeline } from "../core/node-timeline.js";
 import { arbiterIdentity, arbiterUnreachable, claimAtStart, refuseIfPairRunning } from "./arbiter-checks.js";
 import { nodeMetrics, processMemoryMiB } from "./node-metrics.js";
 import { PeerLink } from "./peer-link.js";
@@ -119,6 +120,7 @@ export class LockstepNode extends EventEmitter {
   private closed = false;
   /** Standbys (etcd): since when this primary has run without a backup, and when it last asked for one. */
   private unprotectedSinceMs: number | undefined;
+  private readonly timeline = new NodeTimeline();
   private backupWantedAtMs: number | undefined;
 
   private constructor(readonly options: NodeOptions) {
@@ -158,6 +160,7 @@ export class LockstepNode extends EventEmitter {
       peerToken: options.peerToken,
       ...(options.tls ? { tls: options.tls } : {}),
       status: () => this.status(),
+      webPage: () => ({ title: `lockstep ${options.nodeId}`, nodes: [this.url], demo: false }),
       metrics: () => registry.metrics(),
       onPeer: (ws, req) => this.link.accept(ws, req),
       onConsole: (ws) => this.consoles.accept(ws),
@@ -191,7 +194,9 @@ export class LockstepNode extends EventEmitter {
     const m = this.machine;
     return {
       nodeId: this.options.nodeId,
+      url: this.url,
       ...this.core.status(),
+      peerUrl: this.core.role === "backup" ? (this.options.connect?.replace(/^ws/, "http") ?? null) : (this.core.backupUrl ?? null),
       slice: m?.slice ?? 0,
       instructions: m?.icount ?? 0,
       guestMs: Math.round(m?.counters.guestMs ?? 0),
@@ -204,6 +209,7 @@ export class LockstepNode extends EventEmitter {
       peerBytesReceived: this.peerBytesReceived,
       uptimeMs: Math.round(performance.now() - this.startedAtMs),
       memory: processMemoryMiB(),
+      timeline: this.timeline.recent(50),
     };
   }
 
@@ -224,19 +230,20 @@ export class LockstepNode extends EventEmitter {
     node.effects(node.core.startPrimary(epoch, header, node.machine.slice));
     node.startHolding();
     node.renewHold();
-    node.log.info({ epoch, port: node.port, image: header.machine.name }, "primary started");
+    node.log.info({ epoch, port: node.port, image: header.machine.name, web: `${node.url}/` }, "primary started");
     return node;
   }
 
   static async startBackup(options: NodeOptions): Promise<LockstepNode> {
     const node = new LockstepNode({ ...options, arbiterId: await arbiterIdentity(options.arbiter) });
-    node.effects(node.core.startBackup());
     await node.server.listen();
+    node.core.advertise(node.url);
+    node.effects(node.core.startBackup());
     await options.arbiter.announce(options.nodeId, node.url);
     node.link.dial(options.connect!, options.peerToken, options.ca);
     node.startHolding();
     node.ticker = setInterval(() => node.tick(), tickIntervalMs);
-    node.log.info({ port: node.port, primary: options.connect }, "backup started");
+    node.log.info({ port: node.port, primary: options.connect, web: `${node.url}/` }, "backup started");
     return node;
   }
 
@@ -346,6 +353,15 @@ export class LockstepNode extends EventEmitter {
           break;
       }
     }
+    this.observeTimeline();
+  }
+
+  /** Notes a change of role, epoch or state in the timeline (the web view shows it). */
+  private observeTimeline(): void {
+    const c = this.core;
+    const s = c.primary?.state ?? c.backup?.state ?? c.role;
+    // wall time, for people reading the timeline (the guest never sees it)
+    this.timeline.observe({ role: c.role, epoch: c.epoch, state: s, backup: c.primary?.backupId ?? null, haltReason: c.haltReason ?? null }, Date.now());
   }
 
   private becamePrimary(epoch: number, reissue: DiskRequest[]): void {
@@ -478,6 +494,7 @@ export class LockstepNode extends EventEmitter {
     this.link.terminate();
     this.link.stopDialing();
     this.log.error({ reason }, "halted");
+    this.observeTimeline();
     this.emit("halted", reason);
   }
 

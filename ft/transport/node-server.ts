@@ -2,20 +2,27 @@
  * NodeServer: one HTTP server per lockstep node, bound to loopback unless told otherwise.
  *   GET  /status            JSON status (role, epoch, slice, lag, ...), no token needed
  *   GET  /metrics           Prometheus metrics
+ *   GET  /                  the web view (the console credential; see web/web-app.ts)
  *   WS   /peer              the logging channel (one peer at a time): the peer credential
  *   WS   /console           console clients: the console credential
  * A WebSocket upgrade carries its credential in `Authorization: Bearer` (never in the URL, which
  * ends up in logs and proxies); a missing or wrong one — the console credential on /peer too — is
  * refused with HTTP 401 before any frame is read. So a console user cannot pose as the backup and
- * acknowledge output no backup holds. With `tls` the server speaks HTTPS/WSS. Frames are bounded
- * by `maxPayload`.
+ * acknowledge output no backup holds. A browser, which cannot set headers on a WebSocket, gives
+ * the console credential as a subprotocol instead (`bearer.<base64url>` beside `lockstep.console`);
+ * a cookie is never enough for a WebSocket (another site's page could use it). Another origin (the
+ * web view loaded from the pair's other node) may read /status when it presents the credential.
+ * With `tls` the server speaks HTTPS/WSS. Frames are bounded by `maxPayload`.
  */
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import { createServer as createTlsServer } from "node:https";
 import type { Duplex } from "node:stream";
-import { timingSafeEqual } from "node:crypto";
 import { WebSocketServer, type WebSocket } from "ws";
 import { wireFrameBytesMax } from "../wire/envelope.js";
+import { consoleSubprotocol, subprotocolCredential, tokenMatches } from "../web/credentials.js";
+import { serveWebApp, type WebPageConfig } from "../web/web-app.js";
+
+export { tokenMatches };
 
 export interface NodeServerOptions {
   host: string;
@@ -27,17 +34,12 @@ export interface NodeServerOptions {
   /** Certificate and key (PEM): serve HTTPS and WSS. */
   tls?: { cert: Buffer; key: Buffer };
   status: () => unknown;
+  /** The web view's page: what it is told besides the credential. */
+  webPage: () => Omit<WebPageConfig, "token">;
   metrics: () => Promise<string>;
   onPeer: (ws: WebSocket, req: IncomingMessage) => void;
   onConsole: (ws: WebSocket, req: IncomingMessage) => void;
   onRejected: (reason: string, remote: string | undefined) => void;
-}
-
-export function tokenMatches(given: string | null | undefined, token: string): boolean {
-  if (!given) return false;
-  const a = Buffer.from(given);
-  const b = Buffer.from(token);
-  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 export class NodeServer {
@@ -46,11 +48,25 @@ export class NodeServer {
   port = 0;
 
   constructor(private readonly options: NodeServerOptions) {
-    this.wss = new WebSocketServer({ noServer: true, maxPayload: wireFrameBytesMax });
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: wireFrameBytesMax, handleProtocols: (offered) => (offered.has(consoleSubprotocol) ? consoleSubprotocol : false) });
     const handler = (req: IncomingMessage, res: import("node:http").ServerResponse) => {
       const url = new URL(req.url ?? "/", "http://x");
-      if (req.method === "GET" && url.pathname === "/status") {
-        res.writeHead(200, { "content-type": "application/json" });
+      try {
+        if (serveWebApp(req, res, { token: options.consoleToken, cookieName: `lockstep_console_${this.port}`, config: options.webPage })) return;
+      } catch (e) {
+        // the web view must never take the node down
+        if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain" });
+        res.end(`lockstep: ${(e as Error).message}\n`);
+        return;
+      }
+      const origin = req.headers.origin;
+      if (req.method === "OPTIONS" && url.pathname === "/status" && origin) {
+        res.writeHead(204, { "access-control-allow-origin": origin, "access-control-allow-headers": "authorization", "access-control-allow-methods": "GET", "access-control-max-age": "600", vary: "origin" });
+        res.end();
+      } else if (req.method === "GET" && url.pathname === "/status") {
+        const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
+        const cors = origin && tokenMatches(bearer, options.consoleToken) ? { "access-control-allow-origin": origin, vary: "origin" } : {};
+        res.writeHead(200, { "content-type": "application/json", "cache-control": "no-store", ...cors });
         res.end(JSON.stringify(options.status()));
       } else if (req.method === "GET" && url.pathname === "/metrics") {
         options.metrics().then(
@@ -65,7 +81,7 @@ export class NodeServer {
         );
       } else {
         res.writeHead(404, { "content-type": "text/plain" });
-        res.end("lockstep: /status, /metrics, and WebSockets on /peer and /console\n");
+        res.end("lockstep: / (the web view), /status, /metrics, and WebSockets on /peer and /console\n");
       }
     };
     this.http = options.tls ? createTlsServer({ cert: options.tls.cert, key: options.tls.key }, handler) : createServer(handler);
@@ -74,7 +90,7 @@ export class NodeServer {
 
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const url = new URL(req.url ?? "/", "http://x");
-    const given = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
+    const given = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1] ?? (url.pathname === "/console" ? subprotocolCredential(req) : undefined);
     const refuse = (status: number, reason: string) => {
       this.options.onRejected(reason, req.socket.remoteAddress);
       socket.end(`HTTP/1.1 ${status} ${status === 401 ? "Unauthorized" : "Not Found"}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);

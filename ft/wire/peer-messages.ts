@@ -43,7 +43,7 @@ export const checkpointPartsMax = 256;
 export const consoleTailBytesMax = 256 * 1024;
 
 export type PeerMessage =
-  | { type: "hello"; epoch: number; nodeId: string; have: number; join?: boolean; arbiter?: string }
+  | { type: "hello"; epoch: number; nodeId: string; have: number; join?: boolean; arbiter?: string; url?: string }
   | {
       type: "checkpoint";
       epoch: number;
@@ -80,7 +80,7 @@ export function decodePeerMessage(bytes: Uint8Array): PeerMessage {
   switch (f.type) {
     case "hello": {
       if (f.join !== undefined && typeof f.join !== "boolean") throw new WireError(WireErrorCode.malformed, "Frame hello: field join must be a boolean");
-      return { type: "hello", epoch, nodeId: str(f, "nodeId"), have: count(f, "have"), ...(f.join === true ? { join: true } : {}), ...(f.arbiter !== undefined ? { arbiter: str(f, "arbiter") } : {}) };
+      return { type: "hello", epoch, nodeId: str(f, "nodeId"), have: count(f, "have"), ...(f.join === true ? { join: true } : {}), ...(f.arbiter !== undefined ? { arbiter: str(f, "arbiter") } : {}), ...(f.url !== undefined ? { url: str(f, "url", 512) } : {}) };
     }
     case "checkpoint": {
       const parts = count(f, "parts");

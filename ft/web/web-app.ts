@@ -1,0 +1,204 @@
+/**
+ * The web view's server side: one page (the guest's console in xterm.js, a card per node, charts of
+ * lag and logging-channel bandwidth, the timeline) and the files it loads, served by every node on
+ * the same HTTP server as /status and /metrics, and by `lockstep demo` with its kill buttons.
+ *
+ * Nothing is built for the browser: the page loads the compiled modules of its own client
+ * (dist/ft/web/client) and the console protocol's decoders (dist/ft/wire ...) as ES modules, and
+ * xterm.js, uPlot and msgpackr from their installed packages, through an import map. No CDN: the page
+ * works on a machine without a network.
+ *
+ * Credentials: the page and its files need the console credential, given once as `/?token=...`
+ * (the address `lockstep demo` prints; answered with a cookie and a redirect that drops it from the
+ * address bar), through the login form, or as `Authorization: Bearer` / HTTP Basic (any user name).
+ * The page holds the credential and presents it to every node of the pair: on the console
+ * WebSocket as a subprotocol `bearer.<base64url>` (a browser cannot set headers on a WebSocket; the
+ * same scheme as Kubernetes'), on /status as `Authorization: Bearer`, which another origin may then
+ * read (CORS): a page of another site, without the credential, can neither.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { createRequire } from "node:module";
+import { dirname, join, normalize, sep } from "node:path";
+import { packageRoot } from "../../emulator/package-root.js";
+import { requestCredential, tokenMatches } from "./credentials.js";
+
+/** What the page is told when it loads (as JSON in the page). */
+export interface WebPageConfig {
+  /** The console credential (the person holding the page gave it). */
+  token: string;
+  /** Nodes to watch first, as http(s) URLs; the page finds the others through their /status (peerUrl). */
+  nodes: string[];
+  /** Served by `lockstep demo`: the page shows its buttons and asks it for the node list. */
+  demo: boolean;
+  title: string;
+}
+
+const requireHere = createRequire(import.meta.url);
+/** The folder of an installed package (found from its entry point: not every package exports its package.json). */
+function packageDir(name: string): string {
+  let dir = dirname(requireHere.resolve(name));
+  for (;;) {
+    const manifest = join(dir, "package.json");
+    if (existsSync(manifest) && (JSON.parse(readFileSync(manifest, "utf8")) as { name?: string }).name === name) return dir;
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error(`package ${name} not found`);
+    dir = parent;
+  }
+}
+
+/** Files the page may load: URL path -> file. */
+function assetTable(): Map<string, string> {
+  const files = new Map<string, string>();
+  const dist = join(packageRoot(), "dist");
+  // the client's modules and what they import of the protocol (compiled; `npm install` builds them)
+  for (const m of ["ft/web/client", "ft/wire/console-messages.js", "ft/wire/envelope.js", "ft/core/console-cursor.js", "emulator/lockstep-error.js", "hypervisor/msgpack.js"]) {
+    if (m.endsWith(".js")) files.set(`/app/${m}`, join(dist, m));
+    else for (const f of ["main.js", "web-console.js", "node-watch.js", "charts.js", "view.js"]) files.set(`/app/${m}/${f}`, join(dist, m, f));
+  }
+  const msgpackr = packageDir("msgpackr");
+  for (const f of ["index.js", "pack.js", "unpack.js", "iterators.js"]) files.set(`/vendor/msgpackr/${f}`, join(msgpackr, f));
+  const xterm = packageDir("@xterm/xterm");
+  files.set("/vendor/xterm/xterm.mjs", join(xterm, "lib", "xterm.mjs"));
+  files.set("/vendor/xterm/xterm.css", join(xterm, "css", "xterm.css"));
+  const uplot = packageDir("uplot");
+  files.set("/vendor/uplot/uPlot.esm.js", join(uplot, "dist", "uPlot.esm.js"));
+  files.set("/vendor/uplot/uPlot.min.css", join(uplot, "dist", "uPlot.min.css"));
+  return files;
+}
+
+let assets: Map<string, string> | undefined;
+
+const contentTypes: Record<string, string> = { js: "text/javascript", mjs: "text/javascript", css: "text/css" };
+
+function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function loginPage(title: string, message: string): string {
+  return `<!doctype html><html><head><meta charset="utf-8"><title>${escapeHtml(title)}: sign in</title>
+<style>body{font:15px system-ui,sans-serif;background:#111;color:#ddd;display:grid;place-items:center;height:100vh;margin:0}
+form{background:#1c1c1c;padding:2em;border-radius:8px}input{font:inherit;padding:.4em;margin:.5em 0;width:22em}p.err{color:#f77}</style></head>
+<body><form method="post" action="/login"><h2>${escapeHtml(title)}</h2><p class="err">${escapeHtml(message)}</p>
+<label>Console credential<br><input type="password" name="token" autofocus></label><br><button>Sign in</button></form></body></html>`;
+}
+
+function page(config: WebPageConfig): string {
+  // JSON inside a script element: no "</script>" or "<!--" can close it early
+  const json = JSON.stringify(config).replace(/</g, "\\u003c");
+  const imports = { msgpackr: "/vendor/msgpackr/index.js", "@xterm/xterm": "/vendor/xterm/xterm.mjs", uplot: "/vendor/uplot/uPlot.esm.js" };
+  return `<!doctype html><html><head><meta charset="utf-8"><title>${escapeHtml(config.title)}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/vendor/xterm/xterm.css"><link rel="stylesheet" href="/vendor/uplot/uPlot.min.css">
+<style>${pageStyle}</style>
+<script type="importmap">${JSON.stringify({ imports })}</script>
+<script id="lockstep-config" type="application/json">${json}</script>
+<script type="module" src="/app/ft/web/client/main.js"></script>
+</head><body>
+<header><h1>lockstep</h1><span id="pair-summary">connecting…</span><span id="demo-buttons" hidden>
+<button id="kill-primary" class="danger">Kill primary</button><button id="kill-backup" class="danger">Kill backup</button><button id="start-backup">Start a new backup</button></span></header>
+<main><section id="console-pane"><div class="pane-title">guest console <span id="console-state"></span></div><div id="terminal"></div>
+<div class="pane-title timeline-title">timeline</div><ol id="timeline"></ol></section>
+<section id="side"><div id="cards"></div><div class="chart" id="lag-chart"></div><div class="chart" id="bw-chart"></div></section></main>
+</body></html>`;
+}
+
+const pageStyle = `
+body{margin:0;font:13px system-ui,sans-serif;background:#101214;color:#d8dadc}
+header{display:flex;gap:1em;align-items:center;padding:.5em 1em;background:#181b1f;border-bottom:1px solid #2a2e33}
+header h1{font-size:16px;margin:0}#pair-summary{flex:1}
+button{font:inherit;padding:.35em .9em;border-radius:4px;border:1px solid #456;background:#223;color:#dde;cursor:pointer;margin-left:.4em}
+button.danger{border-color:#a44;background:#3a1c1c}button:disabled{opacity:.5;cursor:default}
+main{display:grid;grid-template-columns:minmax(0,3fr) minmax(300px,2fr);gap:.8em;padding:.8em}
+.pane-title{color:#8a9;font-size:12px;text-transform:uppercase;letter-spacing:.05em;margin-bottom:.3em}
+#terminal{height:440px;background:#000;padding:4px}
+#cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(230px,1fr));gap:.6em}
+.card{background:#181b1f;border:1px solid #2a2e33;border-radius:6px;padding:.6em .8em}
+.card h3{margin:0 0 .3em;font-size:14px;display:flex;justify-content:space-between}
+.card.primary{border-color:#3a7}.card.backup{border-color:#37a}.card.halted,.card.unreachable{border-color:#a44;opacity:.75}
+.role{font-weight:600;text-transform:uppercase;font-size:11px;padding:.1em .4em;border-radius:3px;background:#333}
+.primary .role{background:#1d5a3a}.backup .role{background:#1d3a5a}.halted .role,.unreachable .role{background:#5a1d1d}
+.card dl{display:grid;grid-template-columns:auto 1fr;gap:.1em .8em;margin:0}.card dt{color:#8a9}.card dd{margin:0;font-variant-numeric:tabular-nums}
+.chart{margin-top:.6em;background:#181b1f;border:1px solid #2a2e33;border-radius:6px;padding:.3em}
+.timeline-title{margin-top:.8em}#timeline{margin:0;padding:.3em .3em .3em 2.2em;height:300px;overflow:auto;font-variant-numeric:tabular-nums;background:#181b1f;border:1px solid #2a2e33;border-radius:6px}
+#timeline li{padding:.1em 0}#timeline .t{color:#8a9;margin-right:.6em}#timeline .n{color:#9ab;margin-right:.6em}
+#timeline .took-over,#timeline .peer-failed,#timeline .halted{color:#f99}#timeline .protected{color:#9e9}
+.protected-yes{color:#7d7}.protected-no{color:#f77}
+`;
+
+export interface WebAppOptions {
+  /** The console credential. */
+  token: string;
+  /** The page's cookie (per port: two pairs on one host keep theirs apart). */
+  cookieName: string;
+  config: () => Omit<WebPageConfig, "token">;
+}
+
+/** Answers the page, its files and the sign-in; false for any other request (the caller's). */
+export function serveWebApp(req: IncomingMessage, res: ServerResponse, options: WebAppOptions): boolean {
+  const url = new URL(req.url ?? "/", "http://x");
+  const path = url.pathname;
+  const isAsset = path.startsWith("/app/") || path.startsWith("/vendor/");
+  if (path !== "/" && path !== "/login" && !isAsset) return false;
+  const title = options.config().title;
+  const refuse = (message: string) => {
+    res.writeHead(401, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" });
+    res.end(loginPage(title, message));
+  };
+  const signedIn = (given: string) => {
+    res.writeHead(303, { location: "/", "set-cookie": `${options.cookieName}=${encodeURIComponent(given)}; HttpOnly; SameSite=Strict; Path=/`, "cache-control": "no-store" });
+    res.end();
+  };
+  if (path === "/login") {
+    if (req.method !== "POST") {
+      refuse("Sign in with the console credential.");
+      return true;
+    }
+    let body = "";
+    req.setEncoding("utf8");
+    req.on("data", (chunk: string) => {
+      body += chunk;
+      if (body.length > 4096) req.destroy();
+    });
+    req.on("end", () => {
+      const given = new URLSearchParams(body).get("token") ?? "";
+      if (tokenMatches(given, options.token)) signedIn(given);
+      else refuse("Wrong credential.");
+    });
+    return true;
+  }
+  if (req.method !== "GET" && req.method !== "HEAD") {
+    res.writeHead(405, { allow: "GET" });
+    res.end();
+    return true;
+  }
+  const inUrl = url.searchParams.get("token");
+  if (path === "/" && inUrl !== null) {
+    if (tokenMatches(inUrl, options.token)) signedIn(inUrl);
+    else refuse("Wrong credential.");
+    return true;
+  }
+  if (!tokenMatches(requestCredential(req, options.cookieName), options.token)) {
+    if (isAsset) {
+      res.writeHead(401, { "content-type": "text/plain" });
+      res.end("sign in first\n");
+    } else refuse("Sign in with the console credential (the one `lockstep console` uses).");
+    return true;
+  }
+  if (path === "/") {
+    res.writeHead(200, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store", "referrer-policy": "no-referrer", "x-content-type-options": "nosniff" });
+    res.end(page({ ...options.config(), token: options.token }));
+    return true;
+  }
+  assets ??= assetTable();
+  const file = assets.get(normalize(path).split(sep).join("/"));
+  if (!file || !existsSync(file)) {
+    res.writeHead(404, { "content-type": "text/plain" });
+    res.end(file ? `${path}: not built (npm run build)\n` : `${path}: no such file\n`);
+    return true;
+  }
+  const ext = file.slice(file.lastIndexOf(".") + 1);
+  res.writeHead(200, { "content-type": `${contentTypes[ext] ?? "application/octet-stream"}; charset=utf-8`, "x-content-type-options": "nosniff", "cache-control": "no-cache" });
+  res.end(readFileSync(file));
+  return true;
+}
