@@ -40,7 +40,7 @@ export class LiveChart {
           { stroke: "#8a9", grid: { stroke: "#2a2e33" }, size: 56, values: (_u, vals) => vals.map(short) },
           ...(b.scale ? [{ scale: b.scale, side: 1 as const, stroke: "#8a9", grid: { show: false }, size: 56, values: (_u: uPlot, vals: Array<number | null>) => vals.map(short) }] : []),
         ],
-        series: [{}, { label: a.label, stroke: a.stroke, width: 1.5, spanGaps: false }, { label: b.label, stroke: b.stroke, width: 1.5, spanGaps: false, ...(b.scale ? { scale: b.scale } : {}) }],
+        series: [{}, { label: a.label, stroke: a.stroke, width: 1.5, spanGaps: false, points: { show: false } }, { label: b.label, stroke: b.stroke, width: 1.5, spanGaps: false, points: { show: false }, ...(b.scale ? { scale: b.scale } : {}) }],
         legend: { live: false },
       },
       [[], [], []],

@@ -64,7 +64,7 @@ const bwChart = new LiveChart(byId("bw-chart"), "logging channel", { label: "KiB
 
 let lastUnreachable = new Set<string>();
 watch.onUpdate(() => {
-  const nodes = [...watch.nodes.values()];
+  const nodes = [...watch.nodes.values()].sort((a, b) => a.name.localeCompare(b.name));
   renderCards(byId("cards"), nodes);
   renderSummary(byId("pair-summary"), nodes);
   // a node that stopped answering (SIGSTOP, a partition) never closes the console's connection
