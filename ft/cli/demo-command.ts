@@ -98,10 +98,15 @@ export async function demoCommand(options: DemoOptions): Promise<void> {
     return node;
   };
 
-  /** A new backup that joins the live primary from a checkpoint. */
+  /** A new backup that joins the live primary from a checkpoint (one at a time: a primary takes one backup). */
+  let starting = false;
   const startBackup = async (): Promise<string> => {
     const p = nodes.find((n) => n.process.running && n.role === "primary");
     if (!p) return "no live primary to join";
+    const running = nodes.find((n) => n.process.running && n.role === "backup");
+    if (running) return `backup ${running.process.name} is running: kill it first`;
+    if (starting) return "a new backup is starting already";
+    starting = true;
     try {
       const b = await startNode("backup", { connect: p.process.url, join: true });
       client.addUrl(b.process.url);
@@ -112,6 +117,8 @@ export async function demoCommand(options: DemoOptions): Promise<void> {
       const text = `a new backup could not start: ${(e as Error).message.split("\n")[0]}`;
       say(text, "halted");
       return text;
+    } finally {
+      starting = false;
     }
   };
 
@@ -182,7 +189,7 @@ export async function demoCommand(options: DemoOptions): Promise<void> {
 
   const view = new DemoWeb(
     {
-      nodes: () => nodes.map((n) => ({ name: n.process.name, url: n.process.url.replace(/^ws/, "http"), running: n.process.running })),
+      nodes: () => nodes.map((n) => ({ name: n.process.name, url: n.process.url.replace(/^ws/, "http"), running: n.process.running, pid: n.process.pid })),
       events: () => events,
       killPrimary,
       killBackup,

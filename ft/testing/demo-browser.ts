@@ -69,7 +69,7 @@ export class DemoInBrowser {
     });
     const page = await browser.newPage({ viewport: { width: options.width ?? 1400, height: options.height ?? 1000 } });
     const u = new URL(signIn);
-    const d = new DemoInBrowser(demo, browser, page, u.origin, signIn, u.searchParams.get("token") ?? "");
+    const d = new DemoInBrowser(demo, browser, page, u.origin, signIn, new URLSearchParams(u.hash.slice(1)).get("token") ?? "");
     d.log = log;
     demo.stderr!.on("data", (chunk: string) => (d.log += chunk));
     page.on("dialog", (dialog) => {
@@ -80,6 +80,12 @@ export class DemoInBrowser {
     await page.goto(signIn);
     await page.waitForFunction(() => "lockstepView" in window, undefined, { timeout: 30_000 });
     return d;
+  }
+
+  /** The demo's list of the nodes it runs (with their pids). */
+  async demoNodes(): Promise<Array<{ name: string; url: string; running: boolean; pid: number | undefined }>> {
+    const r = await fetch(`${this.url}/demo/nodes`, { headers: { authorization: `Bearer ${this.token}` } });
+    return ((await r.json()) as { nodes: Array<{ name: string; url: string; running: boolean; pid: number | undefined }> }).nodes;
   }
 
   /** Another page in the same browser (e.g. a node's own web view). */

@@ -34,8 +34,8 @@ export interface NodeServerOptions {
   /** Certificate and key (PEM): serve HTTPS and WSS. */
   tls?: { cert: Buffer; key: Buffer };
   status: () => unknown;
-  /** The web view's page: what it is told besides the credential. */
-  webPage: () => Omit<WebPageConfig, "token">;
+  /** The web view's page: what it is told (public). */
+  webPage: () => WebPageConfig;
   metrics: () => Promise<string>;
   onPeer: (ws: WebSocket, req: IncomingMessage) => void;
   onConsole: (ws: WebSocket, req: IncomingMessage) => void;
@@ -50,42 +50,53 @@ export class NodeServer {
   constructor(private readonly options: NodeServerOptions) {
     this.wss = new WebSocketServer({ noServer: true, maxPayload: wireFrameBytesMax, handleProtocols: (offered) => (offered.has(consoleSubprotocol) ? consoleSubprotocol : false) });
     const handler = (req: IncomingMessage, res: import("node:http").ServerResponse) => {
-      const url = new URL(req.url ?? "/", "http://x");
       try {
-        if (serveWebApp(req, res, { token: options.consoleToken, cookieName: `lockstep_console_${this.port}`, config: options.webPage })) return;
+        this.answer(req, res);
       } catch (e) {
-        // the web view must never take the node down
-        if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain" });
+        // no request may take the node down (a path like "//" does not even parse as a URL)
+        if (!res.headersSent) res.writeHead(400, { "content-type": "text/plain" });
         res.end(`lockstep: ${(e as Error).message}\n`);
-        return;
-      }
-      const origin = req.headers.origin;
-      if (req.method === "OPTIONS" && url.pathname === "/status" && origin) {
-        res.writeHead(204, { "access-control-allow-origin": origin, "access-control-allow-headers": "authorization", "access-control-allow-methods": "GET", "access-control-max-age": "600", vary: "origin" });
-        res.end();
-      } else if (req.method === "GET" && url.pathname === "/status") {
-        const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
-        const cors = origin && tokenMatches(bearer, options.consoleToken) ? { "access-control-allow-origin": origin, vary: "origin" } : {};
-        res.writeHead(200, { "content-type": "application/json", "cache-control": "no-store", ...cors });
-        res.end(JSON.stringify(options.status()));
-      } else if (req.method === "GET" && url.pathname === "/metrics") {
-        options.metrics().then(
-          (text) => {
-            res.writeHead(200, { "content-type": "text/plain; version=0.0.4" });
-            res.end(text);
-          },
-          () => {
-            res.writeHead(500);
-            res.end();
-          },
-        );
-      } else {
-        res.writeHead(404, { "content-type": "text/plain" });
-        res.end("lockstep: / (the web view), /status, /metrics, and WebSockets on /peer and /console\n");
       }
     };
     this.http = options.tls ? createTlsServer({ cert: options.tls.cert, key: options.tls.key }, handler) : createServer(handler);
-    this.http.on("upgrade", (req, socket, head) => this.upgrade(req, socket, head));
+    this.http.on("upgrade", (req, socket, head) => {
+      try {
+        this.upgrade(req, socket as Duplex, head);
+      } catch (e) {
+        this.options.onRejected(`bad upgrade request: ${(e as Error).message}`, req.socket.remoteAddress);
+        socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+      }
+    });
+  }
+
+  private answer(req: IncomingMessage, res: import("node:http").ServerResponse): void {
+    const options = this.options;
+    const url = new URL(req.url ?? "/", "http://x");
+    if (serveWebApp(req, res, { token: options.consoleToken, config: options.webPage })) return;
+    const origin = req.headers.origin;
+    if (req.method === "OPTIONS" && url.pathname === "/status" && origin) {
+      res.writeHead(204, { "access-control-allow-origin": origin, "access-control-allow-headers": "authorization", "access-control-allow-methods": "GET", "access-control-max-age": "600", vary: "origin" });
+      res.end();
+    } else if (req.method === "GET" && url.pathname === "/status") {
+      const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
+      const cors = origin && tokenMatches(bearer, options.consoleToken) ? { "access-control-allow-origin": origin, vary: "origin" } : {};
+      res.writeHead(200, { "content-type": "application/json", "cache-control": "no-store", ...cors });
+      res.end(JSON.stringify(options.status()));
+    } else if (req.method === "GET" && url.pathname === "/metrics") {
+      options.metrics().then(
+        (text) => {
+          res.writeHead(200, { "content-type": "text/plain; version=0.0.4" });
+          res.end(text);
+        },
+        () => {
+          res.writeHead(500);
+          res.end();
+        },
+      );
+    } else {
+      res.writeHead(404, { "content-type": "text/plain" });
+      res.end("lockstep: / (the web view), /status, /metrics, and WebSockets on /peer and /console\n");
+    }
   }
 
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {

@@ -1,6 +1,6 @@
 /**
- * Credentials on a node's HTTP server: how a request carries one (a header, the web view's cookie,
- * or a browser WebSocket's subprotocol) and a comparison in constant time.
+ * Credentials on a node's HTTP server: how a request carries one (a header, or a browser WebSocket's
+ * subprotocol) and a comparison in constant time.
  */
 import type { IncomingMessage } from "node:http";
 import { timingSafeEqual } from "node:crypto";
@@ -12,8 +12,8 @@ export function tokenMatches(given: string | null | undefined, token: string): b
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-/** The credential a request carries: Authorization Bearer or Basic (the password), or the page's cookie. */
-export function requestCredential(req: IncomingMessage, cookieName: string): string | undefined {
+/** The credential a request carries in a header: Authorization Bearer, or Basic (the password; any user name). */
+export function requestCredential(req: IncomingMessage): string | undefined {
   const auth = req.headers.authorization ?? "";
   const bearer = /^Bearer (.+)$/.exec(auth)?.[1];
   if (bearer) return bearer;
@@ -22,10 +22,6 @@ export function requestCredential(req: IncomingMessage, cookieName: string): str
     const text = Buffer.from(basic, "base64").toString("utf8");
     const colon = text.indexOf(":");
     if (colon >= 0) return text.slice(colon + 1);
-  }
-  for (const part of (req.headers.cookie ?? "").split(";")) {
-    const eq = part.indexOf("=");
-    if (eq > 0 && part.slice(0, eq).trim() === cookieName) return decodeURIComponent(part.slice(eq + 1).trim());
   }
   return undefined;
 }

@@ -4,13 +4,13 @@
  * buttons to kill the primary, kill the backup and start a new backup that joins from a checkpoint.
  * It lives in the demo's own process, so the page's address outlives every node the buttons kill.
  *
- *   GET  /demo/nodes          {nodes: [{name, url, running}], events: [...]}
+ *   GET  /demo/nodes          {nodes: [{name, url, running, pid}], events: [...]}
  *   POST /demo/kill-primary   SIGKILL the live primary (asks twice when it is not protected)
  *   POST /demo/kill-backup    SIGKILL the live backup
  *   POST /demo/start-backup   start a new backup that joins the live primary
  *
- * The /demo endpoints take the console credential only as `Authorization: Bearer` (the page sends
- * it from script), never from the cookie: another site's page cannot press the buttons.
+ * The /demo endpoints take the console credential as `Authorization: Bearer` (the page sends it
+ * from script): another site's page, which does not hold it, cannot press the buttons.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { tokenMatches } from "./credentials.js";
@@ -25,7 +25,7 @@ export interface DemoEvent {
 }
 
 export interface DemoControl {
-  nodes(): Array<{ name: string; url: string; running: boolean }>;
+  nodes(): Array<{ name: string; url: string; running: boolean; pid: number | undefined }>;
   events(): DemoEvent[];
   killPrimary(): string;
   killBackup(): string;
@@ -55,15 +55,15 @@ export class DemoWeb {
     return `http://127.0.0.1:${this.port}`;
   }
 
-  /** The address that signs a browser in (the credential leaves the address bar at once). */
+  /** The address that signs a browser in: the credential in the fragment, which never reaches a server (the page drops it from the address bar). */
   get signInUrl(): string {
-    return `${this.url}/?token=${encodeURIComponent(this.token)}`;
+    return `${this.url}/#token=${encodeURIComponent(this.token)}`;
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const path = new URL(req.url ?? "/", "http://x").pathname;
     const running = () => this.control.nodes().filter((n) => n.running);
-    if (serveWebApp(req, res, { token: this.token, cookieName: `lockstep_demo_${this.port}`, config: () => ({ title: "lockstep demo", nodes: running().map((n) => n.url), demo: true }) })) return;
+    if (serveWebApp(req, res, { token: this.token, config: () => ({ title: "lockstep demo", nodes: running().map((n) => n.url), demo: true }) })) return;
     const json = (status: number, body: unknown) => {
       res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store" });
       res.end(JSON.stringify(body));

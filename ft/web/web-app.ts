@@ -8,25 +8,26 @@
  * xterm.js, uPlot and msgpackr from their installed packages, through an import map. No CDN: the page
  * works on a machine without a network.
  *
- * Credentials: the page and its files need the console credential, given once as `/?token=...`
- * (the address `lockstep demo` prints; answered with a cookie and a redirect that drops it from the
- * address bar), through the login form, or as `Authorization: Bearer` / HTTP Basic (any user name).
- * The page holds the credential and presents it to every node of the pair: on the console
- * WebSocket as a subprotocol `bearer.<base64url>` (a browser cannot set headers on a WebSocket; the
- * same scheme as Kubernetes'), on /status as `Authorization: Bearer`, which another origin may then
- * read (CORS): a page of another site, without the credential, can neither.
+ * Credentials: the page and its files are public (code and layout, no secret: the node list is on
+ * /status already); what they do needs the console credential, which the page takes from its address's
+ * fragment (`/#token=...`, the address `lockstep demo` prints: a fragment never reaches a server or
+ * its logs, and the page removes it from the address bar at once) or from its sign-in form, keeps in
+ * sessionStorage (this origin, this tab), checks with GET /auth (401 when wrong) and presents to every
+ * node of the pair: on the console WebSocket as a subprotocol `bearer.<base64url>` (a browser cannot
+ * set headers on a WebSocket; the same scheme as Kubernetes'), on /status as `Authorization: Bearer`,
+ * which another origin may then read (CORS). No cookie: cookies are not kept apart by port, so one
+ * for 127.0.0.1 would reach every local server, the guest's forwarded web server among them. A page
+ * of another site holds no credential, and may not frame this one.
  */
 import { existsSync, readFileSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createRequire } from "node:module";
-import { dirname, join, normalize, sep } from "node:path";
+import { dirname, join } from "node:path";
 import { packageRoot } from "../../emulator/package-root.js";
 import { requestCredential, tokenMatches } from "./credentials.js";
 
-/** What the page is told when it loads (as JSON in the page). */
+/** What the page is told when it loads (as JSON in the page; public). */
 export interface WebPageConfig {
-  /** The console credential (the person holding the page gave it). */
-  token: string;
   /** Nodes to watch first, as http(s) URLs; the page finds the others through their /status (peerUrl). */
   nodes: string[];
   /** Served by `lockstep demo`: the page shows its buttons and asks it for the node list. */
@@ -75,14 +76,6 @@ function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-function loginPage(title: string, message: string): string {
-  return `<!doctype html><html><head><meta charset="utf-8"><title>${escapeHtml(title)}: sign in</title>
-<style>body{font:15px system-ui,sans-serif;background:#111;color:#ddd;display:grid;place-items:center;height:100vh;margin:0}
-form{background:#1c1c1c;padding:2em;border-radius:8px}input{font:inherit;padding:.4em;margin:.5em 0;width:22em}p.err{color:#f77}</style></head>
-<body><form method="post" action="/login"><h2>${escapeHtml(title)}</h2><p class="err">${escapeHtml(message)}</p>
-<label>Console credential<br><input type="password" name="token" autofocus></label><br><button>Sign in</button></form></body></html>`;
-}
-
 function page(config: WebPageConfig): string {
   // JSON inside a script element: no "</script>" or "<!--" can close it early
   const json = JSON.stringify(config).replace(/</g, "\\u003c");
@@ -95,6 +88,8 @@ function page(config: WebPageConfig): string {
 <script id="lockstep-config" type="application/json">${json}</script>
 <script type="module" src="/app/ft/web/client/main.js"></script>
 </head><body>
+<form id="sign-in" hidden><h2>${escapeHtml(config.title)}</h2><p id="sign-in-error" class="err"></p>
+<label>Console credential (the one <code>lockstep console</code> uses)<br><input type="password" name="token" autocomplete="current-password" autofocus></label><br><button>Sign in</button></form>
 <header><h1>lockstep</h1><span id="pair-summary">connecting…</span><span id="demo-buttons" hidden>
 <button id="kill-primary" class="danger">Kill primary</button><button id="kill-backup" class="danger">Kill backup</button><button id="start-backup">Start a new backup</button></span></header>
 <main><section id="console-pane"><div class="pane-title">guest console <span id="console-state"></span></div><div id="terminal"></div>
@@ -115,7 +110,7 @@ main{display:grid;grid-template-columns:minmax(0,3fr) minmax(300px,2fr);gap:.8em
 #cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(230px,1fr));gap:.6em}
 .card{background:#181b1f;border:1px solid #2a2e33;border-radius:6px;padding:.6em .8em}
 .card h3{margin:0 0 .3em;font-size:14px;display:flex;justify-content:space-between}
-.card.primary{border-color:#3a7}.card.backup{border-color:#37a}.card.halted,.card.unreachable{border-color:#a44;opacity:.75}
+.card.primary{border-color:#3a7}.card.stale{border-color:#a84;opacity:.75}.stale .role{background:#5a4a1d}.card.backup{border-color:#37a}.card.halted,.card.unreachable{border-color:#a44;opacity:.75}
 .role{font-weight:600;text-transform:uppercase;font-size:11px;padding:.1em .4em;border-radius:3px;background:#333}
 .primary .role{background:#1d5a3a}.backup .role{background:#1d3a5a}.halted .role,.unreachable .role{background:#5a1d1d}
 .card dl{display:grid;grid-template-columns:auto 1fr;gap:.1em .8em;margin:0}.card dt{color:#8a9}.card dd{margin:0;font-variant-numeric:tabular-nums}
@@ -124,74 +119,49 @@ main{display:grid;grid-template-columns:minmax(0,3fr) minmax(300px,2fr);gap:.8em
 #timeline li{padding:.1em 0}#timeline .t{color:#8a9;margin-right:.6em}#timeline .n{color:#9ab;margin-right:.6em}
 #timeline .took-over,#timeline .peer-failed,#timeline .halted{color:#f99}#timeline .protected{color:#9e9}
 .protected-yes{color:#7d7}.protected-no{color:#f77}
+#sign-in{max-width:28em;margin:10vh auto;background:#1c1c1c;padding:2em;border-radius:8px}#sign-in input{font:inherit;padding:.4em;margin:.5em 0;width:22em}.err{color:#f77}
+body.signed-out header,body.signed-out main{display:none}
 `;
 
 export interface WebAppOptions {
   /** The console credential. */
   token: string;
-  /** The page's cookie (per port: two pairs on one host keep theirs apart). */
-  cookieName: string;
-  config: () => Omit<WebPageConfig, "token">;
+  config: () => WebPageConfig;
 }
 
-/** Answers the page, its files and the sign-in; false for any other request (the caller's). */
+/** Answers the page, its files and /auth; false for any other request (the caller's). */
 export function serveWebApp(req: IncomingMessage, res: ServerResponse, options: WebAppOptions): boolean {
-  const url = new URL(req.url ?? "/", "http://x");
-  const path = url.pathname;
+  const path = new URL(req.url ?? "/", "http://x").pathname;
   const isAsset = path.startsWith("/app/") || path.startsWith("/vendor/");
-  if (path !== "/" && path !== "/login" && !isAsset) return false;
-  const title = options.config().title;
-  const refuse = (message: string) => {
-    res.writeHead(401, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" });
-    res.end(loginPage(title, message));
-  };
-  const signedIn = (given: string) => {
-    res.writeHead(303, { location: "/", "set-cookie": `${options.cookieName}=${encodeURIComponent(given)}; HttpOnly; SameSite=Strict; Path=/`, "cache-control": "no-store" });
-    res.end();
-  };
-  if (path === "/login") {
-    if (req.method !== "POST") {
-      refuse("Sign in with the console credential.");
-      return true;
-    }
-    let body = "";
-    req.setEncoding("utf8");
-    req.on("data", (chunk: string) => {
-      body += chunk;
-      if (body.length > 4096) req.destroy();
-    });
-    req.on("end", () => {
-      const given = new URLSearchParams(body).get("token") ?? "";
-      if (tokenMatches(given, options.token)) signedIn(given);
-      else refuse("Wrong credential.");
-    });
-    return true;
-  }
+  if (path !== "/" && path !== "/auth" && !isAsset) return false;
   if (req.method !== "GET" && req.method !== "HEAD") {
     res.writeHead(405, { allow: "GET" });
     res.end();
     return true;
   }
-  const inUrl = url.searchParams.get("token");
-  if (path === "/" && inUrl !== null) {
-    if (tokenMatches(inUrl, options.token)) signedIn(inUrl);
-    else refuse("Wrong credential.");
-    return true;
-  }
-  if (!tokenMatches(requestCredential(req, options.cookieName), options.token)) {
-    if (isAsset) {
-      res.writeHead(401, { "content-type": "text/plain" });
-      res.end("sign in first\n");
-    } else refuse("Sign in with the console credential (the one `lockstep console` uses).");
+  const given = requestCredential(req);
+  const wrong = given !== undefined && !tokenMatches(given, options.token);
+  if (path === "/auth" || wrong) {
+    // a credential given in a header is checked, on the page too: a script or `curl -u` learns at once
+    const ok = given !== undefined && !wrong;
+    res.writeHead(ok ? 204 : 401, { "cache-control": "no-store", ...(ok ? {} : { "content-type": "text/plain", "www-authenticate": 'Bearer realm="lockstep"' }) });
+    res.end(ok ? undefined : "wrong or missing console credential\n");
     return true;
   }
   if (path === "/") {
-    res.writeHead(200, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store", "referrer-policy": "no-referrer", "x-content-type-options": "nosniff" });
-    res.end(page({ ...options.config(), token: options.token }));
+    res.writeHead(200, {
+      "content-type": "text/html; charset=utf-8",
+      "cache-control": "no-store",
+      "referrer-policy": "no-referrer",
+      "x-content-type-options": "nosniff",
+      "content-security-policy": "frame-ancestors 'none'",
+      "x-frame-options": "DENY",
+    });
+    res.end(page(options.config()));
     return true;
   }
   assets ??= assetTable();
-  const file = assets.get(normalize(path).split(sep).join("/"));
+  const file = assets.get(path);
   if (!file || !existsSync(file)) {
     res.writeHead(404, { "content-type": "text/plain" });
     res.end(file ? `${path}: not built (npm run build)\n` : `${path}: no such file\n`);

@@ -80,7 +80,7 @@ export function decodePeerMessage(bytes: Uint8Array): PeerMessage {
   switch (f.type) {
     case "hello": {
       if (f.join !== undefined && typeof f.join !== "boolean") throw new WireError(WireErrorCode.malformed, "Frame hello: field join must be a boolean");
-      return { type: "hello", epoch, nodeId: str(f, "nodeId"), have: count(f, "have"), ...(f.join === true ? { join: true } : {}), ...(f.arbiter !== undefined ? { arbiter: str(f, "arbiter") } : {}), ...(f.url !== undefined ? { url: str(f, "url", 512) } : {}) };
+      return { type: "hello", epoch, nodeId: str(f, "nodeId"), have: count(f, "have"), ...(f.join === true ? { join: true } : {}), ...(f.arbiter !== undefined ? { arbiter: str(f, "arbiter") } : {}), ...(f.url !== undefined ? { url: httpUrl(f) } : {}) };
     }
     case "checkpoint": {
       const parts = count(f, "parts");
@@ -133,4 +133,11 @@ function consoleTail(f: Fields): { consoleTail?: Uint8Array } {
 /** A count field that may be absent (older peers do not send it). */
 function optionalCount<K extends string>(f: Fields, key: K): { [k in K]?: number } {
   return f[key] === undefined ? {} : ({ [key]: count(f, key) } as { [k in K]: number });
+}
+
+/** The hello's `url`: where the backup serves its status and console, an http(s) address (the web view goes there). */
+function httpUrl(f: Fields): string {
+  const url = str(f, "url", 512);
+  if (!/^https?:\/\/[^\s/?#]+\/?$/.test(url)) throw new WireError(WireErrorCode.malformed, `Frame hello: field url must be http(s)://host:port, not ${JSON.stringify(url.slice(0, 80))}`);
+  return url;
 }

@@ -25,6 +25,8 @@ describe("wire codec", () => {
       { type: "heartbeat", epoch: 3, nodeId: "b", echo: 1_700_000_000_123 },
       { type: "ack", epoch: 3, have: 9, complete: 5, executed: 4, echo: 77 },
       { type: "hello", epoch: 2, nodeId: "c", have: 0, join: true },
+      { type: "hello", epoch: 2, nodeId: "c", have: 0, url: "http://10.0.0.2:7102" },
+      { type: "hello", epoch: 2, nodeId: "c", have: 0, url: "https://[fd00::2]:7102/" },
       { type: "checkpoint", epoch: 2, first: 40, slice: 17, part: 1, parts: 3, data: new Uint8Array([9, 8, 7]), console: 1234, inputs: [["client-a", 7]] },
       { type: "checkpoint", epoch: 2, first: 40, slice: 17, part: 0, parts: 3, data: new Uint8Array([9]), console: 1234, inputs: [], consoleTail: new Uint8Array([65, 66]) },
     ];
@@ -53,6 +55,10 @@ describe("wire codec", () => {
     expect(codeOf(() => decodePeerMessage(new Uint8Array(wireFrameBytesMax + 1)))).toBe(WireErrorCode.tooLarge);
     expect(codeOf(() => decodeConsoleClientMessage(packr.pack({ v: 1, type: "input", seq: 1, data: new Uint8Array(5000) })))).toBe(WireErrorCode.malformed);
     expect(codeOf(() => decodeConsoleClientMessage(packr.pack({ v: 1, type: "attach", clientId: "", offset: 0 })))).toBe(WireErrorCode.malformed);
+    // the hello's address goes to the web view's pages: an http(s) host:port, nothing else
+    for (const url of ["javascript:alert(1)", "http://a/b?c", "ws://10.0.0.2:7102", "http://a b"]) {
+      expect(codeOf(() => decodePeerMessage(packr.pack({ v: 1, type: "hello", epoch: 1, nodeId: "b", have: 0, url })))).toBe(WireErrorCode.malformed);
+    }
   });
 
   it("refuses a peer header a backup cannot build a machine from (it was passed on unchecked: a clock without a rate ran the guest on NaN time)", () => {

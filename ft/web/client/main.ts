@@ -7,11 +7,10 @@
 import { Terminal } from "@xterm/xterm";
 import { LiveChart } from "./charts.js";
 import { NodeWatch, type WatchedNode } from "./node-watch.js";
-import { channelRate, nodeRole, renderCards, renderSummary, renderTimeline, type TimelineEntry } from "./view.js";
+import { channelRate, newestEpoch, nodeRole, renderCards, renderSummary, renderTimeline, type TimelineEntry } from "./view.js";
 import { WebConsole } from "./web-console.js";
 
 interface PageConfig {
-  token: string;
   nodes: string[];
   demo: boolean;
   title: string;
@@ -19,10 +18,49 @@ interface PageConfig {
 
 const config = JSON.parse(document.getElementById("lockstep-config")!.textContent!) as PageConfig;
 const byId = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+document.title = config.title;
+
+/**
+ * The console credential: from the address's fragment (`#token=...`, which never reaches a server;
+ * removed from the address bar at once), else from this tab's sessionStorage, else from the sign-in
+ * form; checked with GET /auth before anything else runs.
+ */
+async function credential(): Promise<string> {
+  const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromHash !== null) {
+    sessionStorage.setItem("lockstep-token", fromHash);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  const check = async (token: string) => (await fetch("/auth", { headers: { authorization: `Bearer ${token}` }, cache: "no-store" })).status === 204;
+  const stored = sessionStorage.getItem("lockstep-token");
+  if (stored !== null && (await check(stored))) return stored;
+  const form = byId<HTMLFormElement>("sign-in");
+  const error = byId("sign-in-error");
+  if (stored !== null) error.textContent = "Wrong credential (401).";
+  sessionStorage.removeItem("lockstep-token");
+  document.body.classList.add("signed-out");
+  form.hidden = false;
+  return new Promise((resolve) => {
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const token = new FormData(form).get("token")?.toString() ?? "";
+      void check(token).then((ok) => {
+        if (!ok) return void (error.textContent = "Wrong credential (401).");
+        sessionStorage.setItem("lockstep-token", token);
+        form.hidden = true;
+        document.body.classList.remove("signed-out");
+        resolve(token);
+      });
+    });
+  });
+}
+
+const token = await credential();
 
 const term = new Terminal({ cols: 100, rows: 26, convertEol: false, scrollback: 5000, fontSize: 13, theme: { background: "#000000" } });
 term.open(byId("terminal"));
-const watch = new NodeWatch(config.token, config.nodes, { demo: config.demo });
+// a node's own page starts from where the browser reached it (its own idea of its address may not be reachable from here)
+const watch = new NodeWatch(token, config.demo ? config.nodes : [location.origin, ...config.nodes], { demo: config.demo });
 const consoleState = byId("console-state");
 const decoder = new TextDecoder();
 let transcript = "";
@@ -33,7 +71,7 @@ const note = (kind: string, text: string) => {
   timeline.set(`page:${atMs}:${timeline.size}`, { key: "", atMs, node: "view", kind, text });
 };
 
-const web = new WebConsole(config.token, () => watch.consoleCandidates(), {
+const web = new WebConsole(token, () => watch.consoleCandidates(), {
   output: (bytes) => {
     term.write(bytes);
     transcript += decoder.decode(bytes, { stream: true });
@@ -71,7 +109,8 @@ watch.onUpdate(() => {
   const unreachable = new Set(nodes.filter((n) => !n.reachable).map((n) => n.url));
   for (const url of unreachable) if (!lastUnreachable.has(url)) web.drop(url);
   lastUnreachable = unreachable;
-  const primary = nodes.find((n) => n.reachable && n.status?.role === "primary");
+  const epoch = newestEpoch(nodes);
+  const primary = nodes.find((n) => nodeRole(n, epoch) === "primary");
   const now = Date.now() / 1000;
   if (primary?.status) {
     // a backup joining from a checkpoint lags by the whole run until it restored it: not lag
@@ -94,7 +133,7 @@ if (config.demo) {
   const act = async (what: string, button: HTMLButtonElement) => {
     button.disabled = true;
     try {
-      const r = await fetch(`/demo/${what}`, { method: "POST", headers: { authorization: `Bearer ${config.token}` } });
+      const r = await fetch(`/demo/${what}`, { method: "POST", headers: { authorization: `Bearer ${token}` } });
       const body = (await r.json()) as { message: string };
       consoleState.textContent = body.message;
     } catch (e) {
@@ -109,7 +148,6 @@ if (config.demo) {
   }
 }
 
-document.title = config.title;
 watch.start();
 web.start();
 term.focus();
@@ -127,6 +165,6 @@ term.focus();
   warnings: () => [...warnings],
   attachedTo: () => (web.attachedTo ? nameOf(web.attachedTo) : null),
   offset: () => web.offset,
-  nodes: () => [...watch.nodes.values()].map((n: WatchedNode) => ({ name: n.name, url: n.url, role: nodeRole(n), epoch: n.status?.epoch ?? null, protected: n.status?.protected ?? null })),
+  nodes: () => [...watch.nodes.values()].map((n: WatchedNode) => ({ name: n.name, url: n.url, role: nodeRole(n, newestEpoch([...watch.nodes.values()])), epoch: n.status?.epoch ?? null, protected: n.status?.protected ?? null })),
   timeline: () => [...timeline.values()].sort((a, b) => a.atMs - b.atMs).map((e) => `${e.node}: ${e.text}`),
 };

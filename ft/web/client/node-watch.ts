@@ -56,6 +56,8 @@ export interface DemoNodeList {
 
 export class NodeWatch {
   readonly nodes = new Map<string, WatchedNode>();
+  /** Second addresses of nodes already watched under another. */
+  private readonly aliases = new Set<string>();
   demoEvents: DemoNodeList["events"] = [];
   private timer: ReturnType<typeof setInterval> | undefined;
   private listeners: Array<() => void> = [];
@@ -85,11 +87,13 @@ export class NodeWatch {
   consoleCandidates(): string[] {
     const all = [...this.nodes.values()].filter((n) => n.running !== false);
     const rank = (n: WatchedNode) => (!n.reachable ? 3 : n.status?.role === "primary" ? 0 : n.status?.role === "backup" ? 1 : 2);
-    return all.sort((a, b) => rank(a) - rank(b)).map((n) => n.url);
+    // the newest epoch first among equals: a primary woken from a pause is older than the one that took over
+    return all.sort((a, b) => rank(a) - rank(b) || (b.status?.epoch ?? 0) - (a.status?.epoch ?? 0)).map((n) => n.url);
   }
 
-  private add(url: string, name?: string): WatchedNode {
+  private add(url: string, name?: string): WatchedNode | undefined {
     const key = url.replace(/\/$/, "");
+    if (this.aliases.has(key) && name === undefined) return undefined;
     let n = this.nodes.get(key);
     if (!n) {
       n = { url: key, name: name ?? key.replace(/^https?:\/\//, ""), named: name !== undefined, status: undefined, reachable: false, answeredAt: undefined, previous: undefined };
@@ -105,7 +109,7 @@ export class NodeWatch {
     if (this.options.demo) {
       const list = await this.fetchJson<DemoNodeList>("/demo/nodes");
       if (list) {
-        for (const d of list.nodes) this.add(d.url, d.name).running = d.running;
+        for (const d of list.nodes) this.add(d.url, d.name)!.running = d.running;
         this.demoEvents = list.events;
       }
     }
@@ -117,6 +121,13 @@ export class NodeWatch {
     const now = performance.now();
     const s = n.running === false ? undefined : await this.fetchJson<NodeStatus>(`${n.url}/status`);
     if (s) {
+      // the same node under a second address (its own name for itself, and the one the page used): keep one
+      const twin = [...this.nodes.values()].find((o) => o !== n && o.status?.nodeId === s.nodeId && o.reachable);
+      if (twin && !n.named) {
+        this.nodes.delete(n.url);
+        this.aliases.add(n.url);
+        return;
+      }
       if (n.status) n.previous = { at: n.answeredAt!, status: n.status };
       n.status = s;
       n.answeredAt = now;

@@ -16,9 +16,19 @@ const fmt = new Intl.NumberFormat("en", { maximumFractionDigits: 1 });
 const n = (x: number | null | undefined) => (x === null || x === undefined ? "–" : fmt.format(x));
 const bytes = (x: number) => (x < 1024 ? `${x} B` : x < 2 ** 20 ? `${fmt.format(x / 1024)} KiB` : x < 2 ** 30 ? `${fmt.format(x / 2 ** 20)} MiB` : `${fmt.format(x / 2 ** 30)} GiB`);
 
-/** What a node is, as the page says it: its role, or unreachable / halted. */
-export function nodeRole(node: WatchedNode): string {
+/** The newest epoch any reachable node of the pair is in. */
+export function newestEpoch(nodes: WatchedNode[]): number {
+  return Math.max(0, ...nodes.filter((n) => n.reachable && n.status && n.status.role !== "halted").map((n) => n.status!.epoch));
+}
+
+/**
+ * What a node is, as the page says it: its role, unreachable (or killed, in the demo), or stale: a
+ * primary of an older epoch than another node is in (one woken from a pause, about to halt), which
+ * the page never shows as the primary.
+ */
+export function nodeRole(node: WatchedNode, epoch: number): string {
   if (!node.reachable || !node.status) return node.running === false ? "killed" : "unreachable";
+  if (node.status.role === "primary" && node.status.epoch < epoch) return "stale";
   return node.status.role;
 }
 
@@ -41,9 +51,10 @@ export function channelRate(node: WatchedNode): number | null {
 }
 
 export function renderCards(container: HTMLElement, nodes: WatchedNode[]): void {
+  const epoch = newestEpoch(nodes);
   container.replaceChildren(
     ...nodes.map((node) => {
-      const role = nodeRole(node);
+      const role = nodeRole(node, epoch);
       const card = el("div", { class: `card ${role}`, "data-node": node.name, "data-role": role });
       const h = el("h3");
       h.append(el("span", {}, node.name), el("span", { class: "role" }, role));
@@ -78,7 +89,8 @@ export function renderCards(container: HTMLElement, nodes: WatchedNode[]): void 
 }
 
 export function renderSummary(target: HTMLElement, nodes: WatchedNode[]): void {
-  const primary = nodes.find((x) => x.reachable && x.status?.role === "primary");
+  const epoch = newestEpoch(nodes);
+  const primary = nodes.find((x) => nodeRole(x, epoch) === "primary");
   if (!primary?.status) {
     target.textContent = "no live primary reachable";
     target.dataset.primary = "";

@@ -70,9 +70,24 @@ export class WebConsole {
     return true;
   }
 
-  /** The node at `url` is unreachable: leave it for the others. */
+  /**
+   * The node at `url` is unreachable: leave it for the others at once. (A stopped or cut-off node
+   * never completes the closing handshake: waiting for `onclose` could take a minute.)
+   */
   drop(url: string): void {
-    if (this.wsUrl === url) this.ws?.close();
+    const ws = this.ws;
+    if (!ws || this.wsUrl !== url) return;
+    this.ws = undefined;
+    this.wsUrl = undefined;
+    ws.onmessage = null;
+    ws.onclose = null;
+    ws.close();
+    clearInterval(this.resend);
+    const was = this.live;
+    this.live = undefined;
+    if (was) this.on.detached?.(was);
+    clearTimeout(this.retry);
+    if (!this.closed) this.retry = setTimeout(() => this.connect(), 50);
   }
 
   private write(m: ConsoleClientMessage): void {
