@@ -30,6 +30,10 @@ export const ErrorCode = {
   inputScript: "LOCKSTEP_ERR_INPUT_SCRIPT",
   netMode: "LOCKSTEP_ERR_NET_MODE",
   netFrame: "LOCKSTEP_ERR_NET_FRAME",
+  /** An ISO that is not an ISO 9660 image, or has no El Torito boot record. */
+  isoInvalid: "LOCKSTEP_ERR_ISO_INVALID",
+  /** A disk image to boot from without a boot sector (no 0x55AA signature). */
+  diskNotBootable: "LOCKSTEP_ERR_DISK_NOT_BOOTABLE",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

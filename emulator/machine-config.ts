@@ -10,8 +10,11 @@ import { dirname, isAbsolute, join, resolve } from "node:path";
 import { ErrorCode, LockstepError } from "./lockstep-error.js";
 import { bundledImagesDir } from "./package-root.js";
 
-export type MachineKind = "multiboot" | "linux";
-export const fileRoles = ["bios", "vgaBios", "multiboot", "bzimage", "initrd"] as const;
+/** multiboot: a kernel without a BIOS; linux: a bzImage (and initrd) through SeaBIOS; bios: SeaBIOS boots a disk or a CD. */
+export type MachineKind = "multiboot" | "linux" | "bios";
+export const fileRoles = ["bios", "vgaBios", "multiboot", "bzimage", "initrd", "cdrom"] as const;
+/** What a "bios" machine boots from: its hard disk (the shared disk) or its CD (files.cdrom). */
+export type BootDevice = "disk" | "cdrom";
 export type FileRole = (typeof fileRoles)[number];
 
 export interface FileRef {
@@ -38,6 +41,8 @@ export interface MachineConfig {
   name: string;
   description: string;
   kind: MachineKind;
+  /** A "bios" machine: the device SeaBIOS boots first. */
+  boot?: BootDevice;
   memoryMiB: number;
   cmdline?: string;
   files: Partial<Record<FileRole, FileRef>>;
@@ -108,7 +113,9 @@ export function validateConfig(raw: unknown, where: string): MachineConfig {
   if (typeof raw !== "object" || raw === null) fail(where, "must be a JSON object");
   const c = raw as Record<string, unknown>;
   if (typeof c.name !== "string" || !c.name) fail(where, `"name" must be a non-empty string`);
-  if (c.kind !== "multiboot" && c.kind !== "linux") fail(where, `"kind" must be "multiboot" or "linux", not ${JSON.stringify(c.kind)}`);
+  if (c.kind !== "multiboot" && c.kind !== "linux" && c.kind !== "bios") fail(where, `"kind" must be "multiboot", "linux" or "bios", not ${JSON.stringify(c.kind)}`);
+  if (c.boot !== undefined && c.boot !== "disk" && c.boot !== "cdrom") fail(where, `"boot" must be "disk" or "cdrom", not ${JSON.stringify(c.boot)}`);
+  if (c.kind === "bios" && c.boot === undefined) fail(where, `a bios machine needs "boot": "disk" or "cdrom"`);
   if (typeof c.memoryMiB !== "number" || !Number.isInteger(c.memoryMiB) || c.memoryMiB < 1 || c.memoryMiB > memoryMiBMax) {
     fail(where, `"memoryMiB" must be an integer from 1 to ${memoryMiBMax}, not ${JSON.stringify(c.memoryMiB)}`);
   }
@@ -125,6 +132,8 @@ export function validateConfig(raw: unknown, where: string): MachineConfig {
   }
   if (c.kind === "multiboot" && !files.multiboot) fail(where, `a multiboot machine needs files.multiboot`);
   if (c.kind === "linux" && (!files.bzimage || !files.bios)) fail(where, `a linux machine needs files.bzimage and files.bios`);
+  if (c.kind === "bios" && (!files.bios || !files.vgaBios)) fail(where, `a bios machine needs files.bios and files.vgaBios`);
+  if (c.kind === "bios" && c.boot === "cdrom" && !files.cdrom) fail(where, `a machine that boots from its CD needs files.cdrom`);
   let disk: DiskSpec | undefined;
   if (c.disk !== undefined) {
     const d = c.disk as Record<string, unknown>;
@@ -143,6 +152,7 @@ export function validateConfig(raw: unknown, where: string): MachineConfig {
     name: c.name,
     description: typeof c.description === "string" ? c.description : "",
     kind: c.kind,
+    ...(c.kind === "bios" ? { boot: c.boot as BootDevice } : {}),
     memoryMiB: c.memoryMiB,
     ...(c.cmdline !== undefined ? { cmdline: c.cmdline as string } : {}),
     files,
@@ -165,17 +175,64 @@ export interface LoadOptions {
   memoryMiB?: number;
 }
 
+/**
+ * A machine that SeaBIOS boots from a user's image, without a config file: `cdrom:PATH` (an ISO,
+ * attached read-only; its sha256 goes into the config, so into the log header) or `hda` (the
+ * shared disk given with --disk/--hda). The BIOS files are the bundled ones.
+ */
+export function imageMachineConfig(image: string, memoryMiB = 128): MachineConfig | undefined {
+  const boot: BootDevice | undefined = image === "hda" ? "disk" : image.startsWith("cdrom:") ? "cdrom" : undefined;
+  if (!boot) return undefined;
+  const biosDir = join(bundledImagesDir(), "bios");
+  const ref = (path: string): FileRef => {
+    if (!existsSync(path) || !statSync(path).isFile()) throw new LockstepError(ErrorCode.imageMissing, `Image file ${path} is missing`);
+    return { path, sha256: sha256Hex(readFileSync(path)) };
+  };
+  const files: Partial<Record<FileRole, FileRef>> = { bios: ref(join(biosDir, "bios.bin")), vgaBios: ref(join(biosDir, "vgabios-stdvga.bin")) };
+  if (boot === "cdrom") {
+    const iso = resolve(image.slice("cdrom:".length));
+    files.cdrom = ref(iso);
+    checkIso(iso, readFileSync(iso));
+  }
+  return { name: boot === "cdrom" ? "cdrom" : "hda", description: boot === "cdrom" ? `SeaBIOS booting the CD ${image.slice(6)}` : "SeaBIOS booting the hard disk", kind: "bios", boot, memoryMiB, files };
+}
+
+const isoSectorBytes = 2048;
+
+/** An ISO 9660 image (CD001 at sector 16) with an El Torito boot record; else ISO_INVALID. */
+export function checkIso(path: string, bytes: Uint8Array): void {
+  const at = (sector: number, off: number, n: number) => Buffer.from(bytes.subarray(sector * isoSectorBytes + off, sector * isoSectorBytes + off + n)).toString("latin1");
+  if (bytes.byteLength < 18 * isoSectorBytes || at(16, 1, 5) !== "CD001") {
+    throw new LockstepError(ErrorCode.isoInvalid, `${path} is not an ISO 9660 image (no "CD001" volume descriptor at sector 16)`, "give --cdrom a CD image (.iso)");
+  }
+  // volume descriptors from sector 16 until the terminator (type 255): one must be El Torito's boot record
+  for (let sector = 16; (sector + 1) * isoSectorBytes <= bytes.byteLength && sector < 64; sector++) {
+    const type = bytes[sector * isoSectorBytes]!;
+    if (type === 0 && at(sector, 7, 23) === "EL TORITO SPECIFICATION") return;
+    if (type === 255) break;
+  }
+  throw new LockstepError(ErrorCode.isoInvalid, `${path} is an ISO 9660 image but not bootable (no El Torito boot record)`, "make it with a boot loader, e.g. xorriso -as mkisofs -b isolinux/isolinux.bin -no-emul-boot ...");
+}
+
+/** A disk to boot from must start with a boot sector (0x55AA at byte 510); else DISK_NOT_BOOTABLE. */
+export function checkBootSector(where: string, firstSector: Uint8Array): void {
+  if (firstSector.byteLength < 512 || firstSector[510] !== 0x55 || firstSector[511] !== 0xaa) {
+    throw new LockstepError(ErrorCode.diskNotBootable, `${where} is not bootable: its first sector has no boot signature (0x55AA at byte 510)`, "install a boot loader on it (e.g. extlinux with syslinux's mbr.bin), or boot a kernel or a CD instead");
+  }
+}
+
 /** Reads a config and every file it names, verifying sizes and sha256s. */
 export function loadMachine(image: string, options: LoadOptions = {}): LoadedMachine {
-  const path = resolveConfigPath(image);
-  const config = readConfig(path);
+  const synthesized = imageMachineConfig(image);
+  const path = synthesized ? image : resolveConfigPath(image);
+  const config = synthesized ?? readConfig(path);
   if (options.memoryMiB !== undefined) {
     if (!Number.isInteger(options.memoryMiB) || options.memoryMiB < 1 || options.memoryMiB > memoryMiBMax) {
       throw new LockstepError(ErrorCode.usage, `Memory size ${options.memoryMiB} MiB is out of range`, `use 1 to ${memoryMiBMax}`);
     }
     config.memoryMiB = options.memoryMiB;
   }
-  const base = dirname(path);
+  const base = synthesized ? "/" : dirname(path);
   const files: Partial<Record<FileRole, Uint8Array>> = {};
   for (const role of fileRoles) {
     const ref = config.files[role];

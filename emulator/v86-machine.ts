@@ -19,6 +19,8 @@ import { BounceDisk, type DiskRequest } from "./bounce-disk.js";
 import { DeferredJit, type JitCpu } from "./deferred-jit.js";
 import { GuestGlobals, type GuestEnvironment } from "./guest-environment.js";
 import { macBytes, type LoadedMachine } from "./machine-config.js";
+import { ReadOnlyImage } from "./read-only-image.js";
+import { readTextScreen, type TextScreen } from "./text-screen.js";
 import { loadHasher, stateDigest } from "./state-digest.js";
 import { configuredWasmTier, useWasmTier, type WasmTier } from "./wasm-tier.js";
 
@@ -198,6 +200,10 @@ export class V86Machine {
     if (files.multiboot) settings.multiboot = { buffer: toArrayBuffer(files.multiboot) };
     if (files.bzimage) settings.bzimage = { buffer: toArrayBuffer(files.bzimage) };
     if (files.initrd) settings.initrd = { buffer: toArrayBuffer(files.initrd) };
+    // the CD: read-only, the same file on every node (its sha256 is in the config): reads need no log
+    if (files.cdrom) settings.cdrom = new ReadOnlyImage(files.cdrom);
+    // SeaBIOS's boot order, first device in the lowest nibble (1 floppy, 2 hard disk, 3 CD)
+    if (config.kind === "bios") settings.boot_order = config.boot === "cdrom" ? 0x213 : 0x312;
     if (config.cmdline !== undefined) settings.cmdline = config.cmdline;
     if (disk) settings.hda = disk;
 
@@ -342,6 +348,11 @@ export class V86Machine {
   /** Delivers an Ethernet frame to the NIC. Between slices only. */
   sendNet(frame: Uint8Array): void {
     this.bus.send("net0-receive", frame);
+  }
+
+  /** The VGA text screen (between slices; reading it changes nothing). */
+  textScreen(): TextScreen {
+    return readTextScreen(this.cpu.devices.vga);
   }
 
   /** Delivers PS/2 scancodes to the keyboard. Between slices only. */

@@ -113,7 +113,9 @@ export function validateHeader(raw: unknown, where: string): LogHeader {
 
   const h = map(raw, "the header");
   const m = map(h.machine, "machine");
-  const kind = m.kind === "multiboot" || m.kind === "linux" ? m.kind : bad("machine.kind", `"multiboot" or "linux"`, m.kind);
+  const kind = m.kind === "multiboot" || m.kind === "linux" || m.kind === "bios" ? m.kind : bad("machine.kind", `"multiboot", "linux" or "bios"`, m.kind);
+  const boot = m.boot === undefined ? undefined : m.boot === "disk" || m.boot === "cdrom" ? m.boot : bad("machine.boot", `"disk" or "cdrom"`, m.boot);
+  if (kind === "bios" && boot === undefined) bad("machine.boot", `"disk" or "cdrom" for a bios machine`, m.boot);
   const files: Partial<Record<FileRole, FileRef>> = {};
   for (const [role, ref] of Object.entries(map(m.files, "machine.files"))) {
     if (!(fileRoles as readonly string[]).includes(role)) bad("machine.files", `keyed by ${fileRoles.join(", ")}`, role);
@@ -124,6 +126,7 @@ export function validateHeader(raw: unknown, where: string): LogHeader {
     name: str(m.name, "machine.name", true),
     description: str(m.description, "machine.description"),
     kind,
+    ...(boot !== undefined ? { boot } : {}),
     memoryMiB: int(m.memoryMiB, "machine.memoryMiB", 1, memoryMiBMax),
     ...(m.cmdline !== undefined ? { cmdline: str(m.cmdline, "machine.cmdline") } : {}),
     files,

@@ -5,7 +5,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ErrorCode, LockstepError } from "../emulator/lockstep-error.js";
-import { fileRoles, sha256Hex, type DiskSpec, type LoadedMachine } from "../emulator/machine-config.js";
+import { bundledImageNames, fileRoles, sha256Hex, type DiskSpec, type LoadedMachine } from "../emulator/machine-config.js";
 import { packageRoot } from "../emulator/package-root.js";
 import { v86Version } from "../emulator/v86-machine.js";
 import { logFormatVersion } from "./event-log/log-entry.js";
@@ -59,6 +59,7 @@ export function checkHeader(header: LogHeader, loaded: LoadedMachine): void {
   const a = header.machine;
   const b = loaded.config;
   if (a.kind !== b.kind) mismatch("machine kind", a.kind, b.kind);
+  if ((a.boot ?? null) !== (b.boot ?? null)) mismatch("the boot device", a.boot ?? null, b.boot ?? null);
   if (a.memoryMiB !== b.memoryMiB) mismatch("memory (MiB)", a.memoryMiB, b.memoryMiB, `pass --memory ${a.memoryMiB}`);
   if ((a.cmdline ?? "") !== (b.cmdline ?? "")) mismatch("the kernel command line", a.cmdline ?? "", b.cmdline ?? "");
   const nic = (m: typeof a) => (m.nic ? `${m.nic.type} ${m.nic.mac}` : "none");
@@ -68,4 +69,21 @@ export function checkHeader(header: LogHeader, loaded: LoadedMachine): void {
     const y = b.files[role]?.sha256 ?? null;
     if (x !== y) mismatch(`the sha256 of ${role}`, x, y, `the log was recorded with image "${a.name}"`);
   }
+}
+
+/**
+ * The image to build the machine a header describes: `override` (a config or `cdrom:PATH` the user
+ * named), else the bundled image of the header's name, or `hda` (SeaBIOS booting the disk, which
+ * needs no file of its own). A CD must be named: its file is the user's.
+ */
+export function imageForHeader(header: LogHeader, override: string | undefined, whose: string): string {
+  if (override) return override;
+  const m = header.machine;
+  if (m.kind === "bios" && m.boot === "cdrom") {
+    throw new LockstepError(ErrorCode.imageUnknown, `${whose} boots a CD (sha256 ${m.files.cdrom?.sha256.slice(0, 16) ?? "?"}...)`, "pass --cdrom ISO with the same file");
+  }
+  if (m.name !== "hda" && !bundledImageNames().includes(m.name)) {
+    throw new LockstepError(ErrorCode.imageUnknown, `${whose} "${m.name}" is not a bundled image`, "pass its config with --image CONFIG.json");
+  }
+  return m.name;
 }

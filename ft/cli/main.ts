@@ -3,6 +3,7 @@
  * The `lockstep` command line. Every operating error ends with one line `CODE: message (hint)` on
  * stderr and exit status 2; anything else is a bug and keeps its stack trace (exit status 1).
  */
+import { resolve as resolvePath } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { parseArbiterSpec } from "../arbiter/open-arbiter.js";
 import { wasmTiers } from "../../emulator/wasm-tier.js";
@@ -18,6 +19,7 @@ import { demoCommand } from "./demo-command.js";
 import { recordCommand } from "./record-command.js";
 import { replayCommand } from "./replay-command.js";
 import { runCommand } from "./run-command.js";
+import { applyBootFlags, bootFlags } from "./boot-options.js";
 
 const integerAtLeast = (least: number, kind: string) => (what: string) => (value: string) => {
   const n = Number(value);
@@ -52,18 +54,22 @@ export function buildProgram(): Command {
     })
     .showHelpAfterError();
 
-  program
-    .command("run")
+  bootFlags(program
+    .command("run"))
     .description("boot a guest headless with the terminal on its serial console (Ctrl-] quits)")
     .option("--image <name|config.json>", "bundled image name or machine config file", "linux")
     .option("--memory <MiB>", "guest memory (overrides the config)", positiveInt("--memory"))
     .option("--disk <file>", "disk image to attach and write back at exit (default: a fresh disk, discarded)")
     .option("--no-jit", "interpret only (slower; deterministic either way)")
+    .option("--screen", "show the guest's VGA text screen (80x25, colours) instead of its serial port; keys go to its keyboard")
     .addOption(netOption("none"))
-    .action(async (opts) => runCommand({ image: opts.image, memory: opts.memory, disk: opts.disk, jit: opts.jit, net: opts.net }));
+    .action(async (opts) => {
+      applyBootFlags(opts);
+      await runCommand({ image: opts.image, memory: opts.memory, disk: opts.disk, jit: opts.jit, net: opts.net, screen: Boolean(opts.screen) });
+    });
 
-  program
-    .command("record")
+  bootFlags(program
+    .command("record"))
     .description("run a guest live and record every non-deterministic input to a log file")
     .requiredOption("--out <file.lslog>", "the log file to write")
     .option("--image <name|config.json>", "bundled image name or machine config file", "linux")
@@ -89,6 +95,7 @@ export function buildProgram(): Command {
     .addOption(netOption("none"))
     .action(async (opts) =>
       recordCommand({
+        ...applyBootFlags(opts),
         net: opts.net,
         image: opts.image,
         memory: opts.memory,
@@ -110,6 +117,7 @@ export function buildProgram(): Command {
     .description("re-execute a log offline, verifying every digest, and print the serial output it reproduces")
     .argument("<file.lslog>", "the log to replay")
     .option("--image <name|config.json>", "machine config (default: the bundled image the log names)")
+    .option("--cdrom <iso>", "the CD image the recording booted (checked by its sha256)")
     .option("--memory <MiB>", "guest memory, when it differs from the config's", positiveInt("--memory"))
     .option("--disk <file>", "compare this disk with what the replayed guest wrote (every written sector must match); replay itself needs no disk")
     .option("--until <slice>", "stop at this slice", (v) => positiveInt("--until")(v))
@@ -123,7 +131,7 @@ export function buildProgram(): Command {
     .action(async (file, opts) =>
       replayCommand({
         file,
-        image: opts.image,
+        image: opts.cdrom ? `cdrom:${resolvePath(opts.cdrom)}` : opts.image,
         memory: opts.memory,
         disk: opts.disk,
         until: opts.until,
@@ -148,6 +156,7 @@ export function buildProgram(): Command {
     .description("write the network frames of a recording, in and out (replayed), as a pcap to standard output")
     .argument("<file.lslog>", "the log")
     .option("--image <name|config.json>", "machine config (default: the bundled image the log names)")
+    .option("--cdrom <iso>", "the CD image the recording booted (checked by its sha256)")
     .option("--allow-truncated", "capture what a log cut short holds")
     .action(async (file, opts) => logPcapCommand(file, { allowTruncated: Boolean(opts.allowTruncated), image: opts.image }));
 
@@ -167,23 +176,25 @@ export function buildProgram(): Command {
       .option("--power-on-log-mib <MiB>", "keep the log whole from power-on until it is this large: a backup attaching before then replays it, one attaching later joins from a checkpoint (0: always a checkpoint)", nonNegativeInt("--power-on-log-mib"), 16)
       .addOption(netOption("none").default(parseNetSpec("none"), "none; user mode keeps passt's socket in --shared-dir, where a new primary finds it"));
 
-  nodeFlags(program.command("primary").description("run a guest as the primary of a lockstep pair"), "127.0.0.1:7101")
+  nodeFlags(bootFlags(program.command("primary").description("run a guest as the primary of a lockstep pair")), "127.0.0.1:7101")
     .option("--image <name|config.json>", "bundled image name or machine config file", "linux")
     .option("--memory <MiB>", "guest memory (overrides the config)", positiveInt("--memory"))
     .option("--disk <file|nbd-url>", "the shared disk: a file, or nbd://host:port/export (default: <shared-dir>/disk-<image>.img, made fresh when missing)")
-    .action(async (o) => primaryCommand(o));
+    .action(async (o) => primaryCommand(applyBootFlags(o)));
 
   nodeFlags(program.command("backup").description("follow a primary in lockstep and take over when it dies"), "127.0.0.1:7102")
     .requiredOption("--connect <ws://host:port>", "the primary's address")
     .option("--image <config.json>", "machine config, if the primary's machine is not a bundled image")
     .option("--disk <file|nbd-url>", "the shared disk, opened only at takeover (default: the location the primary uses)")
     .option("--join", "start from a checkpoint of the running primary (FT VMotion) instead of replaying its log from power-on")
-    .action(async (o) => backupCommand(o));
+    .option("--cdrom <iso>", "the CD image the primary boots (--cdrom there): the same file, checked by its sha256")
+    .action(async (o) => backupCommand(o.cdrom ? { ...o, image: `cdrom:${resolvePath(o.cdrom)}` } : o));
 
   nodeFlags(program.command("standby").description("a spare host for a pair (--arbiter etcd://...): when its primary runs unprotected, one standby joins it as the backup"), "127.0.0.1:7103")
     .option("--image <config.json>", "machine config, if the primary's machine is not a bundled image")
     .option("--disk <file|nbd-url>", "the shared disk, opened only at takeover (default: the location the primary uses)")
-    .action(async (o) => standbyCommand(o));
+    .option("--cdrom <iso>", "the CD image the primary boots (--cdrom there): the same file, checked by its sha256")
+    .action(async (o) => standbyCommand(o.cdrom ? { ...o, image: `cdrom:${resolvePath(o.cdrom)}` } : o));
 
   program
     .command("console")

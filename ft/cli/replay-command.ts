@@ -13,10 +13,10 @@
 import { createHash } from "node:crypto";
 import { SingleBar, Presets } from "cli-progress";
 import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
-import { bundledImageNames, loadMachine } from "../../emulator/machine-config.js";
+import { loadMachine } from "../../emulator/machine-config.js";
 import { FileDiskBackend } from "../../hypervisor/disk/disk-backend.js";
 import { DiskView, type DiskComparison } from "../../hypervisor/disk/disk-view.js";
-import { checkHeader } from "../../hypervisor/log-header.js";
+import { checkHeader, imageForHeader } from "../../hypervisor/log-header.js";
 import { listCheckpoints, loadCheckpointBytes } from "../../hypervisor/checkpoint-store.js";
 import { LogReader } from "../../hypervisor/log-file.js";
 import { MachineThread } from "../../hypervisor/machine-thread/machine-thread.js";
@@ -83,10 +83,7 @@ export async function replayCommand(options: ReplayCommandOptions): Promise<void
 
 export async function replayLog(reader: LogReader, options: Omit<ReplayCommandOptions, "file">): Promise<ReplayReport> {
   const header = reader.header;
-  const image = options.image ?? header.machine.name;
-  if (!options.image && !bundledImageNames().includes(image)) {
-    throw new LockstepError(ErrorCode.imageUnknown, `The log's machine "${image}" is not a bundled image`, "pass its config with --image CONFIG.json");
-  }
+  const image = imageForHeader(header, options.image, "The log's machine");
   const loaded = loadMachine(image, options.memory !== undefined ? { memoryMiB: options.memory } : {});
   checkHeader(header, loaded);
   if (!options.allowTruncated) refuseCutShort(reader);

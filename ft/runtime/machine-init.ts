@@ -5,9 +5,8 @@
  * power-on or from a checkpoint.
  */
 import { randomInt } from "node:crypto";
-import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
-import { bundledImageNames, loadMachine, type MachineConfig } from "../../emulator/machine-config.js";
-import { buildHeader, checkHeader } from "../../hypervisor/log-header.js";
+import { loadMachine, type MachineConfig } from "../../emulator/machine-config.js";
+import { buildHeader, checkHeader, imageForHeader } from "../../hypervisor/log-header.js";
 import type { DiskInfo, LogHeader } from "../../hypervisor/log-file.js";
 import type { MachineInit } from "../../hypervisor/machine-thread/machine-protocol.js";
 import { defaultClockParams } from "../../hypervisor/machine-session.js";
@@ -28,10 +27,7 @@ export async function primaryMachine(image: string, memoryMiB: number | undefine
 
 /** A backup's machine for the primary's `header`; throws a LockstepError when this node cannot build that machine. */
 export function backupMachine(header: LogHeader, imageOverride: string | undefined, checkpoint?: { bytes: Uint8Array; slice: number }): MachineInit {
-  const image = imageOverride ?? header.machine.name;
-  if (!imageOverride && !bundledImageNames().includes(image)) {
-    throw new LockstepError(ErrorCode.imageUnknown, `The primary's machine "${image}" is not a bundled image`, "pass --image CONFIG.json");
-  }
+  const image = imageForHeader(header, imageOverride, "The primary's machine");
   const load = { memoryMiB: header.machine.memoryMiB };
   checkHeader(header, loadMachine(image, load));
   // the disk itself is not opened until takeover: the log carries every read's data

@@ -34,6 +34,7 @@
  *     failed       the machine stopped by itself: divergence, power-off, an error (`reason`; an
  *                  operating error keeps its stable code, hint and details in `error`)
  */
+import type { TextScreen } from "../../emulator/text-screen.js";
 import type { DiskRequest } from "../../emulator/bounce-disk.js";
 import type { LoadOptions } from "../../emulator/machine-config.js";
 import type { SessionCheckpoint } from "../checkpoint.js";
@@ -81,6 +82,8 @@ export type ToMachine =
   | { type: "entries"; entries: LogEntry[] }
   | { type: "checkpoint" }
   | { type: "go-live" }
+  /** The VGA text screen, answered with a "screen" message (a view: it changes nothing). */
+  | { type: "screen" }
   | { type: "stop" };
 
 export interface MachineBatch {
@@ -119,5 +122,6 @@ export type FromMachine =
   | { type: "took-over"; slice: number; pending: DiskRequest[] }
   | { type: "input-refused"; source: InputSource }
   | { type: "replayed"; end: ReplayEnd; summary: ReplaySummary; truncatedAt: number | null; guestMs: number }
+  | { type: "screen"; screen: TextScreen }
   | { type: "stopped" }
   | { type: "failed"; reason: string; error?: MachineError };

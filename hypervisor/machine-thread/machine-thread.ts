@@ -7,6 +7,7 @@
  * The worker is a separate JS realm, so its globals (`Date`, `Math.random`, v86's namespace static)
  * are its own: nothing the main thread does (timers, sockets, logging) can reach the guest's time.
  */
+import type { TextScreen } from "../../emulator/text-screen.js";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -138,7 +139,24 @@ export class MachineThread {
         this.done = true;
         e.replayed?.(m);
         break;
+      case "screen": {
+        const waiting = this.screenWaiters;
+        this.screenWaiters = [];
+        for (const w of waiting) w(m.screen);
+        break;
+      }
     }
+  }
+
+  private screenWaiters: Array<(s: TextScreen | undefined) => void> = [];
+
+  /** The VGA text screen at the next boundary (undefined if the thread ends first). */
+  screen(): Promise<TextScreen | undefined> {
+    if (this.done) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      if (this.screenWaiters.push(resolve) === 1) this.send({ type: "screen" });
+      void this.stopped.then(() => resolve(undefined));
+    });
   }
 
   private send(m: ToMachine, transfer: ArrayBuffer[] = []): void {

@@ -178,6 +178,9 @@ function record(session: MachineSession, wallEpochMs: number | undefined): void 
       case "stop":
         stopping = true;
         break;
+      case "screen":
+        post({ type: "screen", screen: driver.machine.textScreen() });
+        break;
       case "entries":
       case "go-live":
         break; // not a backup any more
@@ -251,6 +254,9 @@ function follow(session: MachineSession): void {
         break;
       case "stop":
         stopping = true;
+        break;
+      case "screen":
+        post({ type: "screen", screen: driver.machine.textScreen() });
         break;
       default:
         break; // primary-only messages sent before the takeover finished: nothing to do

@@ -6,6 +6,7 @@
  * types input. `stop()` logs power-off at the next boundary and resolves once every entry is here.
  */
 import type { LoadOptions } from "../../emulator/machine-config.js";
+import type { TextScreen } from "../../emulator/text-screen.js";
 import type { SessionCheckpoint } from "../checkpoint.js";
 import { MemoryDiskPort } from "../disk/disk-port.js";
 import type { LogEntry } from "../event-log/log-entry.js";
@@ -95,6 +96,11 @@ export class RecordingMachine {
   /** PS/2 scancodes at the next boundary. */
   keys(data: Uint8Array): void {
     this.thread.keys(data);
+  }
+
+  /** The guest's VGA text screen at the next boundary (a view: it changes nothing). */
+  screen(): Promise<TextScreen | undefined> {
+    return this.thread.screen();
   }
 
   /** A checkpoint at the next boundary without disk I/O in flight (see `onCheckpoint`). */
