@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuilds every committed guest image of disk-images/ from Debian packages.
 #
-#   scripts/build-images.sh [tiny|linux|initramfs|bios|all]     (default: all; linux includes initramfs)
+#   scripts/build-images.sh [tiny|vga|linux|initramfs|bios|all]     (default: all; linux includes initramfs)
 #
 # Needs (Debian 12): dpkg --add-architecture i386; apt-get install nasm cpio bc flex bison
 # libelf-dev xz-utils gcc make. Downloads (apt-get download, no install) linux-source-6.1,
@@ -36,6 +36,11 @@ build_bios() {
 build_tiny() {
   nasm -f bin -o "$images/tiny/tiny.bin" "$images/tiny/tiny.asm"
   echo "tiny: nasm $(nasm -v | awk '{print $3}')"
+}
+
+build_vga() {
+  nasm -f bin -o "$images/vga/vga.bin" "$images/vga/vga.asm"
+  echo "vga: nasm $(nasm -v | awk '{print $3}')"
 }
 
 build_linux() {
@@ -79,9 +84,10 @@ build_initramfs() {
 case "$what" in
   bios) build_bios ;;
   tiny) build_tiny ;;
+  vga) build_vga ;;
   linux) build_linux ;;
   initramfs) build_initramfs ;;
-  all) build_bios; build_tiny; build_linux ;;
-  *) echo "usage: $0 [tiny|linux|initramfs|bios|all]" >&2; exit 2 ;;
+  all) build_bios; build_tiny; build_vga; build_linux ;;
+  *) echo "usage: $0 [tiny|vga|linux|initramfs|bios|all]" >&2; exit 2 ;;
 esac
 node "$here/scripts/update-image-hashes.mjs"

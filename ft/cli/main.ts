@@ -223,9 +223,11 @@ export function buildProgram(): Command {
 
   program
     .command("images")
-    .description("list the bundled guests")
+    .description("list the bundled guests and what each boots from (or the configs and images named)")
+    .argument("[image...]", "bundled names or config files to describe (default: every bundled image)")
+    .option("--cdrom <iso>", "describe the machine that boots this ISO")
     .option("--json", "machine-readable output")
-    .action((opts) => imagesCommand(Boolean(opts.json)));
+    .action((images: string[], opts) => imagesCommand(Boolean(opts.json), [...images, ...(opts.cdrom ? [`cdrom:${resolvePath(opts.cdrom)}`] : [])]));
 
   return program;
 }

@@ -71,6 +71,6 @@ describe("lockstep images", () => {
     expect(r.stdout).toMatch(/^linux\s+linux\s+files\s+[\d.]+ MiB/m);
     expect(r.stdout).toMatch(/^tiny\s+multiboot/m);
     const json = JSON.parse(runCli(["images", "--json"]).stdout);
-    expect(json.map((r: { name: string }) => r.name)).toEqual(["linux", "tiny"]);
+    expect(json.map((r: { name: string }) => r.name)).toEqual(["linux", "tiny", "vga"]);
   });
 });

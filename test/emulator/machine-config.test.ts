@@ -33,7 +33,7 @@ function tinyCopy(mutate: (config: any) => void = () => {}): string {
 
 describe("machine configs", () => {
   it("lists and loads the bundled guests with verified files", () => {
-    expect(bundledImageNames()).toEqual(["linux", "tiny"]);
+    expect(bundledImageNames()).toEqual(["linux", "tiny", "vga"]);
     const linux = loadMachine("linux");
     expect(linux.config.kind).toBe("linux");
     expect(linux.files.bzimage!.byteLength).toBeGreaterThan(1_000_000);
