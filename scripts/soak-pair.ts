@@ -112,7 +112,9 @@ try {
         rec.role = s.role;
         if (rec.from === undefined && (s.protected === true || (s.role === "backup" && p.protected === true && p.backup === n.name))) rec.from = g + 1;
         rec.list.push({ guestMin: g, role: s.role, rss: s.memory.rss, heapUsed: s.memory.heapUsed, logEntries: s.logHeld?.entries ?? 0, logBytes: s.logHeld?.bytes ?? 0 });
-        line.push(`${n.name} ${s.role} rss ${s.memory.rss} MiB heap ${s.memory.heapUsed} MiB log ${s.logHeld?.entries ?? 0} entries ${((s.logHeld?.bytes ?? 0) / 2 ** 20).toFixed(1)} MiB`);
+        const mt = s.memory.machine;
+        const where = `buffers ${s.memory.arrayBuffers}${mt ? `, machine thread heap ${mt.heapUsed} buffers ${mt.arrayBuffers}` : ""}`;
+        line.push(`${n.name} ${s.role} rss ${s.memory.rss} MiB heap ${s.memory.heapUsed} MiB (${where}) log ${s.logHeld?.entries ?? 0} entries ${((s.logHeld?.bytes ?? 0) / 2 ** 20).toFixed(1)} MiB`);
       }
       say(line.join(" | "));
     }

@@ -35,6 +35,7 @@ import type { PeerMessage } from "../wire/peer-messages.js";
 import { sendCheckpoint, type CheckpointSent } from "./checkpoint-sender.js";
 import { ConsoleServer } from "./console-server.js";
 import { backupMachine, primaryMachine } from "./machine-init.js";
+import type { ThreadMemory } from "../../hypervisor/machine-thread/machine-protocol.js";
 import { NodeTimeline } from "../core/node-timeline.js";
 import { arbiterIdentity, arbiterUnreachable, claimAtStart, refuseIfPairRunning } from "./arbiter-checks.js";
 import { nodeMetrics, processMemoryMiB } from "./node-metrics.js";
@@ -121,6 +122,11 @@ export class LockstepNode extends EventEmitter {
   /** Standbys (etcd): since when this primary has run without a backup, and when it last asked for one. */
   private unprotectedSinceMs: number | undefined;
   private readonly timeline = new NodeTimeline();
+  /** The machine thread's own memory (its heap and buffers, guest RAM among them), looked at every few seconds. */
+  private machineMemory: ThreadMemory | undefined;
+  private readonly memoryTimer = setInterval(() => {
+    void this.machine?.memory().then((m) => (this.machineMemory = m ?? this.machineMemory));
+  }, 5000).unref();
   private backupWantedAtMs: number | undefined;
 
   private constructor(readonly options: NodeOptions) {
@@ -208,7 +214,7 @@ export class LockstepNode extends EventEmitter {
       peerBytesSent: this.peerBytesSent,
       peerBytesReceived: this.peerBytesReceived,
       uptimeMs: Math.round(performance.now() - this.startedAtMs),
-      memory: processMemoryMiB(),
+      memory: { ...processMemoryMiB(), machine: this.machineMemory ?? null },
       timeline: this.timeline.recent(50),
     };
   }
@@ -500,6 +506,7 @@ export class LockstepNode extends EventEmitter {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.memoryTimer);
     clearInterval(this.ticker);
     clearInterval(this.holdTimer);
     this.link.close();

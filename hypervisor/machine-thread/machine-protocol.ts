@@ -84,6 +84,8 @@ export type ToMachine =
   | { type: "go-live" }
   /** The VGA text screen, answered with a "screen" message (a view: it changes nothing). */
   | { type: "screen" }
+  /** The machine thread's own memory (its V8 heap and buffers), answered with a "memory" message. */
+  | { type: "memory" }
   | { type: "stop" };
 
 export interface MachineBatch {
@@ -123,5 +125,13 @@ export type FromMachine =
   | { type: "input-refused"; source: InputSource }
   | { type: "replayed"; end: ReplayEnd; summary: ReplaySummary; truncatedAt: number | null; guestMs: number }
   | { type: "screen"; screen: TextScreen }
+  | { type: "memory"; usage: ThreadMemory }
   | { type: "stopped" }
   | { type: "failed"; reason: string; error?: MachineError };
+
+/** A thread's memory in MiB: its V8 heap, and the buffers (guest RAM among them) outside it. */
+export interface ThreadMemory {
+  heapUsed: number;
+  external: number;
+  arrayBuffers: number;
+}

@@ -18,7 +18,7 @@ import type { SessionCheckpoint } from "../checkpoint.js";
 import type { LogEntry } from "../event-log/log-entry.js";
 import { LockstepError, type ErrorCode } from "../../emulator/lockstep-error.js";
 import type { ReplayEnd, ReplaySummary } from "../replayer.js";
-import type { FromMachine, InputSource, MachineBatch, MachineError, MachineInit, ToMachine } from "./machine-protocol.js";
+import type { FromMachine, InputSource, MachineBatch, MachineError, MachineInit, ThreadMemory, ToMachine } from "./machine-protocol.js";
 import { SharedCounters } from "./shared-counters.js";
 
 export interface MachineEvents {
@@ -145,10 +145,26 @@ export class MachineThread {
         for (const w of waiting) w(m.screen);
         break;
       }
+      case "memory": {
+        const waiting = this.memoryWaiters;
+        this.memoryWaiters = [];
+        for (const w of waiting) w(m.usage);
+        break;
+      }
     }
   }
 
   private screenWaiters: Array<(s: TextScreen | undefined) => void> = [];
+  private memoryWaiters: Array<(m: ThreadMemory | undefined) => void> = [];
+
+  /** The machine thread's own memory at the next boundary (undefined if the thread ends first). */
+  memory(): Promise<ThreadMemory | undefined> {
+    if (this.done) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      if (this.memoryWaiters.push(resolve) === 1) this.send({ type: "memory" });
+      void this.stopped.then(() => resolve(undefined));
+    });
+  }
 
   /** The VGA text screen at the next boundary (undefined if the thread ends first). */
   screen(): Promise<TextScreen | undefined> {

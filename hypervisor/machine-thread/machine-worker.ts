@@ -181,6 +181,9 @@ function record(session: MachineSession, wallEpochMs: number | undefined): void 
       case "screen":
         post({ type: "screen", screen: driver.machine.textScreen() });
         break;
+      case "memory":
+        post({ type: "memory", usage: threadMemory() });
+        break;
       case "entries":
       case "go-live":
         break; // not a backup any more
@@ -258,6 +261,9 @@ function follow(session: MachineSession): void {
       case "screen":
         post({ type: "screen", screen: driver.machine.textScreen() });
         break;
+      case "memory":
+        post({ type: "memory", usage: threadMemory() });
+        break;
       default:
         break; // primary-only messages sent before the takeover finished: nothing to do
     }
@@ -323,3 +329,9 @@ main().then(
     } else post({ type: "failed", reason: e instanceof Error ? e.message : String(e) });
   },
 );
+
+function threadMemory(): { heapUsed: number; external: number; arrayBuffers: number } {
+  const m = process.memoryUsage();
+  const mib = (n: number) => Math.round((n / 2 ** 20) * 10) / 10;
+  return { heapUsed: mib(m.heapUsed), external: mib(m.external), arrayBuffers: mib(m.arrayBuffers) };
+}
