@@ -129,6 +129,9 @@ export class NodeServer {
   close(): Promise<void> {
     for (const ws of this.wss.clients) ws.terminate();
     this.wss.close();
-    return new Promise((resolve) => this.http.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
+    // keep-alive connections (a web view polling /status) would hold the close, and a halted node's exit, for ever
+    this.http.closeAllConnections();
+    return closed;
   }
 }
