@@ -269,7 +269,7 @@ export function loadMachine(image: string, options: LoadOptions = {}): LoadedMac
       );
     }
     const bytes = new Uint8Array(readFileSync(filePath));
-    const actual = synthesized ? fileSha256(filePath) : sha256Hex(bytes);
+    const actual = sha256Hex(bytes); // the bytes that will boot, not a remembered hash of the path
     if (actual !== ref.sha256) {
       throw new LockstepError(
         ErrorCode.imageCorrupt,

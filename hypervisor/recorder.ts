@@ -59,7 +59,7 @@ type PendingInput =
 export const checkpointSliceMin = 100;
 
 export function checkpointSliceMinFor(config: Pick<MachineConfig, "kind">): number {
-  return config.kind === "linux" ? checkpointSliceMin : 0;
+  return config.kind !== "multiboot" ? checkpointSliceMin : 0; // every kind but multiboot boots through SeaBIOS
 }
 
 export class Recorder {

@@ -5,7 +5,7 @@
  * else the hard disk if one is given, else the image's kernel). They turn into the image names that
  * `loadMachine` understands (`cdrom:PATH`, `hda`) and the disk to attach.
  */
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { resolve } from "node:path";
 import { Command, Option } from "commander";
 import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
@@ -29,8 +29,9 @@ export function bootFlags(cmd: Command): Command {
 
 const usage = (message: string, hint?: string) => new LockstepError(ErrorCode.usage, message, hint);
 
-/** Turns the boot flags into `image` and `disk` (in place); checks that a disk to boot has a boot sector. */
-export function applyBootFlags<T extends BootFlags>(o: T): T {
+/** Turns the boot flags into `image` and `disk` (in place); checks that a disk to boot has a boot sector. `imageGiven`: --image was on the command line. */
+export function applyBootFlags<T extends BootFlags>(o: T, imageGiven = false): T {
+  if (imageGiven && (o.hda !== undefined || o.cdrom !== undefined) && o.boot !== "kernel") throw usage("--image and --hda/--cdrom both say what to boot", "use one of them (or --boot kernel)");
   if (o.hda !== undefined && o.disk !== undefined) throw usage("--hda and --disk both name the guest's disk", "use one of them");
   if (o.hda !== undefined) o.disk = o.hda;
   const boot = o.boot ?? (o.cdrom !== undefined ? "cdrom" : o.hda !== undefined ? "disk" : "kernel");
@@ -52,6 +53,10 @@ function firstSector(path: string): Uint8Array {
   let fd: number;
   try {
     fd = openSync(path, "r");
+    if (!fstatSync(fd).isFile()) {
+      closeSync(fd);
+      throw new Error("not a file");
+    }
   } catch (e) {
     throw new LockstepError(ErrorCode.diskUnreadable, `Disk ${path} cannot be read: ${(e as Error).message}`);
   }

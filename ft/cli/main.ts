@@ -63,8 +63,8 @@ export function buildProgram(): Command {
     .option("--no-jit", "interpret only (slower; deterministic either way)")
     .option("--screen", "show the guest's VGA text screen (80x25, colours) instead of its serial port; keys go to its keyboard")
     .addOption(netOption("none"))
-    .action(async (opts) => {
-      applyBootFlags(opts);
+    .action(async (opts, cmd: Command) => {
+      applyBootFlags(opts, cmd.getOptionValueSource("image") === "cli");
       await runCommand({ image: opts.image, memory: opts.memory, disk: opts.disk, jit: opts.jit, net: opts.net, screen: Boolean(opts.screen) });
     });
 
@@ -93,9 +93,9 @@ export function buildProgram(): Command {
     .option("--force", "overwrite an existing log file")
     .option("--no-jit", "interpret only")
     .addOption(netOption("none"))
-    .action(async (opts) =>
+    .action(async (opts, cmd: Command) =>
       recordCommand({
-        ...applyBootFlags(opts),
+        ...applyBootFlags(opts, cmd.getOptionValueSource("image") === "cli"),
         net: opts.net,
         image: opts.image,
         memory: opts.memory,
@@ -158,7 +158,7 @@ export function buildProgram(): Command {
     .option("--image <name|config.json>", "machine config (default: the bundled image the log names)")
     .option("--cdrom <iso>", "the CD image the recording booted (checked by its sha256)")
     .option("--allow-truncated", "capture what a log cut short holds")
-    .action(async (file, opts) => logPcapCommand(file, { allowTruncated: Boolean(opts.allowTruncated), image: opts.image }));
+    .action(async (file, opts) => logPcapCommand(file, { allowTruncated: Boolean(opts.allowTruncated), image: opts.cdrom ? `cdrom:${resolvePath(opts.cdrom)}` : opts.image }));
 
   const nodeFlags = (c: Command, defaultListen: string) =>
     c
@@ -180,7 +180,7 @@ export function buildProgram(): Command {
     .option("--image <name|config.json>", "bundled image name or machine config file", "linux")
     .option("--memory <MiB>", "guest memory (overrides the config)", positiveInt("--memory"))
     .option("--disk <file|nbd-url>", "the shared disk: a file, or nbd://host:port/export (default: <shared-dir>/disk-<image>.img, made fresh when missing)")
-    .action(async (o) => primaryCommand(applyBootFlags(o)));
+    .action(async (o, cmd: Command) => primaryCommand(applyBootFlags(o, cmd.getOptionValueSource("image") === "cli")));
 
   nodeFlags(program.command("backup").description("follow a primary in lockstep and take over when it dies"), "127.0.0.1:7102")
     .requiredOption("--connect <ws://host:port>", "the primary's address")

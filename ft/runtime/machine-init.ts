@@ -21,7 +21,7 @@ export async function primaryMachine(image: string, memoryMiB: number | undefine
   const clock = defaultClockParams(Date.now(), randomInt(2 ** 31));
   const header = buildHeader({ loaded, disk, clock, digestEverySlices, recordedAt: new Date() });
   // at power-on the guest's clock starts at the host's time
-  const init: MachineInit = { role: "primary", image, load, ...(disk ? { diskBytes: disk.bytes } : {}), clock, wallEpochMs: clock.epochMs, digestEverySlices, paced: true };
+  const init: MachineInit = { role: "primary", image, load, sha256s: sha256sOf(header), ...(disk ? { diskBytes: disk.bytes } : {}), clock, wallEpochMs: clock.epochMs, digestEverySlices, paced: true };
   return { header, init };
 }
 
@@ -31,5 +31,10 @@ export function backupMachine(header: LogHeader, imageOverride: string | undefin
   const load = { memoryMiB: header.machine.memoryMiB };
   checkHeader(header, loadMachine(image, load));
   // the disk itself is not opened until takeover: the log carries every read's data
-  return { role: "backup", image, load, ...(header.disk ? { diskBytes: header.disk.bytes } : {}), clock: header.clock, digestEverySlices, paced: true, ...(checkpoint ? { checkpoint } : {}) };
+  return { role: "backup", image, load, sha256s: sha256sOf(header), ...(header.disk ? { diskBytes: header.disk.bytes } : {}), clock: header.clock, digestEverySlices, paced: true, ...(checkpoint ? { checkpoint } : {}) };
+}
+
+/** The sha256 of each file the header's machine boots from. */
+function sha256sOf(header: LogHeader): Record<string, string> {
+  return Object.fromEntries(Object.entries(header.machine.files).map(([role, ref]) => [role, ref.sha256]));
 }

@@ -47,6 +47,8 @@ export interface MachineInit {
   /** A bundled machine name or a config path, with its load options (as `loadMachine` takes them). */
   image: string;
   load: LoadOptions;
+  /** The sha256 of every file the machine boots from, as the log header names them: the thread checks the files it loads against them (a file replaced since the header was made is refused). */
+  sha256s?: Partial<Record<string, string>>;
   /** The guest's hard disk size (its data comes through disk-read messages or the log). */
   diskBytes?: number;
   clock: ClockParams;

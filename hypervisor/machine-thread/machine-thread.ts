@@ -160,18 +160,30 @@ export class MachineThread {
   /** The machine thread's own memory at the next boundary (undefined if the thread ends first). */
   memory(): Promise<ThreadMemory | undefined> {
     if (this.done) return Promise.resolve(undefined);
+    this.answerWaitersAtEnd();
     return new Promise((resolve) => {
       if (this.memoryWaiters.push(resolve) === 1) this.send({ type: "memory" });
-      void this.stopped.then(() => resolve(undefined));
+    });
+  }
+
+  private waitersAnsweredAtEnd = false;
+
+  /** When the thread ends, whoever still waits for a screen or its memory gets undefined (one handler, not one per call). */
+  private answerWaitersAtEnd(): void {
+    if (this.waitersAnsweredAtEnd) return;
+    this.waitersAnsweredAtEnd = true;
+    void this.stopped.then(() => {
+      for (const w of this.screenWaiters.splice(0)) w(undefined);
+      for (const w of this.memoryWaiters.splice(0)) w(undefined);
     });
   }
 
   /** The VGA text screen at the next boundary (undefined if the thread ends first). */
   screen(): Promise<TextScreen | undefined> {
     if (this.done) return Promise.resolve(undefined);
+    this.answerWaitersAtEnd();
     return new Promise((resolve) => {
       if (this.screenWaiters.push(resolve) === 1) this.send({ type: "screen" });
-      void this.stopped.then(() => resolve(undefined));
     });
   }
 

@@ -131,6 +131,10 @@ let machineKind: MachineConfig["kind"] = "linux";
 
 async function buildSession(): Promise<MachineSession> {
   const loaded = loadMachine(init.image, init.load);
+  for (const [role, sha256] of Object.entries(init.sha256s ?? {})) {
+    const here = loaded.config.files[role as keyof typeof loaded.config.files]?.sha256;
+    if (here !== sha256) throw new LockstepError(ErrorCode.logMismatch, `The ${role} file of "${loaded.config.name}" has sha256 ${here ?? "none"} here, but the log header names ${sha256}`, "it changed since the machine was started: give every node the same file");
+  }
   machineKind = loaded.config.kind;
   const options = { loaded, ...(init.diskBytes !== undefined ? { diskBytes: init.diskBytes } : {}), clock: init.clock, ...(init.jit !== undefined ? { jit: init.jit } : {}) };
   if (!init.checkpoint) return MachineSession.open(options);

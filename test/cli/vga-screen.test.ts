@@ -26,16 +26,18 @@ const typed = "hello vga\nline two";
 /** The machine's own text buffer after `typed`, read in this process. */
 async function machineScreen(): Promise<string> {
   const m = await RecordingMachine.start({ image: "vga", clock: defaultClockParams(1_700_000_000_000, 1), paced: false, digestEverySlices: 0 });
+  const deadline = performance.now() + 30_000;
+  const screenWith = async (text: string): Promise<string> => {
+    for (;;) {
+      const s = await m.screen();
+      if (s && screenText(s).includes(text)) return screenText(s);
+      if (!s || performance.now() > deadline) throw new Error(`the machine's screen never showed ${JSON.stringify(text)}`);
+    }
+  };
   try {
-    for (;;) {
-      const s = await m.screen();
-      if (s && screenText(s).includes("type here:")) break;
-    }
+    await screenWith("type here:");
     m.keys(scancodesFor(typed));
-    for (;;) {
-      const s = await m.screen();
-      if (s && screenText(s).includes("line two")) return screenText(s);
-    }
+    return await screenWith("line two");
   } finally {
     await m.stop();
   }

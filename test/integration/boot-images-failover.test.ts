@@ -52,12 +52,18 @@ async function killDuringCount(primaryArgs: string[], backupArgs: string[], befo
   await b.waitEvent("live", 15_000);
   await until(/count-done/, "the count to end on the new primary");
   expect(counters()).toEqual(Array.from({ length: 300 }, (_, i) => i));
-  return { b, out: () => out, send, until };
+  return { cluster, b, out: () => out, send, until };
 }
 
 describe("the user's images in a pair", () => {
-  it("an ISO: the backup holds the same file, takes over at SIGKILL, nothing lost or repeated", async () => {
-    await killDuringCount(["--cdrom", iso], ["--cdrom", iso], async () => {});
+  it("an ISO: the backup holds the same file, takes over at SIGKILL, nothing lost or repeated; a new backup joins from a checkpoint", async () => {
+    const { cluster, b, send, until } = await killDuringCount(["--cdrom", iso], ["--cdrom", iso], async () => {});
+    // a checkpoint of a machine with a CD (the CD itself is not in it: the new backup holds the file)
+    const c = await cluster.start("C", "backup", ["--connect", b.url, "--join", "--cdrom", iso]);
+    await poll(async () => (await b.status()).protected === true, 120_000, () => `C to protect B; C: ${c.stderr.slice(-2000)}`);
+    expect(c.stderr).toMatch(/checkpoint received: following the log from there/);
+    send("echo joined-'ok'");
+    await until(/joined-ok/, "an answer from the protected pair");
   }, 400_000);
 
   it("a bootable disk image as the shared disk: takeover, synced records on the disk, e2fsck clean", async () => {
