@@ -35,7 +35,10 @@ describe("a pair on a shaped link (20 ms round trip, loss)", () => {
     let unprotectedPolls = 0;
     while (performance.now() - t0 < linkSeconds * 1000) {
       await new Promise((r) => setTimeout(r, 500));
-      const s = await a.status();
+      // a node that stopped answering has exited (halted after a false failover, or crashed): say which, with both logs
+      const s = await a.status().catch((e: Error) => {
+        throw new Error(`A stopped answering at ${Math.round((performance.now() - t0) / 1000)} s (${e.message}); A exited ${a.child.exitCode}\nA: ${a.stderr.slice(-2500)}\nB: ${b.stderr.slice(-2500)}`);
+      });
       expect([s.role, s.epoch], `A at ${Math.round((performance.now() - t0) / 1000)} s: ${a.stderr.slice(-1500)}`).toEqual(["primary", epoch]);
       if (s.protected !== true) unprotectedPolls++;
     }
