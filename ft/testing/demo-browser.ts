@@ -110,8 +110,9 @@ export class DemoInBrowser {
     return page.evaluate(() => (window as any).lockstepView.screenText() as string);
   }
 
+  /** The page's nodes; none while the page is still loading (signing in). */
   nodes(page: Page = this.page): Promise<ViewNode[]> {
-    return page.evaluate(() => (window as any).lockstepView.nodes() as ViewNode[]);
+    return page.evaluate(() => ((window as any).lockstepView?.nodes() ?? []) as ViewNode[]);
   }
 
   timeline(page: Page = this.page): Promise<string[]> {
@@ -124,7 +125,7 @@ export class DemoInBrowser {
 
   /** Waits until the page's console transcript matches. */
   async waitForOutput(re: RegExp, timeoutMs: number, page: Page = this.page): Promise<void> {
-    await page.waitForFunction(([src, flags]) => new RegExp(src!, flags).test((window as any).lockstepView.transcript()), [re.source, re.flags], { timeout: timeoutMs, polling: 200 });
+    await page.waitForFunction(([src, flags]) => new RegExp(src!, flags).test((window as any).lockstepView?.transcript() ?? ""), [re.source, re.flags], { timeout: timeoutMs, polling: 200 });
   }
 
   /** Waits until a predicate over the page's nodes holds. */
