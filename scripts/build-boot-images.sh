@@ -26,6 +26,10 @@ mbr=/usr/lib/syslinux/mbr/mbr.bin
 isolinux=/usr/lib/ISOLINUX/isolinux.bin
 ldlinux=/usr/lib/syslinux/modules/bios/ldlinux.c32
 for f in "$mbr" "$isolinux" "$ldlinux"; do [ -f "$f" ] || { echo "build-boot-images: $f missing (apt-get install syslinux-common isolinux)" >&2; exit 2; }; done
+# the same boot loader configuration for extlinux and isolinux: serial console, the bundled kernel
+boot_config() {
+  printf 'SERIAL 0 115200\nDEFAULT linux\nTIMEOUT 0\nLABEL linux\n  LINUX /boot/bzImage\n  INITRD /boot/initramfs.cpio\n  APPEND %s\n' "$cmdline"
+}
 mkdir -p "$out"
 work=$(mktemp -d)
 mnt="$work/mnt"
@@ -51,15 +55,7 @@ printf '\x55\xaa' | dd of="$img" bs=1 seek=510 conv=notrunc status=none
 mkdir -p "$work/root/boot/extlinux" "$mnt"
 cp "$kernel" "$work/root/boot/bzImage"
 cp "$initrd" "$work/root/boot/initramfs.cpio"
-cat > "$work/root/boot/extlinux/extlinux.conf" <<EOF
-SERIAL 0 115200
-DEFAULT linux
-TIMEOUT 0
-LABEL linux
-  LINUX /boot/bzImage
-  INITRD /boot/initramfs.cpio
-  APPEND $cmdline
-EOF
+boot_config > "$work/root/boot/extlinux/extlinux.conf"
 loop=$(losetup --find --show --offset $((part_start * 512)) --sizelimit $((sectors * 512)) "$img")
 mke2fs -q -t ext2 -L lockstep-boot -d "$work/root" "$loop"
 mount "$loop" "$mnt"
@@ -77,15 +73,7 @@ mkdir -p "$iso_root/isolinux" "$iso_root/boot"
 cp "$isolinux" "$ldlinux" "$iso_root/isolinux/"
 cp "$kernel" "$iso_root/boot/bzImage"
 cp "$initrd" "$iso_root/boot/initramfs.cpio"
-cat > "$iso_root/isolinux/isolinux.cfg" <<EOF
-SERIAL 0 115200
-DEFAULT linux
-TIMEOUT 0
-LABEL linux
-  LINUX /boot/bzImage
-  INITRD /boot/initramfs.cpio
-  APPEND $cmdline
-EOF
+boot_config > "$iso_root/isolinux/isolinux.cfg"
 # fixed times and no Rock Ridge times: the same inputs give the same ISO (its sha256 names it)
 SOURCE_DATE_EPOCH=0 xorriso -as mkisofs -quiet -o "$out/boot.iso" -V LOCKSTEP_BOOT \
   -b isolinux/isolinux.bin -c isolinux/boot.cat -no-emul-boot -boot-load-size 4 -boot-info-table \

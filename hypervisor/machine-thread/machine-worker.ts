@@ -183,10 +183,8 @@ function record(session: MachineSession, wallEpochMs: number | undefined): void 
         stopping = true;
         break;
       case "screen":
-        post({ type: "screen", screen: driver.machine.textScreen() });
-        break;
       case "memory":
-        post({ type: "memory", usage: threadMemory() });
+        answerView(m.type, driver);
         break;
       case "entries":
       case "go-live":
@@ -263,10 +261,8 @@ function follow(session: MachineSession): void {
         stopping = true;
         break;
       case "screen":
-        post({ type: "screen", screen: driver.machine.textScreen() });
-        break;
       case "memory":
-        post({ type: "memory", usage: threadMemory() });
+        answerView(m.type, driver);
         break;
       default:
         break; // primary-only messages sent before the takeover finished: nothing to do
@@ -338,4 +334,10 @@ function threadMemory(): { heapUsed: number; external: number; arrayBuffers: num
   const m = process.memoryUsage();
   const mib = (n: number) => Math.round((n / 2 ** 20) * 10) / 10;
   return { heapUsed: mib(m.heapUsed), external: mib(m.external), arrayBuffers: mib(m.arrayBuffers) };
+}
+
+/** A view of the machine (its screen, or this thread's memory), asked for by either role: it changes nothing. */
+function answerView(what: "screen" | "memory", driver: { machine: { textScreen(): import("../../emulator/text-screen.js").TextScreen } }): void {
+  if (what === "screen") post({ type: "screen", screen: driver.machine.textScreen() });
+  else post({ type: "memory", usage: threadMemory() });
 }
