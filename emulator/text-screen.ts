@@ -81,7 +81,7 @@ export function cp437(code: number): string {
 /** ANSI colour numbers of the 16 CGA colours (black, blue, green, cyan, red, magenta, brown, light grey, then bright). */
 const ansi = [30, 34, 32, 36, 31, 35, 33, 37, 90, 94, 92, 96, 91, 95, 93, 97];
 
-/** The whole screen as ANSI escapes for a terminal: home, every row with its colours, the cursor placed. */
+/** The whole screen as ANSI escapes for a terminal: home, every row with its colours, the cursor placed (nothing else left on the terminal). */
 export function screenAnsi(s: TextScreen): string {
   if (s.graphical) return "\x1b[H\x1b[2J(the guest's screen is in a graphics mode)";
   let out = "\x1b[?25l\x1b[H";
@@ -96,9 +96,42 @@ export function screenAnsi(s: TextScreen): string {
       }
       out += cp437(cell & 0xff);
     }
-    out += "\x1b[0m" + (row + 1 < s.rows ? "\r\n" : "");
+    // the rest of the terminal's line and, after the last row, the rest of the terminal is cleared:
+    // nothing else written there (a log line) stays beside or below the screen
+    out += "\x1b[0m\x1b[K" + (row + 1 < s.rows ? "\r\n" : "\x1b[J");
     last = -1;
   }
   if (s.cursor.visible) out += `\x1b[${s.cursor.row + 1};${s.cursor.col + 1}H\x1b[?25h`;
   return out;
+}
+
+/** The screen as JSON travels (GET /screen): the cells little-endian in base64. */
+export interface TextScreenJson {
+  cols: number;
+  rows: number;
+  cells: string;
+  cursor: { row: number; col: number; visible: boolean };
+  graphical: boolean;
+}
+
+export function screenToJson(s: TextScreen): TextScreenJson {
+  const bytes = new Uint8Array(s.cells.length * 2);
+  s.cells.forEach((c, i) => {
+    bytes[2 * i] = c & 0xff;
+    bytes[2 * i + 1] = c >> 8;
+  });
+  return { cols: s.cols, rows: s.rows, cells: Buffer.from(bytes).toString("base64"), cursor: s.cursor, graphical: s.graphical };
+}
+
+/** A screen read from JSON; throws on anything that is not one (sizes that do not add up, bad fields). */
+export function screenFromJson(j: unknown): TextScreen {
+  const o = j as Partial<TextScreenJson> | null;
+  const size = (n: unknown) => typeof n === "number" && Number.isInteger(n) && n >= 0 && n <= 512;
+  if (!o || !size(o.cols) || !size(o.rows) || typeof o.cells !== "string" || typeof o.graphical !== "boolean" || !o.cursor) throw new Error("not a screen");
+  const bytes = Buffer.from(o.cells, "base64");
+  if (bytes.length !== o.cols! * o.rows! * 2) throw new Error(`a screen of ${o.cols}x${o.rows} with ${bytes.length} bytes of cells`);
+  const cells = new Uint16Array(o.cols! * o.rows!);
+  for (let i = 0; i < cells.length; i++) cells[i] = bytes[2 * i]! | (bytes[2 * i + 1]! << 8);
+  const c = o.cursor;
+  return { cols: o.cols!, rows: o.rows!, cells, cursor: { row: Number(c.row) | 0, col: Number(c.col) | 0, visible: c.visible === true }, graphical: o.graphical };
 }

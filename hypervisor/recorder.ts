@@ -90,19 +90,12 @@ export class Recorder {
    * `source` names the console client and input sequence number (at most one chunk of bytes).
    */
   queueSerial(data: Uint8Array, source?: { client: string; seq: number }): boolean {
-    if (source) {
-      if (this.poweredOff || data.length === 0 || data.length > serialChunkBytesMax) return false;
-      if (this.pendingBytes + data.length > this.pendingBytesMax) return false;
-      this.pending.push({ kind: "serial", data: data.slice(), source });
-      this.pendingBytes += data.length;
-      return true;
-    }
-    return this.queue("serial", data, serialChunkBytesMax);
+    return this.queue("serial", data, serialChunkBytesMax, source);
   }
 
-  /** Queues PS/2 scancodes for the next boundary. False when the queue is full. */
-  queueKeys(data: Uint8Array): boolean {
-    return this.queue("keys", data, keyboardChunkBytesMax);
+  /** Queues PS/2 scancodes for the next boundary. False when the queue is full. `source`: as queueSerial. */
+  queueKeys(data: Uint8Array, source?: { client: string; seq: number }): boolean {
+    return this.queue("keys", data, keyboardChunkBytesMax, source);
   }
 
   /**
@@ -160,8 +153,15 @@ export class Recorder {
     return this.pending.length > 0 || this.netDeliverable;
   }
 
-  private queue(kind: "serial" | "keys", data: Uint8Array, chunkMax: number): boolean {
+  /** Input from a console client (`source`) is one entry, never split: refused if longer than a chunk. */
+  private queue(kind: "serial" | "keys", data: Uint8Array, chunkMax: number, source?: { client: string; seq: number }): boolean {
     if (this.poweredOff) return false;
+    if (source) {
+      if (data.length === 0 || data.length > chunkMax || this.pendingBytes + data.length > this.pendingBytesMax) return false;
+      this.pending.push({ kind, data: data.slice(), source });
+      this.pendingBytes += data.length;
+      return true;
+    }
     if (data.length === 0) return true;
     if (this.pendingBytes + data.length > this.pendingBytesMax) return false;
     for (let i = 0; i < data.length; i += chunkMax) {
@@ -205,10 +205,8 @@ export class Recorder {
     for (const p of this.pending) {
       switch (p.kind) {
         case "serial":
-          this.emit({ kind: "serial", ...at, data: p.data, ...(p.source ? { source: p.source } : {}) });
-          break;
         case "keys":
-          this.emit({ kind: "keys", ...at, data: p.data });
+          this.emit({ kind: p.kind, ...at, data: p.data, ...(p.source ? { source: p.source } : {}) });
           break;
         case "disk-read":
           this.emit({ kind: "disk-read", ...at, id: p.id, at: p.at, data: p.data });

@@ -21,6 +21,8 @@ import { ConsoleClient, type ConsoleContradiction, type ConsoleGap } from "../ru
 import { freePort } from "../runtime/free-port.js";
 import { describeNetSpec, stopPairPasst, type NetSpec } from "../runtime/net-spec.js";
 import { NodeProcess, type NodeEvent, type NodeRole } from "../runtime/node-process.js";
+import { scancodesFor } from "../../emulator/scancodes.js";
+import { nodeScreen, showScreen } from "./screen-view.js";
 import { escapeByte } from "./terminal-console.js";
 import { DemoWeb, type DemoEvent } from "../web/demo-web.js";
 
@@ -54,6 +56,8 @@ export interface DemoOptions {
   webOnly?: boolean;
   /** The web view's port (default 7080 if free, else any). */
   webPort?: number;
+  /** The terminal shows the live node's VGA text screen (keys go to the guest's keyboard), not its serial console. */
+  screen?: boolean;
 }
 
 export async function demoCommand(options: DemoOptions): Promise<void> {
@@ -67,7 +71,9 @@ export async function demoCommand(options: DemoOptions): Promise<void> {
   let started = 0;
   const events: DemoEvent[] = [];
   const say = (text: string, kind?: string) => {
-    process.stderr.write(`\r\n\x1b[7m[lockstep demo] ${text}\x1b[0m\r\n`);
+    // with the screen shown, on the line below it (the screen redraws and clears the rest)
+    if (options.screen) process.stderr.write(`\x1b7\x1b[27;1H\x1b[K\x1b[7m[lockstep demo] ${text}\x1b[0m\x1b8`);
+    else process.stderr.write(`\r\n\x1b[7m[lockstep demo] ${text}\x1b[0m\r\n`);
     // the web view's timeline shows what the demo did (wall time, for people)
     if (kind) events.push({ seq: events.length + 1, atMs: Date.now(), kind, text });
     if (events.length > 200) events.shift();
@@ -133,8 +139,10 @@ export async function demoCommand(options: DemoOptions): Promise<void> {
       awaitingFirstByte = false;
       say(`console output flowing again ${Math.round(performance.now() - killedAt)} ms after the kill (from ${client.connectedTo})`, "attached");
     }
-    if (!options.webOnly) process.stdout.write(b);
+    if (!options.webOnly && !options.screen) process.stdout.write(b);
   });
+  const shown = options.screen && !options.webOnly ? showScreen(async () => (client.connectedTo ? nodeScreen(client.connectedTo, token) : undefined), (text) => process.stdout.write(text)) : undefined;
+  const typeByte = (byte: number) => (options.screen ? client.send(scancodesFor(String.fromCharCode(byte)), true) : client.send(Uint8Array.of(byte)));
   client.on("contradiction", (c: ConsoleContradiction) => say(`OUTPUT CONTRADICTION: ${c.url} resent different bytes at offset ${c.offset} than were shown`, "halted"));
   client.on("gap", (g: ConsoleGap) => say(`console output ${g.from}..${g.to} was held by no live node (this view was too far behind): skipped`));
   client.on("attached", (url: string, epoch: number) => {
@@ -223,17 +231,18 @@ export async function demoCommand(options: DemoOptions): Promise<void> {
           else if (key === "s") {
             const live = nodes.filter((n) => n.process.running);
             say(live.map((n) => `${n.process.name}: ${n.role} pid ${n.process.pid} port ${n.process.port}`).join("; ") || "no live nodes");
-          } else if (byte === escapeByte) client.send(Uint8Array.of(escapeByte));
+          } else if (byte === escapeByte) typeByte(escapeByte);
           continue;
         }
         if (byte === escapeByte) {
           escaped = true;
           continue;
         }
-        client.send(Uint8Array.of(byte));
+        typeByte(byte);
       }
     };
     const finish = () => {
+      shown?.stop();
       if (!options.webOnly) {
         stdin.off("data", onData);
         if (raw) stdin.setRawMode(false);

@@ -171,7 +171,8 @@ export function buildProgram(): Command {
       .option("--tls-key <file>", "the certificate's private key (PEM)")
       .option("--tls-ca <file>", "certificates to trust for a wss:// primary (PEM; default: the system's)")
       .option("--heartbeat-ms <ms>", "heartbeat interval", positiveInt("--heartbeat-ms"), 50)
-      .option("--failure-timeout-ms <ms>", "silence after which the peer is declared failed", positiveInt("--failure-timeout-ms"), 400)
+      .option("--failure-timeout-ms <ms>", "silence (on the logging channel and of the heartbeat datagrams) after which the peer is declared failed", positiveInt("--failure-timeout-ms"), 400)
+      .option("--channel-timeout-ms <ms>", "silence of the logging channel tolerated while the peer's heartbeat datagrams (UDP, same port) still arrive: a stalled TCP connection on a lossy link, not a dead peer", positiveInt("--channel-timeout-ms"), 5000)
       .option("--node-id <id>", "name of this node in logs and the arbiter")
       .option("--power-on-log-mib <MiB>", "keep the log whole from power-on until it is this large: a backup attaching before then replays it, one attaching later joins from a checkpoint (0: always a checkpoint)", nonNegativeInt("--power-on-log-mib"), 16)
       .addOption(netOption("none").default(parseNetSpec("none"), "none; user mode keeps passt's socket in --shared-dir, where a new primary finds it"));
@@ -202,7 +203,8 @@ export function buildProgram(): Command {
     .argument("<url...>", "node addresses, e.g. ws://127.0.0.1:7101 ws://127.0.0.1:7102")
     .option("--token <token>", "console credential (default: $LOCKSTEP_TOKEN)")
     .option("--tls-ca <file>", "certificates to trust for wss:// nodes (PEM; default: the system's)")
-    .action(async (urls: string[], o) => consoleCommand(urls, o.token, o.tlsCa));
+    .option("--screen", "show the guest's VGA text screen (of the live node) instead of its serial console; keys go to its keyboard, exactly once")
+    .action(async (urls: string[], o) => consoleCommand(urls, o.token, o.tlsCa, Boolean(o.screen)));
 
   program
     .command("status")
@@ -219,7 +221,8 @@ export function buildProgram(): Command {
     .addOption(new Option("--net <mode>", `${netHelp} (default: user mode forwarding 127.0.0.1:8080, or a free port, to the guest's web server, if passt is installed)`).argParser(parseNetSpec))
     .option("--web", "the web view only: this terminal is not the guest's console (Ctrl-C stops the demo)")
     .option("--web-port <port>", "the web view's port on 127.0.0.1 (default 7080, or a free port)", parsePortOption)
-    .action(async (o) => demoCommand({ image: o.image, ...(o.net ? { net: o.net } : {}), webOnly: Boolean(o.web), ...(o.webPort !== undefined ? { webPort: o.webPort } : {}) }));
+    .option("--screen", "the terminal shows the live node's VGA text screen (e.g. --image vga), keys go to the guest's keyboard")
+    .action(async (o) => demoCommand({ image: o.image, ...(o.net ? { net: o.net } : {}), webOnly: Boolean(o.web), screen: Boolean(o.screen), ...(o.webPort !== undefined ? { webPort: o.webPort } : {}) }));
 
   program
     .command("images")

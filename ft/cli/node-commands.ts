@@ -8,6 +8,8 @@ import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
 import { isStandbyBoard, type Arbiter, type JoinWanted } from "../arbiter/arbiter.js";
 import { describeArbiterSpec, openArbiter, type ArbiterSpec } from "../arbiter/open-arbiter.js";
 import { arbiterIdentity } from "../runtime/arbiter-checks.js";
+import { scancodesFor } from "../../emulator/scancodes.js";
+import { nodeScreen, showScreen } from "./screen-view.js";
 import { ConsoleClient } from "../runtime/console-client.js";
 import { getJson } from "../runtime/get-json.js";
 import { LockstepNode, type NodeOptions } from "../runtime/lockstep-node.js";
@@ -26,6 +28,7 @@ export interface NodeCommandOptions {
   tlsCa?: string;
   heartbeatMs: number;
   failureTimeoutMs: number;
+  channelTimeoutMs: number;
   nodeId?: string;
   image?: string;
   memory?: number;
@@ -80,6 +83,7 @@ async function runNode(role: "primary" | "backup", o: NodeCommandOptions, opened
       throw new LockstepError(ErrorCode.usage, `Directory ${dir} cannot be made: ${(e as NodeJS.ErrnoException).code}`);
     }
   }
+  if (o.channelTimeoutMs < o.failureTimeoutMs) throw new LockstepError(ErrorCode.usage, `--channel-timeout-ms ${o.channelTimeoutMs} is shorter than --failure-timeout-ms ${o.failureTimeoutMs}`, "the channel timeout is how much longer a stalled logging channel is tolerated while heartbeat datagrams still arrive");
   const nodeId = opened?.nodeId ?? o.nodeId ?? `${role}-${hostname()}-${process.pid}`;
   const arbiter = opened?.arbiter ?? openArbiter(arbiterSpec);
   const options: NodeOptions = {
@@ -93,6 +97,7 @@ async function runNode(role: "primary" | "backup", o: NodeCommandOptions, opened
     logger: rootLogger().child({ role, nodeId }),
     heartbeatIntervalMs: o.heartbeatMs,
     failureTimeoutMs: o.failureTimeoutMs,
+    channelTimeoutMs: o.channelTimeoutMs,
     ...(o.image ? { image: o.image, imageOverride: o.image } : {}),
     ...(o.memory !== undefined ? { memoryMiB: o.memory } : {}),
     ...(o.disk ? { disk: o.disk } : {}),
@@ -182,17 +187,28 @@ export async function standbyCommand(o: NodeCommandOptions): Promise<void> {
   await runNode("backup", { ...o, connect: want.url, join: true }, { arbiter, nodeId });
 }
 
-export async function consoleCommand(urls: string[], token: string | undefined, tlsCa?: string): Promise<void> {
+/**
+ * `lockstep console`: the terminal on the live node's serial console, or (`screen`) on its VGA text
+ * screen with typed keys sent as scancodes through the same exactly-once input path.
+ */
+export async function consoleCommand(urls: string[], token: string | undefined, tlsCa?: string, screen = false): Promise<void> {
   const ca = readPem(tlsCa, "--tls-ca");
-  const client = new ConsoleClient({ urls, token: requireToken(token), ...(ca ? { ca } : {}) });
+  const credential = requireToken(token);
+  const client = new ConsoleClient({ urls, token: credential, ...(ca ? { ca } : {}) });
   const log = rootLogger().child({ component: "console" });
-  client.on("output", (b: Uint8Array) => process.stdout.write(b));
+  if (!screen) client.on("output", (b: Uint8Array) => process.stdout.write(b));
+  const shown = screen
+    ? showScreen(
+        async () => (client.connectedTo ? nodeScreen(client.connectedTo, credential, ca) : undefined),
+        (text) => process.stdout.write(text),
+      )
+    : undefined;
   client.on("attached", (url: string, epoch: number) => log.info({ url, epoch }, "attached"));
   client.on("detached", (url: string) => log.warn({ url }, "connection lost: following the live node"));
   client.on("warning", (w: string) => log.warn(w));
   await new Promise<void>((resolve) => {
     const terminal = attachTerminal(
-      (b) => client.send(b),
+      (b) => client.send(screen ? scancodesFor(Buffer.from(b).toString("latin1")) : b, screen),
       () => {
         terminal.close();
         resolve();
@@ -203,6 +219,7 @@ export async function consoleCommand(urls: string[], token: string | undefined, 
     process.once("SIGTERM", resolve);
     client.start();
   });
+  shown?.stop();
   client.close();
 }
 

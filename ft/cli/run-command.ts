@@ -7,12 +7,12 @@ import { makeBlankDisk } from "../../emulator/blank-disk.js";
 import { readDiskFile, writeDiskFile } from "../../emulator/disk-file.js";
 import { loadMachine } from "../../emulator/machine-config.js";
 import { scancodesFor } from "../../emulator/scancodes.js";
-import { screenAnsi } from "../../emulator/text-screen.js";
 import { defaultClockParams } from "../../hypervisor/machine-session.js";
 import { RecordingMachine } from "../../hypervisor/machine-thread/recording-machine.js";
 import { componentLogger, rootLogger } from "../logger.js";
 import { requireNic, type NetSpec } from "../runtime/net-spec.js";
 import { startNetLink } from "../runtime/open-net-link.js";
+import { showScreen } from "./screen-view.js";
 import { attachTerminal, escapeKeyName } from "./terminal-console.js";
 
 export interface RunOptions {
@@ -25,9 +25,6 @@ export interface RunOptions {
   /** Show the guest's VGA text screen instead of its serial port; typed keys go to its keyboard. */
   screen?: boolean;
 }
-
-/** How often the screen is looked at: a few frames per second, so that the guest is not slowed. */
-const screenIntervalMs = 250;
 
 export async function runCommand(options: RunOptions): Promise<void> {
   const log = componentLogger("run");
@@ -59,7 +56,7 @@ export async function runCommand(options: RunOptions): Promise<void> {
   const running = machine;
   const stop = () => (stopped ??= running.stop());
   terminal = attachTerminal((bytes) => (options.screen ? running.keys(scancodesFor(Buffer.from(bytes).toString("latin1"))) : running.type(bytes)), () => void stop());
-  const shown = options.screen ? showScreen(running, (text) => terminal?.write(Buffer.from(text, "utf8"))) : undefined;
+  const shown = options.screen ? showScreen(() => running.screen(), (text) => terminal?.write(Buffer.from(text, "utf8"))) : undefined;
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
   log.info(
@@ -78,28 +75,4 @@ export async function runCommand(options: RunOptions): Promise<void> {
     await link?.close();
   }
   log.info({ slices: running.slice, instructions: running.icount, disk: options.disk ?? null, ...(link ? { net: link.counters } : {}) }, "stopped; disk flushed");
-}
-
-/** Draws the guest's VGA text screen on the terminal whenever it changed, a few times a second. */
-function showScreen(machine: RecordingMachine, write: (ansi: string) => void): { stop(): void } {
-  let last: Uint16Array | undefined;
-  let lastCursor = "";
-  let busy = false;
-  write("\x1b[2J");
-  const timer = setInterval(() => {
-    if (busy) return;
-    busy = true;
-    machine
-      .screen()
-      .then((s) => {
-        if (!s) return;
-        const cursor = JSON.stringify(s.cursor);
-        if (last && cursor === lastCursor && last.length === s.cells.length && last.every((c, i) => c === s.cells[i])) return;
-        last = s.cells;
-        lastCursor = cursor;
-        write(screenAnsi(s));
-      })
-      .finally(() => (busy = false));
-  }, screenIntervalMs);
-  return { stop: () => clearInterval(timer) };
 }

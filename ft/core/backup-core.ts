@@ -11,12 +11,14 @@ import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import { RetainedLog, type LogRetention } from "./retained-log.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
 import type { PeerMessage } from "../wire/peer-messages.js";
-import { joiningTimeoutMs, notEligible, stallMs, type CoreEffect } from "./primary-core.js";
+import { joiningTimeoutMs, notEligible, peerSuspected, stallMs, type CoreEffect, type PeerHeard } from "./primary-core.js";
 
 export interface BackupConfig {
   nodeId: string;
   heartbeatIntervalMs: number;
   failureTimeoutMs: number;
+  /** Silence of the channel tolerated while the primary's heartbeat datagrams still arrive (see PeerHeard). */
+  channelTimeoutMs: number;
   /** How long the log is kept whole from power-on (so that, primary after a takeover, it can serve a backup from there). */
   retention: LogRetention;
   /** Join from a checkpoint of the running machine instead of replaying from power-on. */
@@ -52,6 +54,11 @@ export class BackupCore {
   complete = 0;
   private executed = 0;
   private lastHeardMs = 0;
+  /** The primary's last heartbeat datagram, and whether the channel is stalled past the failure timeout while they arrive. */
+  private lastBeatMs = Number.NEGATIVE_INFINITY;
+  private stalled = false;
+  /** Logging-channel stalls past the failure timeout that the primary's heartbeat datagrams bridged. */
+  readonly stalls = { ridden: 0, longestSilenceMs: 0 };
   private lastHeartbeatMs = Number.NEGATIVE_INFINITY;
   private lastTickMs: number | undefined;
   private lastAck = { have: -1, complete: -1, executed: -1 };
@@ -227,11 +234,15 @@ export class BackupCore {
     if (nowMs - this.lastHeartbeatMs >= this.config.heartbeatIntervalMs) {
       this.lastHeartbeatMs = nowMs;
       effects.push({ type: "send", message: { type: "heartbeat", epoch: this.epoch, nodeId: this.config.nodeId, ...this.echo() } });
+      if (this.primaryId !== undefined) effects.push({ type: "beat", epoch: this.epoch, to: this.primaryId });
       // an ack lost on the way is not followed by another while nothing changes: repeat it
       effects.push(...this.ack(true));
     }
     const silentMs = nowMs - this.lastHeardMs;
-    if (silentMs > this.config.failureTimeoutMs) {
+    const heard: PeerHeard = { lastHeardMs: this.lastHeardMs, lastBeatMs: this.lastBeatMs, stalled: this.stalled };
+    const suspected = peerSuspected(heard, nowMs, this.config, this.stalls);
+    this.stalled = heard.stalled === true;
+    if (suspected) {
       if (this.complete < this.eligibleAt) {
         // Not eligible (still catching up or waiting for a checkpoint): we could not take over
         // anyway, so give a primary that is busy (e.g. taking our checkpoint) as long as it gives a
@@ -245,10 +256,15 @@ export class BackupCore {
       }
       this.state = "claiming";
       this.claimingEpoch = this.epoch + 1;
-      effects.push({ type: "log", level: "warn", msg: "primary failure suspected: claiming the next epoch", fields: { silentMs: nowMs - this.lastHeardMs, epoch: this.claimingEpoch } });
+      effects.push({ type: "log", level: "warn", msg: "primary failure suspected: claiming the next epoch", fields: { silentMs, beatSilentMs: nowMs - this.lastBeatMs, epoch: this.claimingEpoch } });
       effects.push({ type: "claim-epoch", epoch: this.claimingEpoch, ...(this.primaryId !== undefined ? { supersedes: this.primaryId } : {}) });
     }
     return effects;
+  }
+
+  /** A heartbeat datagram from `nodeId` of `epoch` (authenticated by the runtime): the primary is alive. */
+  beat(nodeId: string, epoch: number, nowMs: number): void {
+    if (this.state === "following" && nodeId === this.primaryId && epoch === this.epoch) this.lastBeatMs = Math.max(this.lastBeatMs, nowMs);
   }
 
   arbiterAnswer(epoch: number, won: boolean | undefined): BackupEffect[] {

@@ -9,7 +9,7 @@
  * contradiction, and passes on only the bytes after the offset: nothing is lost or repeated across a
  * failover, and acknowledged input is applied once (the node drops sequence numbers it applied).
  */
-import { consoleInputBytesMax, type ConsoleClientMessage } from "../wire/console-messages.js";
+import { consoleInputBytesMax, consoleKeysBytesMax, type ConsoleClientMessage } from "../wire/console-messages.js";
 
 /** Output the client could not get: no live node held it any more. */
 export interface ConsoleGap {
@@ -47,7 +47,7 @@ export class ConsoleCursor {
   /** Per node: the oldest offset it said it still holds, when it refused an earlier one. */
   private readonly servedFrom = new Map<string, number>();
   private seq = 0;
-  private unacked: Array<{ seq: number; data: Uint8Array }> = [];
+  private unacked: Array<{ seq: number; data: Uint8Array; keys?: true }> = [];
   private unackedBytes = 0;
 
   constructor(
@@ -60,21 +60,23 @@ export class ConsoleCursor {
   ) {}
 
   /** The input messages for `bytes` (to send now if attached), or undefined when too much is unacknowledged. */
-  input(bytes: Uint8Array): ConsoleClientMessage[] | undefined {
+  /** `keys`: the bytes are PS/2 scancodes for the keyboard (the screen's console), not serial bytes. */
+  input(bytes: Uint8Array, keys = false): ConsoleClientMessage[] | undefined {
     if (this.unackedBytes + bytes.length > (this.options.unackedBytesMax ?? 1 << 20)) return undefined;
     const out: ConsoleClientMessage[] = [];
-    for (let i = 0; i < bytes.length; i += consoleInputBytesMax) {
-      const u = { seq: ++this.seq, data: bytes.slice(i, i + consoleInputBytesMax) };
+    const chunk = keys ? consoleKeysBytesMax : consoleInputBytesMax;
+    for (let i = 0; i < bytes.length; i += chunk) {
+      const u = { seq: ++this.seq, data: bytes.slice(i, i + chunk), ...(keys ? { keys: true as const } : {}) };
       this.unacked.push(u);
       this.unackedBytes += u.data.length;
-      out.push({ type: "input", seq: u.seq, data: u.data });
+      out.push({ type: "input", ...u });
     }
     return out;
   }
 
   /** Every input message not acknowledged yet, oldest first (to resend). */
   pending(): ConsoleClientMessage[] {
-    return this.unacked.map((u) => ({ type: "input", seq: u.seq, data: u.data }));
+    return this.unacked.map((u) => ({ type: "input", ...u }));
   }
 
   /** The sequence number of the oldest unacknowledged input, if any. */

@@ -19,7 +19,8 @@ const consoleChunkBytes = 64 * 1024;
 export type ConsoleEffect =
   | { type: "console-send"; session: number; message: ConsoleServerMessage }
   | { type: "console-close"; session: number; code: number; reason: string }
-  | { type: "machine-input"; data: Uint8Array; source: { client: string; seq: number } }
+  /** keys: PS/2 scancodes for the keyboard, not serial bytes. */
+  | { type: "machine-input"; data: Uint8Array; source: { client: string; seq: number }; keys?: true }
   | { type: "log"; level: "info" | "warn"; msg: string; fields?: Record<string, unknown> };
 
 interface Session {
@@ -73,7 +74,7 @@ export class ConsoleSessions {
   }
 
   /** Console input: each (client, seq) reaches the guest exactly once, in order. */
-  input(session: number, seq: number, data: Uint8Array): ConsoleEffect[] {
+  input(session: number, seq: number, data: Uint8Array, keys = false): ConsoleEffect[] {
     const c = this.sessions.get(session);
     if (!c || c.clientId === undefined) return [];
     const id = c.clientId;
@@ -87,7 +88,7 @@ export class ConsoleSessions {
     if (this.inFlightBytes + data.length > inputInFlightBytesMax) return []; // the client resends
     this.inFlightBytes += data.length;
     this.queued.set(id, seq);
-    return [{ type: "machine-input", data, source: { client: id, seq } }];
+    return [{ type: "machine-input", data, source: { client: id, seq }, ...(keys ? { keys: true as const } : {}) }];
   }
 
   /** The machine applied input of `bytes` (it is in the log now). */

@@ -47,10 +47,12 @@ export interface NodeConfig {
   nodeId: string;
   heartbeatIntervalMs: number;
   failureTimeoutMs: number;
+  /** Channel silence tolerated while the peer's heartbeat datagrams arrive (default 5 s; see PeerHeard). */
+  channelTimeoutMs?: number;
   /** Backup: join from a checkpoint of the running primary instead of replaying from power-on. */
   join?: boolean;
   /** Overrides of the primary's bounds (the simulation uses small ones). */
-  primary?: Partial<Omit<PrimaryConfig, "nodeId" | "heartbeatIntervalMs" | "failureTimeoutMs">>;
+  primary?: Partial<Omit<PrimaryConfig, "nodeId" | "heartbeatIntervalMs" | "failureTimeoutMs" | "channelTimeoutMs">>;
   /** Console bytes kept for clients that resume (default 1 MiB). */
   consoleRetainBytes?: number;
   /** The arbiter's identity (Arbiter.identity): a backup says it in its hello, a primary refuses another. */
@@ -159,6 +161,8 @@ export class NodeCore {
   readonly net: NetCoreCounters = { framesOut: 0, framesIn: 0, framesInDropped: 0 };
   /** Host ms of the newest event that carried the time (for decisions taken on events without it). */
   private nowMs = 0;
+  private lastTickMs: number | undefined;
+  private longestTickGapMs = 0;
 
   private advertisedUrl: string | undefined;
 
@@ -184,7 +188,7 @@ export class NodeCore {
 
   private primaryConfig(): PrimaryConfig {
     const c = this.config;
-    return { ...defaultPrimaryConfig, ...c.primary, nodeId: c.nodeId, heartbeatIntervalMs: c.heartbeatIntervalMs, failureTimeoutMs: c.failureTimeoutMs };
+    return { ...defaultPrimaryConfig, ...c.primary, nodeId: c.nodeId, heartbeatIntervalMs: c.heartbeatIntervalMs, failureTimeoutMs: c.failureTimeoutMs, channelTimeoutMs: c.channelTimeoutMs ?? defaultPrimaryConfig.channelTimeoutMs };
   }
 
   // ---------------------------------------------------------------- starting
@@ -200,7 +204,7 @@ export class NodeCore {
   /** A backup: wait for a primary. */
   startBackup(): NodeEffect[] {
     const c = this.config;
-    this.backup = new BackupCore({ nodeId: c.nodeId, heartbeatIntervalMs: c.heartbeatIntervalMs, failureTimeoutMs: c.failureTimeoutMs, retention: this.primaryConfig().retention, ...(c.join ? { join: true } : {}), ...(c.arbiterId !== undefined ? { arbiterId: c.arbiterId } : {}), ...(this.advertisedUrl !== undefined ? { url: this.advertisedUrl } : {}) });
+    this.backup = new BackupCore({ nodeId: c.nodeId, heartbeatIntervalMs: c.heartbeatIntervalMs, failureTimeoutMs: c.failureTimeoutMs, channelTimeoutMs: this.primaryConfig().channelTimeoutMs, retention: this.primaryConfig().retention, ...(c.join ? { join: true } : {}), ...(c.arbiterId !== undefined ? { arbiterId: c.arbiterId } : {}), ...(this.advertisedUrl !== undefined ? { url: this.advertisedUrl } : {}) });
     this.role = "backup";
     return [];
   }
@@ -235,7 +239,7 @@ export class NodeCore {
     const core = this.primary!;
     for (const e of b.entries) {
       core.append(e);
-      if (e.kind === "serial" && e.source) {
+      if ((e.kind === "serial" || e.kind === "keys") && e.source) {
         this.stream.inputApplied(e.slice, e.source.client, e.source.seq);
         this.consoles.inputApplied(e.data.length);
       }
@@ -334,7 +338,7 @@ export class NodeCore {
     if (!b || !this.machineReady || this.role !== "backup") return [];
     const fresh = b.takeForMachine();
     if (fresh.length === 0) return [];
-    for (const e of fresh) if (e.kind === "serial" && e.source) this.stream.inputApplied(e.slice, e.source.client, e.source.seq);
+    for (const e of fresh) if ((e.kind === "serial" || e.kind === "keys") && e.source) this.stream.inputApplied(e.slice, e.source.client, e.source.seq);
     return [{ type: "machine-entries", entries: fresh }];
   }
 
@@ -381,8 +385,8 @@ export class NodeCore {
     return this.role === "primary" ? this.consoles.attach(session, clientId, offset) : [];
   }
 
-  consoleInput(session: number, seq: number, data: Uint8Array): NodeEffect[] {
-    return this.role === "primary" ? this.consoles.input(session, seq, data) : [];
+  consoleInput(session: number, seq: number, data: Uint8Array, keys = false): NodeEffect[] {
+    return this.role === "primary" ? this.consoles.input(session, seq, data, keys) : [];
   }
 
   // ---------------------------------------------------------------- peer
@@ -393,6 +397,13 @@ export class NodeCore {
     if (!this.backup || this.role !== "backup") return [];
     this.checkpointWaitSinceMs = nowMs;
     return this.core(this.backup.connected(nowMs));
+  }
+
+  /** A heartbeat datagram (authenticated) from `nodeId`: the peer is alive, whatever its channel does. */
+  peerBeat(nodeId: string, epoch: number, nowMs: number): void {
+    this.nowMs = Math.max(this.nowMs, nowMs);
+    if (this.role === "primary") this.primary?.beat(nodeId, epoch, nowMs);
+    else if (this.role === "backup") this.backup?.beat(nodeId, epoch, nowMs);
   }
 
   /** Primary: the backup's connection closed (acks received stand). */
@@ -508,6 +519,10 @@ export class NodeCore {
   // ---------------------------------------------------------------- time, arbiter, takeover
 
   tick(nowMs: number, machineSlice: number): NodeEffect[] {
+    // this node's own longest stall while in a pair (time between ticks: its event loop blocked or not scheduled)
+    const paired = this.primary?.state === "protected" || this.backup?.state === "following";
+    if (this.lastTickMs !== undefined && paired) this.longestTickGapMs = Math.max(this.longestTickGapMs, nowMs - this.lastTickMs);
+    this.lastTickMs = nowMs;
     this.nowMs = Math.max(this.nowMs, nowMs);
     this.machineSlice = Math.max(this.machineSlice, machineSlice);
     if (this.primary && this.role === "primary") {
@@ -678,6 +693,13 @@ export class NodeCore {
       releasedBytes: this.stream.released,
       haltReason: this.haltReason ?? null,
       arbiterHeld: this.holdsEpoch,
+      // the logging channel: stalls past the failure timeout that heartbeat datagrams bridged, and its longest silence (ms)
+      channel: {
+        stallsRiddenOut: (this.primary?.stalls.ridden ?? 0) + (this.backup?.stalls.ridden ?? 0),
+        longestSilenceMs: Math.round(Math.max(this.primary?.stalls.longestSilenceMs ?? 0, this.backup?.stalls.longestSilenceMs ?? 0)),
+        // (a silence the peer saw may be this node's own stall)
+        longestOwnStallMs: Math.round(this.longestTickGapMs),
+      },
       outputDelayMs: this.outputDelay.summary(),
       backupLagMs: this.backupLag.summary(),
       guestHeldMs: Math.round(this.guestHeldMs()),

@@ -29,8 +29,12 @@
  *     the log is young (`LogRetention`) is it kept whole from power-on; after that a backup that
  *     attaches without a log is sent a checkpoint instead (the header tells it so).
  *   - Failure detection: no heartbeat, log or ack traffic from the backup for `failureTimeoutMs`
- *     means the backup is suspected; the primary then asks the arbiter for the next epoch and only on
- *     winning continues alone (unprotected); losing means the backup went live: halt.
+ *     means the backup is suspected, unless its heartbeat datagrams (`beat`, a second path beside
+ *     the channel, as VMware FT's UDP heartbeats) still arrive: then the channel is only stalled (a
+ *     TCP retransmission backs off 200 ms, 400 ms, ... on a lossy link) and the backup is suspected
+ *     once the channel has been silent for `channelTimeoutMs`. The primary then asks the arbiter for
+ *     the next epoch and only on winning continues alone (unprotected); losing means the backup went
+ *     live: halt.
  *   - Every message carries the epoch; acks of another epoch are ignored.
  *
  * Over 400 lines on purpose: the output rule, flow and lag control, retransmission, the disk lease
@@ -46,6 +50,11 @@ export interface PrimaryConfig {
   nodeId: string;
   heartbeatIntervalMs: number;
   failureTimeoutMs: number;
+  /**
+   * While the peer's heartbeat datagrams still arrive, a silent logging channel is suspected only
+   * after this long (a stalled TCP connection, not a dead peer). Longer than failureTimeoutMs.
+   */
+  channelTimeoutMs: number;
   /** Flow control bound: entries sent but not acknowledged. */
   unackedEntriesMax: number;
   /** Flow control bound in bytes (`entryBytes`): the guest pauses and sending stops past it. */
@@ -66,6 +75,7 @@ export interface PrimaryConfig {
 export const defaultPrimaryConfig: Omit<PrimaryConfig, "nodeId"> = {
   heartbeatIntervalMs: 50,
   failureTimeoutMs: 400,
+  channelTimeoutMs: 5000,
   unackedEntriesMax: 20_000,
   unackedBytesMax: 32 * 2 ** 20,
   lagSlicesMax: 200,
@@ -88,6 +98,36 @@ export const joiningTimeoutMs = (failureTimeoutMs: number) => failureTimeoutMs *
 
 /** Disk writes stop starting this long before a silent backup could suspect the primary (room for writes in flight to land). */
 export const diskLeaseMarginMs = (failureTimeoutMs: number) => failureTimeoutMs / 4;
+
+/** What a side knows of its peer's liveness: when it last heard it on the channel, and by datagram. */
+export interface PeerHeard {
+  /** The last message on the logging channel. */
+  lastHeardMs: number;
+  /** The last heartbeat datagram (never: -Infinity). */
+  lastBeatMs: number;
+  /** The channel has been silent past the failure timeout while datagrams went on (counted once per stall). */
+  stalled?: boolean;
+}
+
+/**
+ * Whether the peer counts as failed: silent on both paths for the failure timeout, or on the channel
+ * for the channel timeout even though its datagrams still arrive. Counts each stall ridden out, and
+ * keeps the longest silence of the channel seen.
+ */
+export function peerSuspected(h: PeerHeard, nowMs: number, c: { failureTimeoutMs: number; channelTimeoutMs: number }, stalls: { ridden: number; longestSilenceMs: number }): boolean {
+  const channelMs = nowMs - h.lastHeardMs;
+  stalls.longestSilenceMs = Math.max(stalls.longestSilenceMs, channelMs);
+  if (channelMs <= c.failureTimeoutMs) {
+    h.stalled = false;
+    return false;
+  }
+  if (nowMs - h.lastBeatMs <= c.failureTimeoutMs && channelMs <= c.channelTimeoutMs) {
+    if (h.stalled !== true) stalls.ridden++;
+    h.stalled = true;
+    return false;
+  }
+  return true;
+}
 
 /** Unacknowledged entries are sent again once the backup's acks stood still this long. */
 export const retransmitMs = (failureTimeoutMs: number) => failureTimeoutMs / 2;
@@ -115,6 +155,8 @@ export type CoreEffect =
    */
   | { type: "claim-epoch"; epoch: number; supersedes?: string }
   | { type: "halt"; reason: string }
+  /** Send a heartbeat datagram of `epoch` to the peer `to` (outside the channel: see PeerHeard). */
+  | { type: "beat"; epoch: number; to: string }
   | { type: "log"; level: "info" | "warn"; msg: string; fields?: Record<string, unknown> };
 
 interface Peer {
@@ -140,10 +182,14 @@ interface Peer {
   /** Since when entries sent have waited with no ack progress (undefined: none waiting). */
   waitingSinceMs?: number;
   lastHeardMs: number;
+  lastBeatMs: number;
+  stalled?: boolean;
   /** Joining from a checkpoint: wanted (not taken yet), or being sent (no log goes out before it). */
   checkpoint?: "wanted" | "sending";
   /** It joined from a checkpoint: it starts close behind, so lag control applies while it catches up. */
   fromCheckpoint?: boolean;
+  /** The slice of the checkpoint sent to it (lag control applies once it has executed that far). */
+  checkpointSlice?: number;
 }
 
 export class PrimaryCore {
@@ -168,6 +214,8 @@ export class PrimaryCore {
   private unexecuted: Array<{ slice: number; atMs: number }> = [];
   /** The newest backup-lag measurement (see takeLagSample). */
   private lagSample: number | undefined;
+  /** Logging-channel stalls past the failure timeout that the backup's heartbeat datagrams bridged. */
+  readonly stalls = { ridden: 0, longestSilenceMs: 0 };
 
   constructor(
     private readonly config: PrimaryConfig,
@@ -299,10 +347,14 @@ export class PrimaryCore {
     const p = this.peer;
     if (!p || this.state === "unprotected") return true;
     if (p.checkpoint === "wanted") return true; // nothing sent yet
-    if (this.log.end - p.have >= this.config.unackedEntriesMax || this.log.bytesBetween(p.have, this.log.end) >= this.config.unackedBytesMax) return false;
+    // counted from the oldest entry held for it (an earlier checkpoint's, while it may run from that one)
+    const from = Math.min(p.have, p.floor ?? p.have);
+    if (this.log.end - from >= this.config.unackedEntriesMax || this.log.bytesBetween(from, this.log.end) >= this.config.unackedBytesMax) return false;
     // no lag control while a backup replays from power-on (it would stall the guest for the whole
     // history); one that joined from a checkpoint starts close behind and is held within bounds
-    if (this.state === "joining" && !p.fromCheckpoint) return true;
+    // once it runs from it (until then the guest goes on: a checkpoint lost on the way, asked for
+    // again, must not hold it all that while)
+    if (this.state === "joining" && (!p.fromCheckpoint || p.checkpoint !== undefined || p.executed < (p.checkpointSlice ?? 0))) return true;
     const lag = currentSlice - p.executed;
     const lagMs = this.lagMs(nowMs);
     if (this.lagPaused && lag <= this.config.lagSlicesMax / 2 && lagMs <= this.config.lagMsMax / 2) this.lagPaused = false;
@@ -313,6 +365,11 @@ export class PrimaryCore {
   /** Backup lag in slices, or undefined when unprotected. */
   lagSlices(currentSlice: number): number | undefined {
     return this.peer && this.state !== "unprotected" ? currentSlice - this.peer.executed : undefined;
+  }
+
+  /** A heartbeat datagram from `nodeId` of `epoch` (authenticated by the runtime): the backup is alive. */
+  beat(nodeId: string, epoch: number, nowMs: number): void {
+    if (this.peer?.nodeId === nodeId && epoch === this.epoch) this.peer.lastBeatMs = Math.max(this.peer.lastBeatMs, nowMs);
   }
 
   /** A peer connection was lost: forget what was sent on it (acks already received stand). */
@@ -330,12 +387,20 @@ export class PrimaryCore {
           effects.push({ type: "log", level: "warn", msg: "hello of another epoch rejected", fields: { theirs: message.epoch, ours: this.epoch } });
           break;
         }
-        if ((this.state === "protected" || this.state === "joining") && this.peer && this.peer.nodeId !== message.nodeId && nowMs - this.peer.lastHeardMs <= this.config.failureTimeoutMs) {
+        if ((this.state === "protected" || this.state === "joining") && this.peer && this.peer.nodeId !== message.nodeId && !peerSuspected(this.peer, nowMs, this.config, this.stalls)) {
           effects.push({ type: "log", level: "warn", msg: "hello from a second backup rejected while the first is alive", fields: { current: this.peer.nodeId, other: message.nodeId } });
           break;
         }
-        // the protecting backup's node id with nothing kept: it restarted (a fixed --node-id)
-        const restarted = this.peer?.nodeId === message.nodeId && (message.join === true || message.have === 0);
+        // the protecting backup's node id with nothing kept: it restarted (a fixed --node-id); or
+        // with less than this side still holds (it must start over from a checkpoint, which cannot
+        // be taken while its disk writes wait for its acknowledgement under the output rule)
+        const end = this.log.end;
+        const known = this.peer?.nodeId === message.nodeId ? this.peer : undefined;
+        // A hello overtaken by its own later acks (or a duplicate of an older one) asks for less than
+        // the backup holds (it never loses entries; a restarted one says 0): go on from what it
+        // acknowledged or said it held before.
+        const have = message.have > end ? 0 : known && message.have > 0 ? Math.max(message.have, known.acked) : message.have;
+        const restarted = known !== undefined && (message.join === true || message.have === 0 || have < this.log.base);
         if (this.state === "protected" && this.peer && (this.peer.nodeId !== message.nodeId || restarted)) {
           // The protecting backup fell silent (or restarted) and a backup asks to join. The old one
           // may be alive behind a partition and about to claim the next epoch: this side must win
@@ -343,7 +408,7 @@ export class PrimaryCore {
           // (A restarted one kept protection, so output was held for a backup that could not ack.)
           this.state = "claiming";
           this.claimingEpoch = this.epoch + 1;
-          const msg = restarted ? "the protecting backup restarted: claiming the next epoch before it joins again" : "a new backup asks to join while the protecting one is silent: claiming the next epoch first";
+          const msg = restarted ? "the protecting backup restarted (or lacks log no longer held): claiming the next epoch before it joins again" : "a new backup asks to join while the protecting one is silent: claiming the next epoch first";
           effects.push({ type: "log", level: "warn", msg, fields: { silent: this.peer.nodeId, other: message.nodeId } });
           effects.push({ type: "claim-epoch", epoch: this.claimingEpoch });
           break;
@@ -358,14 +423,9 @@ export class PrimaryCore {
           effects.push(this.headerMessage(true));
           break;
         }
-        const end = this.log.end;
         if (message.have > end) {
           effects.push({ type: "log", level: "warn", msg: "backup claims more log than exists; starting it over", fields: { have: message.have, log: end } });
         }
-        const known = this.peer?.nodeId === message.nodeId ? this.peer : undefined;
-        // A hello overtaken by its own later acks asks for less than the backup holds (it never
-        // loses entries; a restarted one says 0): go on from what it acknowledged.
-        const have = message.have > end ? 0 : known && message.have > 0 ? Math.max(message.have, known.acked) : message.have;
         // The entries it lacks are no longer held (the log is kept from what the backup acknowledged,
         // and whole from power-on only while young): it joins from a checkpoint instead.
         const join = message.join === true || have < this.log.base;
@@ -377,12 +437,14 @@ export class PrimaryCore {
           nodeId: message.nodeId,
           ...(message.url !== undefined ? { url: message.url } : {}),
           have: join ? 0 : have,
-          acked: known && !join && have > 0 ? known.acked : 0,
+          // what it says it holds counts as acknowledged: a stale hello later cannot ask for less
+          acked: known && !join && have > 0 ? Math.max(known.acked, have) : !join ? have : 0,
           ...(floor !== undefined ? { floor } : {}),
           complete: known && !join && have > 0 ? known.complete : 0,
           executed: known && !join && have > 0 ? known.executed : 0,
           sent: join ? 0 : have,
           lastHeardMs: nowMs,
+          lastBeatMs: Number.NEGATIVE_INFINITY,
           ...(join ? { checkpoint: "wanted" as const, fromCheckpoint: true } : {}),
         };
         if (this.state === "unprotected") {
@@ -467,6 +529,7 @@ export class PrimaryCore {
     const p = this.peer;
     if (!p || p.checkpoint !== "wanted") return;
     p.checkpoint = "sending";
+    p.checkpointSlice = this.currentSlice;
     p.have = p.sent = Math.min(first, this.log.end);
   }
 
@@ -532,11 +595,12 @@ export class PrimaryCore {
       if (nowMs - this.lastHeartbeatMs >= this.config.heartbeatIntervalMs) {
         this.lastHeartbeatMs = nowMs;
         effects.push({ type: "send", message: { type: "heartbeat", epoch: this.epoch, nodeId: this.config.nodeId, at: Math.floor(nowMs) } });
+        effects.push({ type: "beat", epoch: this.epoch, to: p.nodeId });
       }
-      if (this.state === "protected" && nowMs - p.lastHeardMs > this.config.failureTimeoutMs) {
+      if (this.state === "protected" && peerSuspected(p, nowMs, this.config, this.stalls)) {
         this.state = "claiming";
         this.claimingEpoch = this.epoch + 1;
-        effects.push({ type: "log", level: "warn", msg: "backup failure suspected: claiming the next epoch", fields: { backup: p.nodeId, silentMs: nowMs - p.lastHeardMs } });
+        effects.push({ type: "log", level: "warn", msg: "backup failure suspected: claiming the next epoch", fields: { backup: p.nodeId, silentMs: nowMs - p.lastHeardMs, beatSilentMs: nowMs - p.lastBeatMs } });
         effects.push({ type: "claim-epoch", epoch: this.claimingEpoch });
       } else {
         this.retransmitIfStuck(p, nowMs);

@@ -97,9 +97,12 @@ export class ConsoleClient extends EventEmitter {
     this.ws?.terminate();
   }
 
-  /** Types bytes on the console. False when too much input is unacknowledged (nothing queued). */
-  send(bytes: Uint8Array): boolean {
-    const messages = this.cursor.input(bytes);
+  /**
+   * Types bytes on the console (`keys`: PS/2 scancodes for the guest's keyboard, the screen's console).
+   * False when too much input is unacknowledged (nothing queued).
+   */
+  send(bytes: Uint8Array, keys = false): boolean {
+    const messages = this.cursor.input(bytes, keys);
     if (!messages) return false;
     if (this.live) for (const m of messages) this.write(m);
     return true;

@@ -5,11 +5,12 @@
 import { get as httpGet } from "node:http";
 import { get as httpsGet } from "node:https";
 
-export function getJson<T = unknown>(url: string | URL, options: { ca?: Buffer; timeoutMs?: number } = {}): Promise<T> {
+/** `token`: sent as Authorization: Bearer (e.g. the console credential for /screen). */
+export function getJson<T = unknown>(url: string | URL, options: { ca?: Buffer; timeoutMs?: number; token?: string } = {}): Promise<T> {
   const u = new URL(url);
   const get = u.protocol === "https:" ? httpsGet : httpGet;
   return new Promise<T>((resolve, reject) => {
-    const req = get(u, { timeout: options.timeoutMs ?? 2000, ...(options.ca && u.protocol === "https:" ? { ca: options.ca } : {}) }, (res) => {
+    const req = get(u, { timeout: options.timeoutMs ?? 2000, ...(options.token !== undefined ? { headers: { authorization: `Bearer ${options.token}` } } : {}), ...(options.ca && u.protocol === "https:" ? { ca: options.ca } : {}) }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
       res.on("end", () => {

@@ -6,7 +6,8 @@
  *   the machine      a MachineThread (v86 in its own worker thread, running slices back to back),
  *                    started from what machine-init builds
  *   the peer         a PeerLink: the backup dials the primary and redials; the primary accepts
- *                    candidates and lets the core pick one by its hello
+ *                    candidates and lets the core pick one by its hello; and PeerBeats, heartbeat
+ *                    datagrams beside it (a stalled channel is not a dead peer)
  *   consoles         a ConsoleServer (numbered sessions for the core)
  *   the shared disk  a SharedDisk (a DiskScheduler behind a BackendDiskPort, primary only)
  *   the network      a NetLink (passt or a TAP device), brought up by whichever node is primary
@@ -39,6 +40,8 @@ import type { ThreadMemory } from "../../hypervisor/machine-thread/machine-proto
 import { NodeTimeline } from "../core/node-timeline.js";
 import { arbiterIdentity, arbiterUnreachable, claimAtStart, refuseIfPairRunning } from "./arbiter-checks.js";
 import { nodeMetrics, processMemoryMiB } from "./node-metrics.js";
+import { screenToJson } from "../../emulator/text-screen.js";
+import { PeerBeats } from "./peer-beats.js";
 import { PeerLink } from "./peer-link.js";
 import { macBytes } from "../../emulator/machine-config.js";
 import { gratuitousArp, type NetLink } from "./net-link.js";
@@ -62,6 +65,8 @@ export interface NodeOptions {
   logger: Logger;
   heartbeatIntervalMs: number;
   failureTimeoutMs: number;
+  /** Channel silence tolerated while the peer's heartbeat datagrams arrive (default 5000). */
+  channelTimeoutMs?: number;
   /** Primary: what to boot. */
   image?: string;
   memoryMiB?: number;
@@ -103,6 +108,7 @@ export class LockstepNode extends EventEmitter {
   private machine: MachineThread | undefined;
   private header: LogHeader | undefined;
   private readonly link: PeerLink;
+  private readonly beats: PeerBeats;
   private readonly consoles: ConsoleServer;
   private ticker: NodeJS.Timeout | undefined;
   private readonly disk: SharedDisk;
@@ -136,6 +142,7 @@ export class LockstepNode extends EventEmitter {
       nodeId: options.nodeId,
       heartbeatIntervalMs: options.heartbeatIntervalMs,
       failureTimeoutMs: options.failureTimeoutMs,
+      ...(options.channelTimeoutMs !== undefined ? { channelTimeoutMs: options.channelTimeoutMs } : {}),
       ...(options.join ? { join: true } : {}),
       ...(options.arbiterId !== undefined ? { arbiterId: options.arbiterId } : {}),
       ...(options.arbiter.hold ? { arbiterHold: true } : {}),
@@ -154,10 +161,11 @@ export class LockstepNode extends EventEmitter {
       disconnected: () => this.core.peerDisconnected(),
       refusedForGood: (reason) => this.effects(this.core.halt(`the primary refused this backup: ${reason}`)),
     });
+    this.beats = new PeerBeats(this.log, options.nodeId, options.peerToken, { beat: (nodeId, epoch) => this.core.peerBeat(nodeId, epoch, nowMs()) }, nowMs);
     this.consoles = new ConsoleServer(this.log, {
       opened: (session) => this.effects(this.core.consoleOpened(session)),
       closed: (session) => this.core.consoleClosed(session),
-      message: (session, msg) => this.effects(msg.type === "attach" ? this.core.consoleAttach(session, msg.clientId, msg.offset) : this.core.consoleInput(session, msg.seq, msg.data)),
+      message: (session, msg) => this.effects(msg.type === "attach" ? this.core.consoleAttach(session, msg.clientId, msg.offset) : this.core.consoleInput(session, msg.seq, msg.data, msg.keys === true)),
     });
     this.server = new NodeServer({
       host: options.host,
@@ -166,6 +174,10 @@ export class LockstepNode extends EventEmitter {
       peerToken: options.peerToken,
       ...(options.tls ? { tls: options.tls } : {}),
       status: () => this.status(),
+      screen: async () => {
+        const s = await this.machine?.screen();
+        return s && screenToJson(s);
+      },
       webPage: () => ({ title: `lockstep ${options.nodeId}`, nodes: [this.url], demo: false }),
       metrics: () => registry.metrics(),
       onPeer: (ws, req) => this.link.accept(ws, req),
@@ -213,6 +225,7 @@ export class LockstepNode extends EventEmitter {
       netLink: this.netLink?.status() ?? null,
       peerBytesSent: this.peerBytesSent,
       peerBytesReceived: this.peerBytesReceived,
+      beats: { sent: this.beats.sent, received: this.beats.received, refused: this.beats.refused },
       uptimeMs: Math.round(performance.now() - this.startedAtMs),
       memory: { ...processMemoryMiB(), machine: this.machineMemory ?? null },
       timeline: this.timeline.recent(50),
@@ -231,7 +244,7 @@ export class LockstepNode extends EventEmitter {
     const { header, init } = await primaryMachine(options.image ?? "linux", options.memoryMiB, (config) => node.disk.openAtPowerOn(config, options.disk, options.sharedDir));
     node.header = header;
     node.machine = await MachineThread.start(init, node.machineEvents());
-    await node.server.listen();
+    await node.listen();
     await options.arbiter.announce(options.nodeId, node.url);
     node.effects(node.core.startPrimary(epoch, header, node.machine.slice));
     node.startHolding();
@@ -242,15 +255,22 @@ export class LockstepNode extends EventEmitter {
 
   static async startBackup(options: NodeOptions): Promise<LockstepNode> {
     const node = new LockstepNode({ ...options, arbiterId: await arbiterIdentity(options.arbiter) });
-    await node.server.listen();
+    await node.listen();
     node.core.advertise(node.url);
     node.effects(node.core.startBackup());
     await options.arbiter.announce(options.nodeId, node.url);
+    node.beats.dialing(options.connect!);
     node.link.dial(options.connect!, options.peerToken, options.ca);
     node.startHolding();
     node.ticker = setInterval(() => node.tick(), tickIntervalMs);
     node.log.info({ port: node.port, primary: options.connect, web: `${node.url}/` }, "backup started");
     return node;
+  }
+
+  /** HTTP (status, consoles, the logging channel) and, on the same port number, heartbeat datagrams. */
+  private async listen(): Promise<void> {
+    await this.server.listen();
+    await this.beats.bind(this.options.host, this.port);
   }
 
   /** What the machine thread reports, for the core. */
@@ -292,6 +312,9 @@ export class LockstepNode extends EventEmitter {
         case "send":
           this.link.send(e.message);
           break;
+        case "beat":
+          this.beats.send(e.to, e.epoch);
+          break;
         case "peer-accept":
         case "peer-refuse":
           break; // handled where the hello arrived (onPeerMessage)
@@ -308,7 +331,8 @@ export class LockstepNode extends EventEmitter {
           void this.startMachine(e.header, e.checkpoint);
           break;
         case "machine-input":
-          this.machine?.input(e.data, e.source);
+          if (e.keys) this.machine?.keys(e.data, e.source);
+          else this.machine?.input(e.data, e.source);
           break;
         case "machine-entries":
           this.machine?.entries(e.entries);
@@ -510,6 +534,7 @@ export class LockstepNode extends EventEmitter {
     clearInterval(this.ticker);
     clearInterval(this.holdTimer);
     this.link.close();
+    this.beats.close();
     await this.machine?.stop();
     this.link.terminate();
     await this.server.close();

@@ -13,6 +13,9 @@
  * each refusal, so that its hello lands at any moment of the silence, the tick where it has just
  * passed the failure timeout and the primary has not yet acted on it too. The silent backup, when
  * it wakes, claims the next epoch (the race a primary must win before it goes on with the newcomer).
+ * Channel stalls: what a node sends on the logging channel waits (as behind a TCP retransmission
+ * lost again) while its heartbeat datagrams, which a partition, cut or drop loses like any message,
+ * go on; a stall shorter than the channel timeout must pass without a failover.
  * Messages are addressed as on real connections (PeerLink): a backup sends to the primary it
  * dialed, a primary to the backup whose hello it adopted; a primary hears a connection it has not
  * adopted as a candidate's (a hello only). A following backup keeps its connection when the
@@ -35,6 +38,7 @@ import { decodePeerMessage, encodePeerMessage } from "../wire/peer-messages.js";
 import { simSectorBytes } from "./scripted-guest-disk.js";
 import { ScriptedMachine, type ScriptedMachineOptions } from "./scripted-machine.js";
 import { ScriptedMachineThread, type ScriptedEvents } from "./scripted-machine-thread.js";
+import { decodePeerBeat, encodePeerBeat } from "../wire/peer-beat.js";
 import { SeededRandom } from "./seeded-random.js";
 import { SimConsoles } from "./sim-console.js";
 import { SimSharedDisk } from "./sim-disk.js";
@@ -77,7 +81,12 @@ interface InFlight {
   /** The node at the other end of the connection it was sent on (none: it is lost). */
   to: SimNode | undefined;
   bytes: Uint8Array;
+  /** A heartbeat datagram (to the node of `to`'s id), not a channel message. */
+  beat?: true;
 }
+
+/** The peer token of the simulated pair (heartbeat datagrams are authenticated with it). */
+const simPeerToken = "sim-peer-token";
 
 export class SimCluster {
   readonly r: SeededRandom;
@@ -100,7 +109,7 @@ export class SimCluster {
   private readonly disk: SimSharedDisk;
   private readonly consoles: SimConsoles;
   private readonly check: SimInvariants;
-  private readonly ownStats = { failovers: 0, kills: 0, pauses: 0, joins: 0, checkpointsRestored: 0, toldToJoin: 0, logHeldMax: 0, partitions: 0, halts: 0, messages: 0, dropped: 0, lost: 0, reissued: 0, diskOutages: 0, diskStalls: 0, newcomers: 0, newcomersAtSilence: 0, newcomersGaveUp: 0, silencedClaims: 0, leasedSeeds: 0, holdsRenewed: 0, holdLapses: 0, newerEpochHalts: 0 };
+  private readonly ownStats = { failovers: 0, kills: 0, pauses: 0, joins: 0, checkpointsRestored: 0, toldToJoin: 0, logHeldMax: 0, partitions: 0, halts: 0, messages: 0, dropped: 0, lost: 0, reissued: 0, diskOutages: 0, diskStalls: 0, newcomers: 0, newcomersAtSilence: 0, newcomersGaveUp: 0, silencedClaims: 0, leasedSeeds: 0, holdsRenewed: 0, holdLapses: 0, newerEpochHalts: 0, stalls: 0, beatsSent: 0 };
   /** The VM is gone: its only live copy died while no backup could take over (unprotected). */
   lost = false;
 
@@ -141,7 +150,8 @@ export class SimCluster {
 
   /** What happened, for the test to see that the faults and the paths it means to cover did happen. */
   get stats() {
-    return { ...this.ownStats, ...this.consoles.stats, diskWrites: this.disk.stats.writes, diskReads: this.disk.stats.reads, diskFailed: this.disk.stats.failed };
+    const stallsRiddenOut = [...this.everyNode.values()].reduce((n, x) => n + (x.core.primary?.stalls.ridden ?? 0) + (x.core.backup?.stalls.ridden ?? 0), 0);
+    return { ...this.ownStats, stallsRiddenOut, ...this.consoles.stats, diskWrites: this.disk.stats.writes, diskReads: this.disk.stats.reads, diskFailed: this.disk.stats.failed };
   }
 
   private node(name: string, nodeId: string, join: boolean): SimNode {
@@ -203,6 +213,7 @@ export class SimCluster {
     for (const n of this.nodes) {
       n.pausedUntil = -1;
       n.cutUntil = -1;
+      n.stallUntil = -1;
       n.diskPath.downUntil = -1;
     }
     for (let i = 0; i < calmTicks; i++, this.tick++) {
@@ -271,6 +282,13 @@ export class SimCluster {
       this.partitionUntil = this.tick + this.r.int(10, o.partitionMaxTicks);
       this.ownStats.partitions++;
     }
+    if (o.stallRate > 0 && this.r.chance(o.stallRate)) {
+      const victim = this.nodes[this.r.int(0, this.nodes.length - 1)]!;
+      if (this.tick > victim.stallUntil) {
+        victim.stallUntil = this.tick + this.r.int(10, o.stallMaxTicks);
+        this.ownStats.stalls++;
+      }
+    }
     if (this.tick > this.arbiterDownUntil && this.r.chance(o.arbiterOutageRate)) this.arbiterDownUntil = this.tick + this.r.int(10, 300);
     if (this.r.chance(o.diskOutageRate)) {
       const victim = this.nodes[this.r.int(0, this.nodes.length - 1)]!;
@@ -317,7 +335,17 @@ export class SimCluster {
       return;
     }
     const copies = this.r.chance(this.options.duplicateRate) ? 2 : 1;
-    for (let i = 0; i < copies; i++) this.network.push({ at: this.tick + this.r.int(1, this.options.delayMaxTicks), from, to, bytes });
+    // a stalled channel delivers what waited once it moves again
+    for (let i = 0; i < copies; i++) this.network.push({ at: Math.max(this.tick, from.stallUntil) + this.r.int(1, this.options.delayMaxTicks), from, to, bytes });
+  }
+
+  /** A heartbeat datagram: lost like a message (drop, partition, cut), never held by a stalled channel. */
+  private sendBeat(from: SimNode, to: string, epoch: number): void {
+    if (!this.options.beats) return;
+    this.ownStats.beatsSent++;
+    if (this.tick <= this.partitionUntil || this.tick <= from.cutUntil || this.r.chance(this.options.dropRate)) return;
+    const bytes = encodePeerBeat({ nodeId: from.nodeId, epoch, at: this.tick }, simPeerToken);
+    this.network.push({ at: this.tick + this.r.int(1, this.options.delayMaxTicks), from, to: this.everyNode.get(to), bytes, beat: true });
   }
 
   private deliver(): void {
@@ -332,6 +360,12 @@ export class SimCluster {
     for (const m of due) {
       const to = m.to;
       if (!to || !to.alive || this.tick <= this.partitionUntil || this.tick <= m.from.cutUntil) continue;
+      if (m.beat) {
+        const beat = decodePeerBeat(Buffer.from(m.bytes), simPeerToken); // through the real codec
+        if ("refused" in beat) this.fail(`heartbeat datagram refused: ${beat.refused}`);
+        else to.core.peerBeat(beat.nodeId, beat.epoch, this.tick);
+        continue;
+      }
       // a backup hears only the primary it dialed (a connection it left is closed)
       if (to.core.role === "backup" && to.link !== m.from) continue;
       const msg = decodePeerMessage(m.bytes); // through the real codec
@@ -399,6 +433,9 @@ export class SimCluster {
       switch (e.type) {
         case "send":
           this.send(n, encodePeerMessage(e.message));
+          break;
+        case "beat":
+          this.sendBeat(n, e.to, e.epoch);
           break;
         case "claim-epoch":
           if (n.silenced && n.core.role === "backup") this.ownStats.silencedClaims++;

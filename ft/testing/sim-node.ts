@@ -11,6 +11,7 @@ import { SimDiskPath } from "./sim-disk.js";
 
 export const heartbeatIntervalMs = 20;
 export const failureTimeoutMs = 150;
+export const channelTimeoutMs = 600;
 
 export class SimNode {
   alive = true;
@@ -50,6 +51,8 @@ export class SimNode {
   link: SimNode | undefined;
   /** Cut off until this tick: what it sends is lost (it still hears the others). */
   cutUntil = -1;
+  /** Its logging channel is stalled until this tick: what it sends there waits (its datagrams do not). */
+  stallUntil = -1;
   /** A newcomer (a third node dialing the primary): it dials again this many ticks after a refusal. */
   redialTicks: number | undefined;
   /** A newcomer: when it dials again. */
@@ -72,6 +75,7 @@ export class SimNode {
       nodeId,
       heartbeatIntervalMs,
       failureTimeoutMs,
+      channelTimeoutMs,
       ...(join ? { join: true } : {}),
       primary: { unackedEntriesMax: 400, lagSlicesMax: 50, retention: { ...defaultLogRetention, powerOnLogEntriesMax } },
       consoleRetainBytes: 1 << 30,

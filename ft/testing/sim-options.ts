@@ -43,6 +43,14 @@ export interface SimOptions {
    * and disk writes and runs its guest only while the hold lasts.
    */
   leasedArbiter: boolean;
+  /**
+   * Chance per tick that a node's logging channel stalls (as TCP does when a retransmission is lost
+   * again) for up to stallMaxTicks: what it sends on the channel waits, its heartbeat datagrams do not.
+   */
+  stallRate: number;
+  stallMaxTicks: number;
+  /** Nodes send heartbeat datagrams beside the channel (off: detection rests on the channel alone). */
+  beats: boolean;
 }
 
 export function simOptionsFromSeed(seed: number, ticks = 3000): SimOptions {
@@ -67,5 +75,8 @@ export function simOptionsFromSeed(seed: number, ticks = 3000): SimOptions {
     // drawn after the others, so that every other option of a seed stays what it was
     newcomerRate: r.chance(0.5) ? r.next() * 0.004 : 0,
     leasedArbiter: r.chance(0.5),
+    stallRate: r.chance(0.3) ? r.next() * 0.002 : 0,
+    stallMaxTicks: r.int(100, 1000),
+    beats: true,
   };
 }

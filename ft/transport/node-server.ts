@@ -34,6 +34,8 @@ export interface NodeServerOptions {
   /** Certificate and key (PEM): serve HTTPS and WSS. */
   tls?: { cert: Buffer; key: Buffer };
   status: () => unknown;
+  /** The guest's VGA text screen (console credential): undefined while there is no machine. */
+  screen: () => Promise<unknown>;
   /** The web view's page: what it is told (public). */
   webPage: () => WebPageConfig;
   metrics: () => Promise<string>;
@@ -74,7 +76,7 @@ export class NodeServer {
     const url = new URL(req.url ?? "/", "http://x");
     if (serveWebApp(req, res, { token: options.consoleToken, config: options.webPage })) return;
     const origin = req.headers.origin;
-    if (req.method === "OPTIONS" && url.pathname === "/status" && origin) {
+    if (req.method === "OPTIONS" && (url.pathname === "/status" || url.pathname === "/screen") && origin) {
       res.writeHead(204, { "access-control-allow-origin": origin, "access-control-allow-headers": "authorization", "access-control-allow-methods": "GET", "access-control-max-age": "600", vary: "origin" });
       res.end();
     } else if (req.method === "GET" && url.pathname === "/status") {
@@ -82,6 +84,25 @@ export class NodeServer {
       const cors = origin && tokenMatches(bearer, options.consoleToken) ? { "access-control-allow-origin": origin, vary: "origin" } : {};
       res.writeHead(200, { "content-type": "application/json", "cache-control": "no-store", ...cors });
       res.end(JSON.stringify(options.status()));
+    } else if (req.method === "GET" && url.pathname === "/screen") {
+      // what the guest shows is the console's: the console credential, as Authorization: Bearer
+      const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
+      if (!tokenMatches(bearer, options.consoleToken)) {
+        options.onRejected("wrong or missing credential on /screen", req.socket.remoteAddress);
+        res.writeHead(401, { "content-type": "text/plain" });
+        return void res.end("lockstep: /screen needs the console credential (Authorization: Bearer)\n");
+      }
+      const cors = origin ? { "access-control-allow-origin": origin, vary: "origin" } : {};
+      options.screen().then(
+        (screen) => {
+          res.writeHead(screen === undefined ? 503 : 200, { "content-type": "application/json", "cache-control": "no-store", ...cors });
+          res.end(JSON.stringify(screen ?? { error: "no machine running here yet" }));
+        },
+        () => {
+          res.writeHead(500, cors);
+          res.end();
+        },
+      );
     } else if (req.method === "GET" && url.pathname === "/metrics") {
       options.metrics().then(
         (text) => {
@@ -95,7 +116,7 @@ export class NodeServer {
       );
     } else {
       res.writeHead(404, { "content-type": "text/plain" });
-      res.end("lockstep: / (the web view), /status, /metrics, and WebSockets on /peer and /console\n");
+      res.end("lockstep: / (the web view), /status, /screen, /metrics, and WebSockets on /peer and /console\n");
     }
   }
 

@@ -5,19 +5,24 @@
  * yet acknowledged, so that no byte is lost or repeated and acknowledged input is applied once.
  *
  *   client -> server  attach  {clientId, offset}        resume output from this offset
- *   client -> server  input   {seq, data}               seq: 1, 2, 3... per client
+ *   client -> server  input   {seq, data, keys?}        seq: 1, 2, 3... per client; keys: data are PS/2
+ *                                                       scancodes for the keyboard (the VGA screen's
+ *                                                       console), at most 256; otherwise serial bytes
  *   server -> client  output  {offset, data}            bytes [offset, offset + n) of the stream
  *   server -> client  inack   {seq}                     input through seq is applied and protected
  *   server -> client  status  {role, epoch, live}       live: false means "try another host"
  */
+import { keyboardChunkBytesMax } from "../../hypervisor/event-log/keyboard-input.js";
 import { bytes, count, oneOf, openEnvelope, seal, str, type Fields } from "./envelope.js";
 
 export const consoleInputBytesMax = 4096;
+/** Scancodes in one keys input at most: one keyboard log entry. */
+export const consoleKeysBytesMax = keyboardChunkBytesMax;
 export const consoleOutputBytesMax = 256 * 1024;
 
 export type ConsoleClientMessage =
   | { type: "attach"; clientId: string; offset: number }
-  | { type: "input"; seq: number; data: Uint8Array };
+  | { type: "input"; seq: number; data: Uint8Array; keys?: true };
 
 export type ConsoleServerMessage =
   | { type: "output"; offset: number; data: Uint8Array }
@@ -31,6 +36,7 @@ export function encodeConsoleMessage(m: ConsoleClientMessage | ConsoleServerMess
 export function decodeConsoleClientMessage(b: Uint8Array): ConsoleClientMessage {
   const f = openEnvelope(b, ["attach", "input"] as const);
   if (f.type === "attach") return { type: "attach", clientId: str(f, "clientId", 64), offset: count(f, "offset") };
+  if (f.keys === true) return { type: "input", seq: count(f, "seq"), data: bytes(f, "data", consoleKeysBytesMax), keys: true };
   return { type: "input", seq: count(f, "seq"), data: bytes(f, "data", consoleInputBytesMax) };
 }
 

@@ -11,7 +11,7 @@ export interface SerialInputEntry {
   slice: number;
   icount: number;
   data: Uint8Array;
-  source?: { client: string; seq: number };
+  source?: InputSource;
 }
 
 /** Bytes per entry at most; longer input is split (bounds frame size). */
@@ -26,11 +26,21 @@ export const serialInput: EntryCodec<SerialInputEntry> = {
       throw `data must be 1 to ${serialChunkBytesMax} bytes`;
     }
     const entry: SerialInputEntry = { kind: "serial", slice, icount, data: new Uint8Array(data) }; // a plain copy: msgpackr yields Buffers that view the whole frame
-    if (client !== undefined) {
-      if (typeof client !== "string" || client.length === 0 || client.length > 64) throw "source client must be a string of 1 to 64 characters";
-      if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 1) throw "source seq must be a positive integer";
-      entry.source = { client, seq };
-    }
-    return entry;
+    return withSource(entry, client, seq);
   },
 };
+
+/** A console client's input: which client, and its sequence number (see the console protocol). */
+export interface InputSource {
+  client: string;
+  seq: number;
+}
+
+/** The entry with the (client, seq) of the console input it carries, checked, if the log gave one. */
+export function withSource<E extends { source?: InputSource }>(entry: E, client: unknown, seq: unknown): E {
+  if (client === undefined) return entry;
+  if (typeof client !== "string" || client.length === 0 || client.length > 64) throw "source client must be a string of 1 to 64 characters";
+  if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 1) throw "source seq must be a positive integer";
+  entry.source = { client, seq };
+  return entry;
+}

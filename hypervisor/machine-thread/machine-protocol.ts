@@ -77,7 +77,7 @@ export type InputSource = { client: string; seq: number };
 
 export type ToMachine =
   | { type: "input"; data: Uint8Array; source?: InputSource }
-  | { type: "keys"; data: Uint8Array }
+  | { type: "keys"; data: Uint8Array; source?: InputSource }
   | { type: "disk-read"; id: number; data: Uint8Array }
   | { type: "disk-write"; id: number }
   | { type: "net"; frames: Uint8Array[] }

@@ -217,8 +217,8 @@ export class MachineThread {
   }
 
   /** PS/2 scancodes for the next boundary. */
-  keys(data: Uint8Array): void {
-    this.send({ type: "keys", data });
+  keys(data: Uint8Array, source?: InputSource): void {
+    this.send({ type: "keys", data, ...(source ? { source } : {}) });
   }
 
   /** Ethernet frames from the host link for the guest's NIC (primary). The frames are transferred. */

@@ -165,7 +165,7 @@ function record(session: MachineSession, wallEpochMs: number | undefined): void 
         if (!recorder.queueSerial(m.data, m.source) && m.source) post({ type: "input-refused", source: m.source });
         break;
       case "keys":
-        recorder.queueKeys(m.data);
+        if (!recorder.queueKeys(m.data, m.source) && m.source) post({ type: "input-refused", source: m.source });
         break;
       case "disk-read":
         recorder.queueDiskRead(m.id, m.data);

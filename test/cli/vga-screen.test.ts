@@ -7,12 +7,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { packageRoot } from "../../emulator/package-root.js";
-import { scancodesFor } from "../../emulator/scancodes.js";
-import { screenText } from "../../emulator/text-screen.js";
-import { defaultClockParams } from "../../hypervisor/machine-session.js";
-import { RecordingMachine } from "../../hypervisor/machine-thread/recording-machine.js";
 import { cliPath } from "../support/cli.js";
 import { TmuxSession } from "../support/tmux.js";
+import { paneScreen, vgaScreenAfter } from "../support/vga.js";
 
 const dir = mkdtempSync(join(tmpdir(), "lockstep-vga-test-"));
 const sessions: TmuxSession[] = [];
@@ -23,30 +20,9 @@ afterAll(() => {
 
 const typed = "hello vga\nline two";
 
-/** The machine's own text buffer after `typed`, read in this process. */
-async function machineScreen(): Promise<string> {
-  const m = await RecordingMachine.start({ image: "vga", clock: defaultClockParams(1_700_000_000_000, 1), paced: false, digestEverySlices: 0 });
-  const deadline = performance.now() + 30_000;
-  const screenWith = async (text: string): Promise<string> => {
-    for (;;) {
-      const s = await m.screen();
-      if (s && screenText(s).includes(text)) return screenText(s);
-      if (!s || performance.now() > deadline) throw new Error(`the machine's screen never showed ${JSON.stringify(text)}`);
-    }
-  };
-  try {
-    await screenWith("type here:");
-    m.keys(scancodesFor(typed));
-    return await screenWith("line two");
-  } finally {
-    await m.stop();
-  }
-}
-
 describe("the VGA text screen", () => {
   it("lockstep run --screen shows what the guest's text buffer holds, and typed keys reach its keyboard", async () => {
-    const expected = await machineScreen();
-    const lines = expected.split("\n");
+    const lines = await vgaScreenAfter(typed);
     expect(lines).toHaveLength(25);
     expect(lines[0]).toBe(" lockstep VGA test: this guest has no serial console");
     expect(lines).toContain("hello vga");
@@ -58,13 +34,7 @@ describe("the VGA text screen", () => {
     // typed as a person would: one key at a time, Enter as the terminal sends it (CR)
     t.type(typed.replace("\n", "\r"));
     const shown = await t.waitFor((s) => s.includes("line two"), 30_000, "the typed text on the screen");
-    const start = shown.split("\n").findIndex((l) => l.includes("lockstep VGA test"));
-    expect(start).toBeGreaterThanOrEqual(0);
-    const pane = shown
-      .split("\n")
-      .slice(start, start + 25)
-      .map((l) => l.replace(/\s+$/, ""));
-    expect(pane).toEqual(lines);
+    expect(paneScreen(shown)).toEqual(lines);
     t.key("C-]");
     await t.waitFor(() => t.exitStatus() !== undefined, 30_000, "lockstep to exit");
     expect(t.exitStatus()).toBe(0);

@@ -10,7 +10,7 @@ import type { PeerMessage } from "../../ft/wire/peer-messages.js";
 
 const header = { recordedAt: "test" } as unknown as LogHeader;
 const headerMsg = (epoch: number, releasedThrough: number): PeerMessage => ({ type: "header", epoch, nodeId: "A", header, releasedThrough });
-const config = { nodeId: "B", heartbeatIntervalMs: 20, failureTimeoutMs: 150, retention: defaultLogRetention };
+const config = { nodeId: "B", heartbeatIntervalMs: 20, failureTimeoutMs: 150, channelTimeoutMs: 1000, retention: defaultLogRetention };
 
 describe("BackupCore eligibility", () => {
   it("ignores a stale 'not yet' of the same epoch that arrives after a number", () => {

@@ -16,7 +16,7 @@ import type { PeerMessage } from "../../ft/wire/peer-messages.js";
 
 const header = { recordedAt: "test" } as unknown as LogHeader;
 const retention: LogRetention = { powerOnLogBytesMax: 1 << 20, powerOnLogEntriesMax: 1000 };
-const config: PrimaryConfig = { nodeId: "A", heartbeatIntervalMs: 20, failureTimeoutMs: 150, unackedEntriesMax: 400, unackedBytesMax: 4 << 20, lagSlicesMax: 50, lagMsMax: 30, retention };
+const config: PrimaryConfig = { nodeId: "A", heartbeatIntervalMs: 20, failureTimeoutMs: 150, channelTimeoutMs: 1000, unackedEntriesMax: 400, unackedBytesMax: 4 << 20, lagSlicesMax: 50, lagMsMax: 30, retention };
 const sent = (effects: CoreEffect[], type: PeerMessage["type"]) => effects.flatMap((e) => (e.type === "send" && e.message.type === type ? [e.message] : []));
 
 /** Slice s: a 4 KiB disk read (what made memory grow) and the progress entry after it. */
@@ -129,7 +129,7 @@ describe("PrimaryCore log retention", () => {
 });
 
 describe("BackupCore log retention", () => {
-  const backupConfig = { nodeId: "B", heartbeatIntervalMs: 20, failureTimeoutMs: 150, retention };
+  const backupConfig = { nodeId: "B", heartbeatIntervalMs: 20, failureTimeoutMs: 150, channelTimeoutMs: 1000, retention };
 
   it("forgets what it handed to the machine once the log is no longer young", () => {
     const b = new BackupCore(backupConfig);

@@ -14,7 +14,7 @@ import { wireFrameBytesMax } from "../../ft/wire/envelope.js";
 
 const header = { recordedAt: "test" } as unknown as LogHeader;
 const failureTimeoutMs = 150;
-const config: PrimaryConfig = { nodeId: "A", heartbeatIntervalMs: 20, failureTimeoutMs, unackedEntriesMax: 400, unackedBytesMax: 4 * 2 ** 20, lagSlicesMax: 50, lagMsMax: 30, retention: defaultLogRetention };
+const config: PrimaryConfig = { nodeId: "A", heartbeatIntervalMs: 20, failureTimeoutMs, channelTimeoutMs: 1000, unackedEntriesMax: 400, unackedBytesMax: 4 * 2 ** 20, lagSlicesMax: 50, lagMsMax: 30, retention: defaultLogRetention };
 const progress = (slice: number): LogEntry => ({ kind: "progress", slice, icount: slice * 1000 });
 const sent = (effects: CoreEffect[], type: PeerMessage["type"]) => effects.flatMap((e) => (e.type === "send" && e.message.type === type ? [e.message] : []));
 
@@ -110,7 +110,7 @@ describe("disk lease", () => {
   });
 
   it("a backup echoes the newest heartbeat time of its primary in its heartbeats and acks", () => {
-    const b = new BackupCore({ nodeId: "B", heartbeatIntervalMs: 20, failureTimeoutMs, retention: defaultLogRetention });
+    const b = new BackupCore({ nodeId: "B", heartbeatIntervalMs: 20, failureTimeoutMs, channelTimeoutMs: 1000, retention: defaultLogRetention });
     b.step({ type: "header", epoch: 1, nodeId: "A", header, releasedThrough: 0 }, 0);
     b.step({ type: "heartbeat", epoch: 1, nodeId: "A", at: 42 }, 1);
     b.step({ type: "heartbeat", epoch: 1, nodeId: "A", at: 40 }, 2); // overtaken

@@ -40,6 +40,7 @@ describe("wire codec", () => {
   it("round-trips console messages", () => {
     expect(decodeConsoleClientMessage(encodeConsoleMessage({ type: "attach", clientId: "x", offset: 5 }))).toEqual({ type: "attach", clientId: "x", offset: 5 });
     expect(decodeConsoleClientMessage(encodeConsoleMessage({ type: "input", seq: 1, data: new Uint8Array([65]) }))).toEqual({ type: "input", seq: 1, data: new Uint8Array([65]) });
+    expect(decodeConsoleClientMessage(encodeConsoleMessage({ type: "input", seq: 2, data: new Uint8Array([0x1e, 0x9e]), keys: true }))).toEqual({ type: "input", seq: 2, data: new Uint8Array([0x1e, 0x9e]), keys: true });
     expect(decodeConsoleServerMessage(encodeConsoleMessage({ type: "status", role: "primary", epoch: 2, live: true }))).toEqual({ type: "status", role: "primary", epoch: 2, live: true });
   });
 
@@ -54,6 +55,8 @@ describe("wire codec", () => {
     expect(codeOf(() => decodePeerMessage(packr.pack({ v: 1, type: "log", epoch: 1, first: 0, entries: [[99, 0, 0]] })))).toBe(WireErrorCode.malformed);
     expect(codeOf(() => decodePeerMessage(new Uint8Array(wireFrameBytesMax + 1)))).toBe(WireErrorCode.tooLarge);
     expect(codeOf(() => decodeConsoleClientMessage(packr.pack({ v: 1, type: "input", seq: 1, data: new Uint8Array(5000) })))).toBe(WireErrorCode.malformed);
+    // keys are one keyboard log entry at most (256 scancodes)
+    expect(codeOf(() => decodeConsoleClientMessage(packr.pack({ v: 1, type: "input", seq: 1, data: new Uint8Array(257), keys: true })))).toBe(WireErrorCode.malformed);
     expect(codeOf(() => decodeConsoleClientMessage(packr.pack({ v: 1, type: "attach", clientId: "", offset: 0 })))).toBe(WireErrorCode.malformed);
     // the hello's address goes to the web view's pages: an http(s) host:port, nothing else
     for (const url of ["javascript:alert(1)", "http://a/b?c", "ws://10.0.0.2:7102", "http://a b"]) {

@@ -273,6 +273,7 @@ const entries: LogEntry[] = [
   { kind: "clock", slice: 1, icount: 4071, advanceMs: 9.5 },
   { kind: "serial", slice: 1, icount: 4071, data: new TextEncoder().encode("ping\r"), source: { client: "c1", seq: 1 } },
   { kind: "keys", slice: 3, icount: 5000, data: Uint8Array.from([0x1e, 0x9e]) },
+  { kind: "keys", slice: 3, icount: 5000, data: Uint8Array.from([0x30]), source: { client: "c2", seq: 2 } },
   { kind: "clock", slice: 4, icount: 6000, msPerInstruction: 2e-5 },
   { kind: "digest", slice: 10, icount: 2 ** 40 + 5, digest: "0123456789abcdef" },
   { kind: "progress", slice: 10, icount: 2 ** 40 + 5 },

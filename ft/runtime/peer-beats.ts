@@ -1,0 +1,107 @@
+/**
+ * PeerBeats: the node's UDP socket for heartbeat datagrams (wire/peer-beat.ts), bound to the same port
+ * number as its HTTP server. A backup sends to the address it dials (the primary's, or a relay's on the
+ * way); a primary answers to the address its backup's datagrams come from, so NAT and relays work
+ * without configuring anything. Where UDP cannot be bound the node goes on without it: failure
+ * detection then rests on the logging channel alone, as before.
+ */
+import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
+import { isIPv6 } from "node:net";
+import type { Logger } from "pino";
+import { decodePeerBeat, encodePeerBeat } from "../wire/peer-beat.js";
+
+export interface PeerBeatEvents {
+  /** An authenticated datagram, newer than any before it from that node. */
+  beat(nodeId: string, epoch: number): void;
+}
+
+/** Refusals said in the log at most this often. */
+const refusalLogMs = 10_000;
+
+export class PeerBeats {
+  private socket: Socket | undefined;
+  /** Where each peer's datagrams came from last. */
+  private readonly from = new Map<string, { address: string; port: number }>();
+  /** The newest `at` accepted per node (a replayed datagram is older). */
+  private readonly newest = new Map<string, number>();
+  /** Backup: the address it dials. */
+  private target: { address: string; port: number } | undefined;
+  private refusalSaidMs = Number.NEGATIVE_INFINITY;
+  sent = 0;
+  received = 0;
+  refused = 0;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly nodeId: string,
+    private readonly key: string,
+    private readonly events: PeerBeatEvents,
+    private readonly clock: () => number,
+  ) {}
+
+  /** Binds UDP `host`:`port`; on failure says so and stays off. */
+  async bind(host: string, port: number): Promise<boolean> {
+    const socket = createSocket({ type: isIPv6(host) ? "udp6" : "udp4" });
+    socket.on("message", (msg, rinfo) => this.onDatagram(msg, rinfo));
+    socket.on("error", (e) => this.log.warn({ err: e.message }, "heartbeat datagram socket error"));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        socket.once("error", reject);
+        socket.bind(port, host, () => {
+          socket.off("error", reject);
+          resolve();
+        });
+      });
+    } catch (e) {
+      socket.close();
+      this.log.warn({ host, port, err: (e as Error).message }, "no heartbeat datagrams (UDP port unavailable): failure detection rests on the logging channel alone");
+      return false;
+    }
+    this.socket = socket;
+    return true;
+  }
+
+  /** Backup: datagrams for the primary go to where `url` (ws[s]://host:port) points. */
+  dialing(url: string): void {
+    const u = new URL(url);
+    const port = u.port !== "" ? Number(u.port) : u.protocol === "wss:" || u.protocol === "https:" ? 443 : 80;
+    this.target = { address: u.hostname.replace(/^\[|\]$/g, ""), port };
+  }
+
+  /** A datagram of `epoch` to the node `to`: where its datagrams come from, else the address dialed. */
+  send(to: string, epoch: number): void {
+    const where = this.from.get(to) ?? this.target;
+    if (!this.socket || !where) return;
+    let bytes: Buffer;
+    try {
+      bytes = encodePeerBeat({ nodeId: this.nodeId, epoch, at: this.clock() }, this.key);
+    } catch {
+      return; // a node id too long for a datagram: the channel alone
+    }
+    this.sent++;
+    this.socket.send(bytes, where.port, where.address, () => {});
+  }
+
+  close(): void {
+    this.socket?.close();
+    this.socket = undefined;
+  }
+
+  private onDatagram(msg: Buffer, rinfo: RemoteInfo): void {
+    const beat = decodePeerBeat(msg, this.key);
+    const newest = "nodeId" in beat ? (this.newest.get(beat.nodeId) ?? Number.NEGATIVE_INFINITY) : 0;
+    if ("refused" in beat || beat.at <= newest) {
+      this.refused++;
+      const now = this.clock();
+      if (now - this.refusalSaidMs >= refusalLogMs) {
+        this.refusalSaidMs = now;
+        this.log.warn({ from: `${rinfo.address}:${rinfo.port}`, why: "refused" in beat ? beat.refused : "not newer than the last one (replayed?)" }, "heartbeat datagram refused");
+      }
+      return;
+    }
+    this.newest.set(beat.nodeId, beat.at);
+    this.from.set(beat.nodeId, { address: rinfo.address, port: rinfo.port });
+    this.received++;
+    this.events.beat(beat.nodeId, beat.epoch);
+  }
+}

@@ -1,0 +1,59 @@
+// A guest whose only console is the VGA text screen (disk-images/vga) in a protected pair, watched
+// with `lockstep console --screen` on a real terminal (tmux): the screen shown is what the live
+// node's text buffer holds (GET /screen, which needs the console credential; the backup's is the
+// same), keys typed there reach the guest's keyboard through the exactly-once console input path,
+// and after the primary is SIGKILLed in the middle of typing, the console shows the new primary's
+// screen: every key once, the same screen a machine in this process shows for the same keys.
+import { afterAll, describe, expect, it } from "vitest";
+import { packageRoot } from "../../emulator/package-root.js";
+import { screenFromJson, screenText } from "../../emulator/text-screen.js";
+import { getJson } from "../../ft/runtime/get-json.js";
+import { until } from "../../ft/runtime/until.js";
+import { cliPath } from "../support/cli.js";
+import { TestCluster, token } from "../support/cluster.js";
+import { TmuxSession } from "../support/tmux.js";
+import { paneScreen, vgaScreenAfter } from "../support/vga.js";
+
+const cluster = new TestCluster();
+const sessions: TmuxSession[] = [];
+afterAll(() => {
+  for (const s of sessions) s.kill();
+  cluster.stop();
+});
+
+const screenUrl = (node: string) => new URL("/screen", node.replace(/^ws/, "http"));
+const screenOf = async (node: string) => screenText(screenFromJson(await getJson(screenUrl(node), { token })));
+
+describe("the VGA screen of a pair", () => {
+  it("lockstep console --screen shows the live node's screen, before and after a takeover; keys apply once", async () => {
+    const expected = await vgaScreenAfter("hello vga\nline two");
+    const a = await cluster.start("A", "primary", ["--image", "vga"]);
+    const b = await cluster.start("B", "backup", ["--connect", a.url]);
+    await until(async () => (await a.status()).protected === true, 60_000, () => `B to protect A; B: ${b.stderr.slice(-1500)}`);
+    // the screen is the console's: no credential, no screen
+    await expect(getJson(screenUrl(a.url))).rejects.toThrow(/HTTP 401/);
+    await expect(getJson(screenUrl(a.url), { token: "not-the-console-token" })).rejects.toThrow(/HTTP 401/);
+
+    const t = new TmuxSession([process.execPath, cliPath, "console", "--screen", a.url, b.url], { cwd: packageRoot(), env: { LOCKSTEP_TOKEN: token, LOCKSTEP_LOG_LEVEL: "warn" } });
+    sessions.push(t);
+    await t.waitFor((s) => s.includes("type here:"), 60_000, "the guest's screen in the console");
+    t.type("hello vga\r");
+    await t.waitFor((s) => s.includes("hello vga"), 30_000, "the typed line on the screen");
+    // the backup's machine shows the same screen (once it has replayed the keys)
+    const seen = { a: "", b: "" };
+    await until(async () => (seen.b = await screenOf(b.url)) === (seen.a = await screenOf(a.url)), 30_000, () => `the backup's screen:\n${seen.b}\nthe primary's:\n${seen.a}`);
+
+    // half a line, the primary dies, the rest of the line: the console resends what was not
+    // acknowledged and the new primary applies each key once
+    t.type("line");
+    a.kill("SIGKILL");
+    t.type(" two");
+    await b.waitEvent("live", 30_000);
+    const shown = await t.waitFor((s) => s.includes("line two"), 30_000, "the rest of the line after the takeover");
+    await until(() => paneScreen(t.screen()).join("\n") === expected.join("\n"), 10_000, () => `the console's screen:\n${paneScreen(t.screen()).join("\n")}\nexpected:\n${expected.join("\n")}\n(last shown:\n${shown})`);
+    expect((await screenOf(b.url)).split("\n")).toEqual(expected);
+    t.key("C-]");
+    await t.waitFor(() => t.exitStatus() !== undefined, 30_000, "lockstep console to exit");
+    expect(t.exitStatus()).toBe(0);
+  }, 240_000);
+});
