@@ -415,11 +415,25 @@ export class V86Machine {
   restoreCheckpoint(c: MachineCheckpoint): void {
     if (this.destroyed) throw new Error("restoreCheckpoint: machine destroyed");
     const cpu = this.cpu;
+    // v86's PCI restore reads `original_bar` of every BAR the saved config space marks as I/O, also
+    // where the device has none: its IDE controller lists no BARs for a channel without a drive (a
+    // machine with no hard disk), and the restore threw. A placeholder of size 0 there moves no
+    // port; it is taken out again after.
+    const holes: Array<{ bars: unknown[]; index: number }> = [];
+    for (const device of (cpu.devices.pci as { devices: Array<{ pci_bars?: unknown[] } | undefined> }).devices) {
+      const bars = device?.pci_bars;
+      for (let index = 0; bars && index < bars.length; index++) {
+        if (bars[index] !== undefined) continue;
+        bars[index] = { size: 0, original_bar: 0, entries: [] };
+        holes.push({ bars, index });
+      }
+    }
     this.enterGuest();
     try {
       this.internal.restore_state(c.devices.slice().buffer);
     } finally {
       this.globals.exit();
+      for (const h of holes) h.bars[h.index] = undefined;
     }
     const memory = cpu.wasm_memory;
     if (memory.buffer.byteLength < c.memory.byteLength) memory.grow((c.memory.byteLength - memory.buffer.byteLength) / 65536);

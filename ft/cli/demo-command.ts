@@ -70,9 +70,13 @@ export async function demoCommand(options: DemoOptions): Promise<void> {
   const names = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
   let started = 0;
   const events: DemoEvent[] = [];
+  // with the screen shown, the demo's newest message stays on the line below it (drawn again after
+  // every redraw of the screen, which clears the rest of the terminal)
+  let said = "";
+  const sayBelowScreen = () => (said ? `\x1b7\x1b[27;1H\x1b[K\x1b[7m[lockstep demo] ${said}\x1b[0m\x1b8` : "");
   const say = (text: string, kind?: string) => {
-    // with the screen shown, on the line below it (the screen redraws and clears the rest)
-    if (options.screen) process.stderr.write(`\x1b7\x1b[27;1H\x1b[K\x1b[7m[lockstep demo] ${text}\x1b[0m\x1b8`);
+    said = text;
+    if (options.screen) process.stderr.write(sayBelowScreen());
     else process.stderr.write(`\r\n\x1b[7m[lockstep demo] ${text}\x1b[0m\r\n`);
     // the web view's timeline shows what the demo did (wall time, for people)
     if (kind) events.push({ seq: events.length + 1, atMs: Date.now(), kind, text });
@@ -141,7 +145,7 @@ export async function demoCommand(options: DemoOptions): Promise<void> {
     }
     if (!options.webOnly && !options.screen) process.stdout.write(b);
   });
-  const shown = options.screen && !options.webOnly ? showScreen(async () => (client.connectedTo ? nodeScreen(client.connectedTo, token) : undefined), (text) => process.stdout.write(text)) : undefined;
+  const shown = options.screen && !options.webOnly ? showScreen(async () => (client.connectedTo ? nodeScreen(client.connectedTo, token) : undefined), (text) => process.stdout.write(text + sayBelowScreen())) : undefined;
   const typeByte = (byte: number) => (options.screen ? client.send(scancodesFor(String.fromCharCode(byte)), true) : client.send(Uint8Array.of(byte)));
   client.on("contradiction", (c: ConsoleContradiction) => say(`OUTPUT CONTRADICTION: ${c.url} resent different bytes at offset ${c.offset} than were shown`, "halted"));
   client.on("gap", (g: ConsoleGap) => say(`console output ${g.from}..${g.to} was held by no live node (this view was too far behind): skipped`));

@@ -3,7 +3,8 @@
 // node's text buffer holds (GET /screen, which needs the console credential; the backup's is the
 // same), keys typed there reach the guest's keyboard through the exactly-once console input path,
 // and after the primary is SIGKILLed in the middle of typing, the console shows the new primary's
-// screen: every key once, the same screen a machine in this process shows for the same keys.
+// screen: every key once, the same screen a machine in this process shows for the same keys; and a
+// backup that joins the survivor from a checkpoint shows it too.
 import { afterAll, describe, expect, it } from "vitest";
 import { packageRoot } from "../../emulator/package-root.js";
 import { screenFromJson, screenText } from "../../emulator/text-screen.js";
@@ -52,6 +53,11 @@ describe("the VGA screen of a pair", () => {
     const shown = await t.waitFor((s) => s.includes("line two"), 30_000, "the rest of the line after the takeover");
     await until(() => paneScreen(t.screen()).join("\n") === expected.join("\n"), 10_000, () => `the console's screen:\n${paneScreen(t.screen()).join("\n")}\nexpected:\n${expected.join("\n")}\n(last shown:\n${shown})`);
     expect((await screenOf(b.url)).split("\n")).toEqual(expected);
+    // a new backup joins the survivor from a checkpoint (a machine without a hard disk: its restore
+    // used to throw in v86's PCI code) and shows the same screen
+    const c = await cluster.start("C", "backup", ["--connect", b.url, "--join"]);
+    await until(async () => (await b.status()).protected === true, 60_000, () => `C to protect B; C: ${c.stderr.slice(-1500)}`);
+    expect((await screenOf(c.url)).split("\n")).toEqual(expected);
     t.key("C-]");
     await t.waitFor(() => t.exitStatus() !== undefined, 30_000, "lockstep console to exit");
     expect(t.exitStatus()).toBe(0);
