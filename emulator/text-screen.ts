@@ -105,7 +105,7 @@ export function screenAnsi(s: TextScreen): string {
   return out;
 }
 
-/** The screen as JSON travels (GET /screen): the cells little-endian in base64. */
+/** The screen as JSON travels (GET /screen): the cells little-endian in base64 (atob/btoa: the web view reads it too). */
 export interface TextScreenJson {
   cols: number;
   rows: number;
@@ -120,7 +120,9 @@ export function screenToJson(s: TextScreen): TextScreenJson {
     bytes[2 * i] = c & 0xff;
     bytes[2 * i + 1] = c >> 8;
   });
-  return { cols: s.cols, rows: s.rows, cells: Buffer.from(bytes).toString("base64"), cursor: s.cursor, graphical: s.graphical };
+  let binary = "";
+  for (const b of bytes) binary += String.fromCharCode(b);
+  return { cols: s.cols, rows: s.rows, cells: btoa(binary), cursor: s.cursor, graphical: s.graphical };
 }
 
 /** A screen read from JSON; throws on anything that is not one (sizes that do not add up, bad fields). */
@@ -128,7 +130,7 @@ export function screenFromJson(j: unknown): TextScreen {
   const o = j as Partial<TextScreenJson> | null;
   const size = (n: unknown) => typeof n === "number" && Number.isInteger(n) && n >= 0 && n <= 512;
   if (!o || !size(o.cols) || !size(o.rows) || typeof o.cells !== "string" || typeof o.graphical !== "boolean" || !o.cursor) throw new Error("not a screen");
-  const bytes = Buffer.from(o.cells, "base64");
+  const bytes = Uint8Array.from(atob(o.cells), (c) => c.charCodeAt(0));
   if (bytes.length !== o.cols! * o.rows! * 2) throw new Error(`a screen of ${o.cols}x${o.rows} with ${bytes.length} bytes of cells`);
   const cells = new Uint16Array(o.cols! * o.rows!);
   for (let i = 0; i < cells.length; i++) cells[i] = bytes[2 * i]! | (bytes[2 * i + 1]! << 8);

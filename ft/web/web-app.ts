@@ -53,9 +53,9 @@ function assetTable(): Map<string, string> {
   const files = new Map<string, string>();
   const dist = join(packageRoot(), "dist");
   // the client's modules and what they import of the protocol (compiled; `npm install` builds them)
-  for (const m of ["ft/web/client", "ft/wire/console-messages.js", "ft/wire/envelope.js", "ft/core/console-cursor.js", "emulator/lockstep-error.js", "hypervisor/msgpack.js"]) {
+  for (const m of ["ft/web/client", "ft/wire/console-messages.js", "ft/wire/envelope.js", "ft/core/console-cursor.js", "emulator/lockstep-error.js", "hypervisor/msgpack.js", "emulator/scancodes.js", "emulator/text-screen.js"]) {
     if (m.endsWith(".js")) files.set(`/app/${m}`, join(dist, m));
-    else for (const f of ["main.js", "web-console.js", "node-watch.js", "charts.js", "view.js"]) files.set(`/app/${m}/${f}`, join(dist, m, f));
+    else for (const f of ["main.js", "web-console.js", "web-screen.js", "node-watch.js", "charts.js", "view.js"]) files.set(`/app/${m}/${f}`, join(dist, m, f));
   }
   const msgpackr = packageDir("msgpackr");
   for (const f of ["index.js", "pack.js", "unpack.js", "iterators.js"]) files.set(`/vendor/msgpackr/${f}`, join(msgpackr, f));
@@ -93,6 +93,7 @@ function page(config: WebPageConfig): string {
 <header><h1>lockstep</h1><span id="pair-summary">connecting…</span><span id="demo-buttons" hidden>
 <button id="kill-primary" class="danger">Kill primary</button><button id="kill-backup" class="danger">Kill backup</button><button id="start-backup">Start a new backup</button></span></header>
 <main><section id="console-pane"><div class="pane-title">guest console <span id="console-state"></span></div><div id="terminal"></div>
+<details id="screen-pane"><summary class="pane-title">guest screen (VGA text; keys typed here go to its keyboard)</summary><pre id="screen" tabindex="0"></pre></details>
 <div class="pane-title timeline-title">timeline</div><ol id="timeline"></ol></section>
 <section id="side"><div id="cards"></div><div class="chart" id="lag-chart"></div><div class="chart" id="bw-chart"></div></section></main>
 </body></html>`;
@@ -107,6 +108,8 @@ button.danger{border-color:#a44;background:#3a1c1c}button:disabled{opacity:.5;cu
 main{display:grid;grid-template-columns:minmax(0,3fr) minmax(300px,2fr);gap:.8em;padding:.8em}
 .pane-title{color:#8a9;font-size:12px;text-transform:uppercase;letter-spacing:.05em;margin-bottom:.3em}
 #terminal{height:440px;background:#000;padding:4px}
+#screen-pane{margin-top:.6em}#screen-pane summary{cursor:pointer}
+#screen{margin:0;background:#000;color:#aaa;font:14px/1.15 monospace;padding:4px;width:max-content;outline:none}#screen:focus{box-shadow:0 0 0 1px #456}
 #cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(230px,1fr));gap:.6em}
 .card{background:#181b1f;border:1px solid #2a2e33;border-radius:6px;padding:.6em .8em}
 .card h3{margin:0 0 .3em;font-size:14px;display:flex;justify-content:space-between}

@@ -12,12 +12,14 @@
  *   server -> client  inack   {seq}                     input through seq is applied and protected
  *   server -> client  status  {role, epoch, live}       live: false means "try another host"
  */
-import { keyboardChunkBytesMax } from "../../hypervisor/event-log/keyboard-input.js";
 import { bytes, count, oneOf, openEnvelope, seal, str, type Fields } from "./envelope.js";
 
 export const consoleInputBytesMax = 4096;
-/** Scancodes in one keys input at most: one keyboard log entry. */
-export const consoleKeysBytesMax = keyboardChunkBytesMax;
+/**
+ * Scancodes in one keys input at most: one keyboard log entry (keyboardChunkBytesMax; not imported:
+ * the web view loads this module in the browser, which is served none of the hypervisor's).
+ */
+export const consoleKeysBytesMax = 256;
 export const consoleOutputBytesMax = 256 * 1024;
 
 export type ConsoleClientMessage =

@@ -4,9 +4,11 @@
 import { describe, expect, it } from "vitest";
 import { ConsoleCursor } from "../../ft/core/console-cursor.js";
 import { consoleKeysBytesMax } from "../../ft/wire/console-messages.js";
+import { keyboardChunkBytesMax } from "../../hypervisor/event-log/keyboard-input.js";
 
 describe("ConsoleCursor input", () => {
   it("numbers serial and key input in one sequence; keys in messages of one keyboard entry at most", () => {
+    expect(consoleKeysBytesMax).toBe(keyboardChunkBytesMax);
     const c = new ConsoleCursor();
     const serial = c.input(new Uint8Array(10))!;
     const keys = c.input(new Uint8Array(consoleKeysBytesMax + 10).fill(0x1e), true)!;

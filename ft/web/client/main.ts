@@ -9,6 +9,7 @@ import { LiveChart } from "./charts.js";
 import { NodeWatch, type WatchedNode } from "./node-watch.js";
 import { channelRate, newestEpoch, nodeRole, renderCards, renderSummary, renderTimeline, type TimelineEntry } from "./view.js";
 import { WebConsole } from "./web-console.js";
+import { WebScreen } from "./web-screen.js";
 
 interface PageConfig {
   nodes: string[];
@@ -92,6 +93,7 @@ const web = new WebConsole(token, () => watch.consoleCandidates(), {
   gap: (g) => note("peer-failed", `console output ${g.from}..${g.to} was held by no live node: skipped`),
 });
 term.onData((s) => web.send(new TextEncoder().encode(s)));
+const screen = new WebScreen(byId<HTMLDetailsElement>("screen-pane"), byId("screen"), token, () => web.attachedTo, (codes) => web.send(codes, true), () => web.offset === 0);
 
 function nameOf(url: string): string {
   return watch.nodes.get(url.replace(/\/$/, ""))?.name ?? url;
@@ -150,11 +152,14 @@ if (config.demo) {
 
 watch.start();
 web.start();
+screen.start();
 term.focus();
 
 /** For tests and the curious: what the page holds. */
 (window as unknown as { lockstepView: unknown }).lockstepView = {
   transcript: () => transcript,
+  /** The guest's VGA text screen as the page last read it. */
+  vgaText: () => screen.text(),
   /** The lines the terminal shows (its buffer, scrollback included). */
   screenText: () => {
     const b = term.buffer.active;

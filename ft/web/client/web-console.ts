@@ -62,9 +62,9 @@ export class WebConsole {
     this.connect();
   }
 
-  /** Types bytes; false when too much input is unacknowledged. */
-  send(bytes: Uint8Array): boolean {
-    const messages = this.cursor.input(bytes);
+  /** Types bytes (`keys`: PS/2 scancodes for the guest's keyboard); false when too much input is unacknowledged. */
+  send(bytes: Uint8Array, keys = false): boolean {
+    const messages = this.cursor.input(bytes, keys);
     if (!messages) return false;
     if (this.live) for (const m of messages) this.write(m);
     return true;
