@@ -83,7 +83,7 @@ const ansi = [30, 34, 32, 36, 31, 35, 33, 37, 90, 94, 92, 96, 91, 95, 93, 97];
 
 /** The whole screen as ANSI escapes for a terminal: home, every row with its colours, the cursor placed (nothing else left on the terminal). */
 export function screenAnsi(s: TextScreen): string {
-  if (s.graphical) return "\x1b[H\x1b[2J(the guest's screen is in a graphics mode)";
+  if (s.graphical) return "\x1b[H\x1b[2J(the guest's screen is in a graphics mode: the web view shows it)";
   let out = "\x1b[?25l\x1b[H";
   let last = -1;
   for (let row = 0; row < s.rows; row++) {

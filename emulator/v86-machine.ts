@@ -21,6 +21,7 @@ import { GuestGlobals, type GuestEnvironment } from "./guest-environment.js";
 import { macBytes, type LoadedMachine } from "./machine-config.js";
 import { ReadOnlyImage } from "./read-only-image.js";
 import { readTextScreen, type TextScreen } from "./text-screen.js";
+import { readGraphicsScreen, type GraphicsScreen } from "./vga-graphics.js";
 import { loadHasher, stateDigest } from "./state-digest.js";
 import { configuredWasmTier, useWasmTier, type WasmTier } from "./wasm-tier.js";
 
@@ -348,6 +349,11 @@ export class V86Machine {
   /** Delivers an Ethernet frame to the NIC. Between slices only. */
   sendNet(frame: Uint8Array): void {
     this.bus.send("net0-receive", frame);
+  }
+
+  /** The screen's pixels in a VBE graphics mode, else undefined (between slices; reading changes nothing). */
+  graphicsScreen(): GraphicsScreen | undefined {
+    return readGraphicsScreen(this.cpu.devices.vga);
   }
 
   /** The VGA text screen (between slices; reading it changes nothing). */

@@ -4,7 +4,10 @@
 ; port: a guest whose only console is the screen. It draws a title bar, a line in each of the
 ; 16 colours, then echoes what is typed on the PS/2 keyboard (scancode set 1, polled from the
 ; 8042): letters, digits, space, Enter (a new line) and Backspace, and moves the hardware cursor
-; after the last character. Its screen depends only on the keys it was given.
+; after the last character. F1 switches to a graphics mode (Bochs VBE: 320x200, 32 bits per pixel,
+; the linear framebuffer at 0xE0000000, where v86 puts it) and draws 16 vertical bars in the CGA
+; colours, black to white, 20 pixels each; keys are ignored from then on. Its screen depends only on
+; the keys it was given.
 
 bits 32
 org 0x100000
@@ -16,6 +19,9 @@ COLS        equ 80
 ROWS        equ 25
 TYPE_ATTR   equ 0x0F                    ; white on black
 TYPE_ROW    equ 20                      ; typed text starts here
+LFB         equ 0xE0000000              ; v86's VBE linear framebuffer
+GFX_W       equ 320
+GFX_H       equ 200
 
 header:
     dd MB_MAGIC
@@ -102,6 +108,8 @@ start:
     test al, 0x80                       ; a key released: nothing to do
     jnz .loop
     movzx eax, al
+    cmp al, 0x3B                        ; F1
+    je .graphics
     cmp al, 0x1C                        ; Enter
     je .enter
     cmp al, 0x0E                        ; Backspace
@@ -146,6 +154,47 @@ start:
     call cursor
     jmp .loop
 
+.graphics:
+    ; Bochs VBE registers (index port 0x1CE, data 0x1CF): off, 320 x 200 x 32, then on with the
+    ; linear framebuffer (0x41)
+    mov esi, vbe_setup
+.vbe:
+    lodsw
+    cmp ax, 0xFFFF
+    je .draw
+    mov dx, 0x1CE
+    out dx, ax
+    lodsw
+    mov dx, 0x1CF
+    out dx, ax
+    jmp .vbe
+.draw:
+    mov edi, LFB
+    xor edx, edx                        ; y
+.gy:
+    xor ecx, ecx                        ; x
+.gx:
+    mov eax, ecx
+    push edx
+    xor edx, edx
+    mov ebx, 20
+    div ebx                             ; eax: the bar (x / 20)
+    pop edx
+    mov eax, [cga_rgb + eax * 4]
+    stosd
+    inc ecx
+    cmp ecx, GFX_W
+    jb .gx
+    inc edx
+    cmp edx, GFX_H
+    jb .gy
+.idle:
+    in al, 0x64                         ; keys are read and ignored
+    test al, 1
+    jz .idle
+    in al, 0x60
+    jmp .idle
+
 ; puts: the zero-terminated string at esi to edi with attribute ah
 puts:
     lodsb
@@ -186,6 +235,12 @@ cursor:
 title:  db "lockstep VGA test: this guest has no serial console", 0
 colour: db "colour ", 0
 prompt: db "type here:", 0
+; VBE register, value pairs, ended by 0xFFFF: enable off, x resolution, y resolution, bits per pixel, enable + LFB
+vbe_setup: dw 4, 0, 1, GFX_W, 2, GFX_H, 3, 32, 4, 0x41, 0xFFFF
+align 4
+; the 16 CGA colours as 0x00RRGGBB
+cga_rgb: dd 0x000000, 0x0000AA, 0x00AA00, 0x00AAAA, 0xAA0000, 0xAA00AA, 0xAA5500, 0xAAAAAA
+         dd 0x555555, 0x5555FF, 0x55FF55, 0x55FFFF, 0xFF5555, 0xFF55FF, 0xFFFF55, 0xFFFFFF
 ; scancode set 1 -> ASCII (0: ignored)
 keymap:
     db 0, 0, "1234567890", 0, 0, 0, 0          ; 0x00-0x0F

@@ -21,7 +21,7 @@ import { ConsoleClient, type ConsoleContradiction, type ConsoleGap } from "../ru
 import { freePort } from "../runtime/free-port.js";
 import { describeNetSpec, stopPairPasst, type NetSpec } from "../runtime/net-spec.js";
 import { NodeProcess, type NodeEvent, type NodeRole } from "../runtime/node-process.js";
-import { scancodesFor } from "../../emulator/scancodes.js";
+import { scancodesForTerminal } from "../../emulator/scancodes.js";
 import { nodeScreen, showScreen } from "./screen-view.js";
 import { escapeByte } from "./terminal-console.js";
 import { DemoWeb, type DemoEvent } from "../web/demo-web.js";
@@ -146,7 +146,12 @@ export async function demoCommand(options: DemoOptions): Promise<void> {
     if (!options.webOnly && !options.screen) process.stdout.write(b);
   });
   const shown = options.screen && !options.webOnly ? showScreen(async () => (client.connectedTo ? nodeScreen(client.connectedTo, token) : undefined), (text) => process.stdout.write(text + sayBelowScreen())) : undefined;
-  const typeByte = (byte: number) => (options.screen ? client.send(scancodesFor(String.fromCharCode(byte)), true) : client.send(Uint8Array.of(byte)));
+  // what was typed, a chunk of the terminal's input at a time (a key's escape sequence stays whole)
+  const typeBytes = (bytes: number[]) => {
+    if (bytes.length === 0) return;
+    if (options.screen) client.send(scancodesForTerminal(String.fromCharCode(...bytes)), true);
+    else client.send(Uint8Array.from(bytes));
+  };
   client.on("contradiction", (c: ConsoleContradiction) => say(`OUTPUT CONTRADICTION: ${c.url} resent different bytes at offset ${c.offset} than were shown`, "halted"));
   client.on("gap", (g: ConsoleGap) => say(`console output ${g.from}..${g.to} was held by no live node (this view was too far behind): skipped`));
   client.on("attached", (url: string, epoch: number) => {
@@ -224,26 +229,31 @@ export async function demoCommand(options: DemoOptions): Promise<void> {
     if (raw) stdin.setRawMode(true);
     let escaped = false;
     const onData = (chunk: Buffer) => {
+      const typed: number[] = [];
       for (const byte of chunk) {
         if (escaped) {
           escaped = false;
           const key = String.fromCharCode(byte).toLowerCase();
-          if (key === "q") return finish();
+          if (key === "q") {
+            typeBytes(typed);
+            return finish();
+          }
           if (key === "k") killPrimary();
           else if (key === "b") killBackup();
           else if (key === "j") void startBackup();
           else if (key === "s") {
             const live = nodes.filter((n) => n.process.running);
             say(live.map((n) => `${n.process.name}: ${n.role} pid ${n.process.pid} port ${n.process.port}`).join("; ") || "no live nodes");
-          } else if (byte === escapeByte) typeByte(escapeByte);
+          } else if (byte === escapeByte) typed.push(escapeByte);
           continue;
         }
         if (byte === escapeByte) {
           escaped = true;
           continue;
         }
-        typeByte(byte);
+        typed.push(byte);
       }
+      typeBytes(typed);
     };
     const finish = () => {
       shown?.stop();

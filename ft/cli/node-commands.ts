@@ -8,7 +8,7 @@ import { ErrorCode, LockstepError } from "../../emulator/lockstep-error.js";
 import { isStandbyBoard, type Arbiter, type JoinWanted } from "../arbiter/arbiter.js";
 import { describeArbiterSpec, openArbiter, type ArbiterSpec } from "../arbiter/open-arbiter.js";
 import { arbiterIdentity } from "../runtime/arbiter-checks.js";
-import { scancodesFor } from "../../emulator/scancodes.js";
+import { scancodesForTerminal } from "../../emulator/scancodes.js";
 import { nodeScreen, showScreen } from "./screen-view.js";
 import { ConsoleClient } from "../runtime/console-client.js";
 import { getJson } from "../runtime/get-json.js";
@@ -208,7 +208,7 @@ export async function consoleCommand(urls: string[], token: string | undefined, 
   client.on("warning", (w: string) => log.warn(w));
   await new Promise<void>((resolve) => {
     const terminal = attachTerminal(
-      (b) => client.send(screen ? scancodesFor(Buffer.from(b).toString("latin1")) : b, screen),
+      (b) => client.send(screen ? scancodesForTerminal(Buffer.from(b).toString("latin1")) : b, screen),
       () => {
         terminal.close();
         resolve();

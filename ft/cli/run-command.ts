@@ -6,7 +6,7 @@
 import { makeBlankDisk } from "../../emulator/blank-disk.js";
 import { readDiskFile, writeDiskFile } from "../../emulator/disk-file.js";
 import { loadMachine } from "../../emulator/machine-config.js";
-import { scancodesFor } from "../../emulator/scancodes.js";
+import { scancodesForTerminal } from "../../emulator/scancodes.js";
 import { defaultClockParams } from "../../hypervisor/machine-session.js";
 import { RecordingMachine } from "../../hypervisor/machine-thread/recording-machine.js";
 import { componentLogger, rootLogger } from "../logger.js";
@@ -55,7 +55,7 @@ export async function runCommand(options: RunOptions): Promise<void> {
   let stopped: Promise<void> | undefined;
   const running = machine;
   const stop = () => (stopped ??= running.stop());
-  terminal = attachTerminal((bytes) => (options.screen ? running.keys(scancodesFor(Buffer.from(bytes).toString("latin1"))) : running.type(bytes)), () => void stop());
+  terminal = attachTerminal((bytes) => (options.screen ? running.keys(scancodesForTerminal(Buffer.from(bytes).toString("latin1"))) : running.type(bytes)), () => void stop());
   const shown = options.screen ? showScreen(() => running.screen(), (text) => terminal?.write(Buffer.from(text, "utf8"))) : undefined;
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);

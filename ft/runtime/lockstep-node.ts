@@ -41,6 +41,7 @@ import { NodeTimeline } from "../core/node-timeline.js";
 import { arbiterIdentity, arbiterUnreachable, claimAtStart, refuseIfPairRunning } from "./arbiter-checks.js";
 import { nodeMetrics, processMemoryMiB } from "./node-metrics.js";
 import { screenToJson } from "../../emulator/text-screen.js";
+import { encodePng } from "../../emulator/vga-graphics.js";
 import { PeerBeats } from "./peer-beats.js";
 import { PeerLink } from "./peer-link.js";
 import { macBytes } from "../../emulator/machine-config.js";
@@ -177,6 +178,11 @@ export class LockstepNode extends EventEmitter {
       screen: async () => {
         const s = await this.machine?.screen();
         return s && screenToJson(s);
+      },
+      screenPng: async () => {
+        if (!this.machine) return undefined;
+        const g = await this.machine.graphics();
+        return g === undefined ? undefined : g && encodePng(g);
       },
       webPage: () => ({ title: `lockstep ${options.nodeId}`, nodes: [this.url], demo: false }),
       metrics: () => registry.metrics(),

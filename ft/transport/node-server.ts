@@ -36,6 +36,8 @@ export interface NodeServerOptions {
   status: () => unknown;
   /** The guest's VGA text screen (console credential): undefined while there is no machine. */
   screen: () => Promise<unknown>;
+  /** The guest's screen in a VBE graphics mode as a PNG (console credential): null in a text mode, undefined without a machine. */
+  screenPng: () => Promise<Buffer | null | undefined>;
   /** The web view's page: what it is told (public). */
   webPage: () => WebPageConfig;
   metrics: () => Promise<string>;
@@ -76,7 +78,7 @@ export class NodeServer {
     const url = new URL(req.url ?? "/", "http://x");
     if (serveWebApp(req, res, { token: options.consoleToken, config: options.webPage })) return;
     const origin = req.headers.origin;
-    if (req.method === "OPTIONS" && (url.pathname === "/status" || url.pathname === "/screen") && origin) {
+    if (req.method === "OPTIONS" && (url.pathname === "/status" || url.pathname === "/screen" || url.pathname === "/screen.png") && origin) {
       res.writeHead(204, { "access-control-allow-origin": origin, "access-control-allow-headers": "authorization", "access-control-allow-methods": "GET", "access-control-max-age": "600", vary: "origin" });
       res.end();
     } else if (req.method === "GET" && url.pathname === "/status") {
@@ -84,25 +86,32 @@ export class NodeServer {
       const cors = origin && tokenMatches(bearer, options.consoleToken) ? { "access-control-allow-origin": origin, vary: "origin" } : {};
       res.writeHead(200, { "content-type": "application/json", "cache-control": "no-store", ...cors });
       res.end(JSON.stringify(options.status()));
-    } else if (req.method === "GET" && url.pathname === "/screen") {
+    } else if (req.method === "GET" && (url.pathname === "/screen" || url.pathname === "/screen.png")) {
       // what the guest shows is the console's: the console credential, as Authorization: Bearer
       const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
       if (!tokenMatches(bearer, options.consoleToken)) {
-        options.onRejected("wrong or missing credential on /screen", req.socket.remoteAddress);
+        options.onRejected(`wrong or missing credential on ${url.pathname}`, req.socket.remoteAddress);
         res.writeHead(401, { "content-type": "text/plain" });
-        return void res.end("lockstep: /screen needs the console credential (Authorization: Bearer)\n");
+        return void res.end(`lockstep: ${url.pathname} needs the console credential (Authorization: Bearer)\n`);
       }
-      const cors = origin ? { "access-control-allow-origin": origin, vary: "origin" } : {};
-      options.screen().then(
-        (screen) => {
-          res.writeHead(screen === undefined ? 503 : 200, { "content-type": "application/json", "cache-control": "no-store", ...cors });
+      const headers = { "cache-control": "no-store", ...(origin ? { "access-control-allow-origin": origin, vary: "origin" } : {}) };
+      const fail = () => {
+        res.writeHead(500, headers);
+        res.end();
+      };
+      if (url.pathname === "/screen") {
+        options.screen().then((screen) => {
+          res.writeHead(screen === undefined ? 503 : 200, { "content-type": "application/json", ...headers });
           res.end(JSON.stringify(screen ?? { error: "no machine running here yet" }));
-        },
-        () => {
-          res.writeHead(500, cors);
-          res.end();
-        },
-      );
+        }, fail);
+      } else {
+        // the pixels of a VBE graphics mode; 204 in a text mode (GET /screen then)
+        options.screenPng().then((png) => {
+          if (png === undefined) res.writeHead(503, { "content-type": "text/plain", ...headers }).end("lockstep: no machine running here yet\n");
+          else if (png === null) res.writeHead(204, headers).end();
+          else res.writeHead(200, { "content-type": "image/png", ...headers }).end(png);
+        }, fail);
+      }
     } else if (req.method === "GET" && url.pathname === "/metrics") {
       options.metrics().then(
         (text) => {
@@ -116,7 +125,7 @@ export class NodeServer {
       );
     } else {
       res.writeHead(404, { "content-type": "text/plain" });
-      res.end("lockstep: / (the web view), /status, /screen, /metrics, and WebSockets on /peer and /console\n");
+      res.end("lockstep: / (the web view), /status, /screen, /screen.png, /metrics, and WebSockets on /peer and /console\n");
     }
   }
 

@@ -35,6 +35,7 @@
  *                  operating error keeps its stable code, hint and details in `error`)
  */
 import type { TextScreen } from "../../emulator/text-screen.js";
+import type { GraphicsScreen } from "../../emulator/vga-graphics.js";
 import type { DiskRequest } from "../../emulator/bounce-disk.js";
 import type { LoadOptions } from "../../emulator/machine-config.js";
 import type { SessionCheckpoint } from "../checkpoint.js";
@@ -86,6 +87,8 @@ export type ToMachine =
   | { type: "go-live" }
   /** The VGA text screen, answered with a "screen" message (a view: it changes nothing). */
   | { type: "screen" }
+  /** The screen's pixels in a VBE graphics mode, answered with a "graphics" message (a view). */
+  | { type: "graphics" }
   /** The machine thread's own memory (its V8 heap and buffers), answered with a "memory" message. */
   | { type: "memory" }
   | { type: "stop" };
@@ -127,6 +130,7 @@ export type FromMachine =
   | { type: "input-refused"; source: InputSource }
   | { type: "replayed"; end: ReplayEnd; summary: ReplaySummary; truncatedAt: number | null; guestMs: number }
   | { type: "screen"; screen: TextScreen }
+  | { type: "graphics"; graphics: GraphicsScreen | null }
   | { type: "memory"; usage: ThreadMemory }
   | { type: "stopped" }
   | { type: "failed"; reason: string; error?: MachineError };

@@ -8,6 +8,7 @@
  * are its own: nothing the main thread does (timers, sockets, logging) can reach the guest's time.
  */
 import type { TextScreen } from "../../emulator/text-screen.js";
+import type { GraphicsScreen } from "../../emulator/vga-graphics.js";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -20,6 +21,13 @@ import { LockstepError, type ErrorCode } from "../../emulator/lockstep-error.js"
 import type { ReplayEnd, ReplaySummary } from "../replayer.js";
 import type { FromMachine, InputSource, MachineBatch, MachineError, MachineInit, ThreadMemory, ToMachine } from "./machine-protocol.js";
 import { SharedCounters } from "./shared-counters.js";
+
+/** What the thread answers when asked for a view of the machine (see the protocol). */
+interface MachineViews {
+  screen: TextScreen;
+  memory: ThreadMemory;
+  graphics: GraphicsScreen | null;
+}
 
 export interface MachineEvents {
   batch(b: MachineBatch): void;
@@ -139,52 +147,58 @@ export class MachineThread {
         this.done = true;
         e.replayed?.(m);
         break;
-      case "screen": {
-        const waiting = this.screenWaiters;
-        this.screenWaiters = [];
-        for (const w of waiting) w(m.screen);
+      case "screen":
+        this.answerView("screen", m.screen);
         break;
-      }
-      case "memory": {
-        const waiting = this.memoryWaiters;
-        this.memoryWaiters = [];
-        for (const w of waiting) w(m.usage);
+      case "memory":
+        this.answerView("memory", m.usage);
         break;
-      }
+      case "graphics":
+        this.answerView("graphics", m.graphics);
+        break;
     }
   }
 
-  private screenWaiters: Array<(s: TextScreen | undefined) => void> = [];
-  private memoryWaiters: Array<(m: ThreadMemory | undefined) => void> = [];
+  /** Who waits for which view of the machine (one request in flight per kind, shared). */
+  private readonly viewWaiters: { [K in keyof MachineViews]: Array<(v: MachineViews[K] | undefined) => void> } = { screen: [], memory: [], graphics: [] };
 
-  /** The machine thread's own memory at the next boundary (undefined if the thread ends first). */
-  memory(): Promise<ThreadMemory | undefined> {
+  private answerView<K extends keyof MachineViews>(kind: K, value: MachineViews[K]): void {
+    for (const w of this.viewWaiters[kind].splice(0)) w(value);
+  }
+
+  /** A view of the machine at the next boundary (undefined if the thread ends first): it changes nothing. */
+  private view<K extends keyof MachineViews>(kind: K): Promise<MachineViews[K] | undefined> {
     if (this.done) return Promise.resolve(undefined);
     this.answerWaitersAtEnd();
     return new Promise((resolve) => {
-      if (this.memoryWaiters.push(resolve) === 1) this.send({ type: "memory" });
+      if (this.viewWaiters[kind].push(resolve) === 1) this.send({ type: kind });
     });
+  }
+
+  /** The machine thread's own memory at the next boundary (undefined if the thread ends first). */
+  memory(): Promise<ThreadMemory | undefined> {
+    return this.view("memory");
   }
 
   private waitersAnsweredAtEnd = false;
 
-  /** When the thread ends, whoever still waits for a screen or its memory gets undefined (one handler, not one per call). */
+  /** When the thread ends, whoever still waits for a view gets undefined (one handler, not one per call). */
   private answerWaitersAtEnd(): void {
     if (this.waitersAnsweredAtEnd) return;
     this.waitersAnsweredAtEnd = true;
     void this.stopped.then(() => {
-      for (const w of this.screenWaiters.splice(0)) w(undefined);
-      for (const w of this.memoryWaiters.splice(0)) w(undefined);
+      for (const list of Object.values(this.viewWaiters)) for (const w of list.splice(0)) (w as (v: undefined) => void)(undefined);
     });
   }
 
   /** The VGA text screen at the next boundary (undefined if the thread ends first). */
   screen(): Promise<TextScreen | undefined> {
-    if (this.done) return Promise.resolve(undefined);
-    this.answerWaitersAtEnd();
-    return new Promise((resolve) => {
-      if (this.screenWaiters.push(resolve) === 1) this.send({ type: "screen" });
-    });
+    return this.view("screen");
+  }
+
+  /** The screen's pixels in a VBE graphics mode at the next boundary (null: not in one; undefined: the thread ended). */
+  graphics(): Promise<GraphicsScreen | null | undefined> {
+    return this.view("graphics");
   }
 
   private send(m: ToMachine, transfer: ArrayBuffer[] = []): void {

@@ -184,6 +184,7 @@ function record(session: MachineSession, wallEpochMs: number | undefined): void 
         break;
       case "screen":
       case "memory":
+      case "graphics":
         answerView(m.type, driver);
         break;
       case "entries":
@@ -262,6 +263,7 @@ function follow(session: MachineSession): void {
         break;
       case "screen":
       case "memory":
+      case "graphics":
         answerView(m.type, driver);
         break;
       default:
@@ -337,7 +339,10 @@ function threadMemory(): { heapUsed: number; external: number; arrayBuffers: num
 }
 
 /** A view of the machine (its screen, or this thread's memory), asked for by either role: it changes nothing. */
-function answerView(what: "screen" | "memory", driver: { machine: { textScreen(): import("../../emulator/text-screen.js").TextScreen } }): void {
+function answerView(what: "screen" | "memory" | "graphics", driver: { machine: Pick<import("../../emulator/v86-machine.js").V86Machine, "textScreen" | "graphicsScreen"> }): void {
   if (what === "screen") post({ type: "screen", screen: driver.machine.textScreen() });
-  else post({ type: "memory", usage: threadMemory() });
+  else if (what === "graphics") {
+    const g = driver.machine.graphicsScreen() ?? null;
+    post({ type: "graphics", graphics: g }, g ? [g.rgba.buffer as ArrayBuffer] : []);
+  } else post({ type: "memory", usage: threadMemory() });
 }

@@ -7,6 +7,7 @@
  */
 import type { LoadOptions } from "../../emulator/machine-config.js";
 import type { TextScreen } from "../../emulator/text-screen.js";
+import type { GraphicsScreen } from "../../emulator/vga-graphics.js";
 import type { SessionCheckpoint } from "../checkpoint.js";
 import { MemoryDiskPort } from "../disk/disk-port.js";
 import type { LogEntry } from "../event-log/log-entry.js";
@@ -96,6 +97,11 @@ export class RecordingMachine {
   /** PS/2 scancodes at the next boundary. */
   keys(data: Uint8Array): void {
     this.thread.keys(data);
+  }
+
+  /** The guest's screen in a VBE graphics mode at the next boundary (null: not in one). */
+  graphics(): Promise<GraphicsScreen | null | undefined> {
+    return this.thread.graphics();
   }
 
   /** The guest's VGA text screen at the next boundary (a view: it changes nothing). */

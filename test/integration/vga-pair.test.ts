@@ -4,7 +4,8 @@
 // same), keys typed there reach the guest's keyboard through the exactly-once console input path,
 // and after the primary is SIGKILLed in the middle of typing, the console shows the new primary's
 // screen: every key once, the same screen a machine in this process shows for the same keys; and a
-// backup that joins the survivor from a checkpoint shows it too.
+// backup that joins the survivor from a checkpoint shows it too; F1 switches the guest to a graphics
+// mode, whose picture the primary and the backup serve alike.
 import { afterAll, describe, expect, it } from "vitest";
 import { packageRoot } from "../../emulator/package-root.js";
 import { screenFromJson, screenText } from "../../emulator/text-screen.js";
@@ -58,6 +59,19 @@ describe("the VGA screen of a pair", () => {
     const c = await cluster.start("C", "backup", ["--connect", b.url, "--join"]);
     await until(async () => (await b.status()).protected === true, 60_000, () => `C to protect B; C: ${c.stderr.slice(-1500)}`);
     expect((await screenOf(c.url)).split("\n")).toEqual(expected);
+
+    // F1 (the terminal sends ESC O P): the guest switches to a VBE graphics mode; the console says
+    // so, and the picture (GET /screen.png) of the primary and its backup is the same
+    t.key("F1");
+    await t.waitFor((s) => s.includes("graphics mode"), 30_000, "the console to say the screen is graphical");
+    const png = async (node: string) => {
+      const r = await fetch(new URL("/screen.png", node.replace(/^ws/, "http")), { headers: { authorization: `Bearer ${token}` } });
+      return r.status === 200 ? Buffer.from(await r.arrayBuffer()) : undefined;
+    };
+    let pictures: Array<Buffer | undefined> = [];
+    await until(async () => (pictures = await Promise.all([png(b.url), png(c.url)]))[0] !== undefined && pictures[1] !== undefined && pictures[0]!.equals(pictures[1]!), 30_000, () => `the same picture on B and C (sizes ${pictures.map((p) => p?.length)})`);
+    expect(pictures[0]!.subarray(1, 4).toString("latin1")).toBe("PNG");
+    expect(pictures[0]!.readUInt32BE(16)).toBe(320);
     t.key("C-]");
     await t.waitFor(() => t.exitStatus() !== undefined, 30_000, "lockstep console to exit");
     expect(t.exitStatus()).toBe(0);

@@ -1,7 +1,8 @@
 // The guest's VGA text screen in the web view (headless chromium): `lockstep demo --web --image vga`
 // (a guest with no serial console) opens the page's screen pane by itself; keys typed on it reach the
 // guest's keyboard; the screen drawn is what the live node's text buffer holds (GET /screen); after
-// "Kill primary" the page shows the new primary's screen, with every key once.
+// "Kill primary" the page shows the new primary's screen, with every key once; F1 (a VBE graphics
+// mode) shows the picture.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { screenFromJson, screenText } from "../../emulator/text-screen.js";
 import { getJson } from "../../ft/runtime/get-json.js";
@@ -47,6 +48,26 @@ describe("the VGA screen in the web view (headless chromium)", () => {
     expect(lines.filter((l) => l === "hello web")).toHaveLength(1);
     expect(lines.filter((l) => l === "after")).toHaveLength(1);
     expect(await shown()).toBe((await liveScreen()).replace(/\n+$/, ""));
+
+    // F1: the guest switches to a VBE graphics mode (16 bars in the CGA colours): the pane shows the picture
+    await d.page.keyboard.press("F1");
+    await until(() => d.page.evaluate(() => (window as any).lockstepView.vgaPictures() > 0), 30_000, "a picture in the screen pane");
+    const img = d.page.locator("#screen img");
+    await until(() => img.evaluate((i) => (i as HTMLImageElement).complete && (i as HTMLImageElement).naturalWidth === 320), 10_000, "the picture loaded");
+    const pixels = await img.evaluate((i) => {
+      const image = i as HTMLImageElement;
+      const canvas = document.createElement("canvas");
+      canvas.width = image.naturalWidth;
+      canvas.height = image.naturalHeight;
+      const ctx = canvas.getContext("2d")!;
+      ctx.drawImage(image, 0, 0);
+      return [10, 30, 310].map((x) => Array.from(ctx.getImageData(x, 100, 1, 1).data.slice(0, 3)));
+    });
+    expect(pixels).toEqual([
+      [0, 0, 0],
+      [0, 0, 0xaa],
+      [0xff, 0xff, 0xff],
+    ]);
     expect(d.pageErrors).toEqual([]);
   }, 240_000);
 });

@@ -160,6 +160,7 @@ term.focus();
   transcript: () => transcript,
   /** The guest's VGA text screen as the page last read it. */
   vgaText: () => screen.text(),
+  vgaPictures: () => screen.pictures,
   /** The lines the terminal shows (its buffer, scrollback included). */
   screenText: () => {
     const b = term.buffer.active;

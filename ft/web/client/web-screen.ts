@@ -1,24 +1,57 @@
 /**
- * The guest's VGA text screen in the web view: the live node's `GET /screen` (console credential),
- * looked at four times a second while its pane is open (a view of the machine: it must not slow the
- * guest), drawn as 80×25 cells in the 16 CGA colours with the cursor. Keys pressed while the screen
+ * The guest's VGA screen in the web view: the live node's `GET /screen` (console credential), looked
+ * at four times a second while its pane is open (a view of the machine: it must not slow the guest),
+ * drawn as 80×25 cells in the 16 CGA colours with the cursor; in a VBE graphics mode, the picture
+ * (`GET /screen.png`) instead. Keys pressed while the screen
  * has focus go to the guest's keyboard as scancodes, through the console's exactly-once input (the
  * same sequence numbers as typed bytes). The pane opens by itself when a guest shows text on its
  * screen and has written nothing to its serial console.
  */
-import { scancodesFor } from "../../../emulator/scancodes.js";
+import { scancodesForTerminal } from "../../../emulator/scancodes.js";
 import { cp437, screenFromJson, screenText, type TextScreen } from "../../../emulator/text-screen.js";
 
 /** CSS colours of the 16 CGA colours (black, blue, green, cyan, red, magenta, brown, light grey, then bright). */
 const cga = ["#000", "#00a", "#0a0", "#0aa", "#a00", "#a0a", "#a50", "#aaa", "#555", "#55f", "#5f5", "#5ff", "#f55", "#f5f", "#ff5", "#fff"];
 const intervalMs = 250;
 
-/** What a key press types, as the terminal's console would send it (undefined: not a key the guest gets). */
+/** What a terminal sends for keys that type no character (xterm's sequences; see scancodesForTerminal). */
+const named: Record<string, string> = {
+  Enter: "\r",
+  Backspace: "\x7f",
+  Tab: "\t",
+  Escape: "\x1b",
+  ArrowUp: "\x1b[A",
+  ArrowDown: "\x1b[B",
+  ArrowRight: "\x1b[C",
+  ArrowLeft: "\x1b[D",
+  Home: "\x1b[H",
+  End: "\x1b[F",
+  Insert: "\x1b[2~",
+  Delete: "\x1b[3~",
+  PageUp: "\x1b[5~",
+  PageDown: "\x1b[6~",
+  F1: "\x1bOP",
+  F2: "\x1bOQ",
+  F3: "\x1bOR",
+  F4: "\x1bOS",
+  F5: "\x1b[15~",
+  F6: "\x1b[17~",
+  F7: "\x1b[18~",
+  F8: "\x1b[19~",
+  F9: "\x1b[20~",
+  F10: "\x1b[21~",
+  F11: "\x1b[23~",
+  F12: "\x1b[24~",
+};
+
+/** What a key press types, as a terminal would send it (undefined: not a key the guest gets). */
 function keyText(e: KeyboardEvent): string | undefined {
-  if (e.ctrlKey || e.altKey || e.metaKey) return undefined;
-  const named: Record<string, string> = { Enter: "\r", Backspace: "\x7f", Tab: "\t", Escape: "\x1b" };
+  if (e.altKey || e.metaKey) return undefined;
   if (named[e.key] !== undefined) return named[e.key];
-  return e.key.length === 1 ? e.key : undefined;
+  if (e.key.length !== 1) return undefined;
+  // Ctrl with a letter: the control character a terminal sends
+  if (e.ctrlKey) return /^[a-z]$/i.test(e.key) ? String.fromCharCode(e.key.toLowerCase().charCodeAt(0) - 96) : undefined;
+  return e.key;
 }
 
 export class WebScreen {
@@ -43,7 +76,7 @@ export class WebScreen {
       const text = keyText(e);
       if (text === undefined) return;
       e.preventDefault();
-      const codes = scancodesFor(text);
+      const codes = scancodesForTerminal(text);
       if (codes.length > 0) this.sendKeys(codes);
     });
   }
@@ -73,7 +106,8 @@ export class WebScreen {
       const s = screenFromJson(await r.json());
       this.last = s;
       if (!this.pane.open && !s.graphical && screenText(s).trim() !== "" && this.serialSilent()) this.pane.open = true;
-      if (this.pane.open) this.draw(s);
+      if (this.pane.open && s.graphical) await this.drawPicture(node);
+      else if (this.pane.open) this.draw(s);
     } catch {
       // the node went away: the console follows the next one, and so does this
     } finally {
@@ -81,12 +115,31 @@ export class WebScreen {
     }
   }
 
-  private draw(s: TextScreen): void {
-    if (s.graphical) {
-      if (this.lastDrawn !== "graphical") this.el.textContent = "(the guest's screen is in a graphics mode: not shown here yet)";
+  /** A graphics mode: the picture, or a note for a mode only the text views know (standard VGA graphics). */
+  private async drawPicture(node: string): Promise<void> {
+    const r = await fetch(new URL("/screen.png", node), { headers: { authorization: `Bearer ${this.token}` }, cache: "no-store" });
+    if (r.status !== 200) {
+      if (this.lastDrawn !== "graphical") this.el.textContent = "(the guest's screen is in a standard VGA graphics mode: not shown here)";
       this.lastDrawn = "graphical";
       return;
     }
+    const url = URL.createObjectURL(await r.blob());
+    let img = this.el.querySelector("img");
+    if (!img) {
+      this.el.textContent = "";
+      img = this.el.appendChild(document.createElement("img"));
+    }
+    const old = img.src;
+    img.src = url;
+    if (old.startsWith("blob:")) URL.revokeObjectURL(old);
+    this.lastDrawn = "picture";
+    this.pictures++;
+  }
+
+  /** Pictures drawn so far (for tests). */
+  pictures = 0;
+
+  private draw(s: TextScreen): void {
     let html = "";
     for (let row = 0; row < s.rows; row++) {
       let run = "";
