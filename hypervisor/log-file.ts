@@ -68,6 +68,12 @@ export interface LogHeader {
   initialState: { kind: "power-on" };
   digestEverySlices: number;
   recordedAt: string;
+  /**
+   * false: recorded with v86's JIT off (`record --no-jit`). How many instructions a slice holds
+   * depends on it (the JIT checks its budget only between compiled blocks), so a replay must run
+   * the same way. Absent: the JIT was on.
+   */
+  jit?: false;
 }
 
 type Fields = Record<string, unknown>;
@@ -163,6 +169,7 @@ export function validateHeader(raw: unknown, where: string): LogHeader {
     initialState: { kind: "power-on" },
     digestEverySlices: int(h.digestEverySlices, "digestEverySlices", 0, digestEverySlicesMax),
     recordedAt: str(h.recordedAt, "recordedAt"),
+    ...(h.jit === undefined || h.jit === true ? {} : h.jit === false ? { jit: false as const } : bad("jit", "false or absent", h.jit)),
   };
 }
 

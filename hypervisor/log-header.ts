@@ -27,6 +27,8 @@ export function buildHeader(args: {
   clock: ClockParams;
   digestEverySlices: number;
   recordedAt: Date;
+  /** false: the machine runs with v86's JIT off (said in the header: a replay must too). */
+  jit?: boolean;
 }): LogHeader {
   return {
     format: logFormatVersion,
@@ -38,6 +40,7 @@ export function buildHeader(args: {
     initialState: { kind: "power-on" },
     digestEverySlices: args.digestEverySlices,
     recordedAt: args.recordedAt.toISOString(),
+    ...(args.jit === false ? { jit: false as const } : {}),
   };
 }
 

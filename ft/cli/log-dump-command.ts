@@ -12,7 +12,7 @@ export function logDumpCommand(file: string, allowTruncated: boolean): void {
     for (const [role, ref] of Object.entries(h.machine.files)) out.push(`#   ${role} ${ref.path} sha256 ${ref.sha256}`);
     if (h.machine.nic) out.push(`# nic ${h.machine.nic.type} ${h.machine.nic.mac}`);
     out.push(`# disk ${h.disk ? `${h.disk.bytes} bytes sha256 ${h.disk.sha256}${h.disk.fresh ? ` (fresh ${h.disk.fresh.format} ${h.disk.fresh.sizeMiB} MiB)` : ""}` : "none"}`);
-    out.push(`# clock epoch ${new Date(h.clock.epochMs).toISOString()}, ${(1 / h.clock.msPerInstruction / 1000).toFixed(1)} MIPS nominal, seed ${h.clock.seed}; digest every ${h.digestEverySlices} slices`);
+    out.push(`# clock epoch ${new Date(h.clock.epochMs).toISOString()}, ${(1 / h.clock.msPerInstruction / 1000).toFixed(1)} MIPS nominal, seed ${h.clock.seed}; digest every ${h.digestEverySlices} slices${h.jit === false ? "; JIT off" : ""}`);
     process.stdout.write(out.join("\n") + "\n");
     let index = 0;
     let last: LogEntry | undefined;

@@ -47,7 +47,7 @@ export async function recordCommand(options: RecordOptions): Promise<void> {
   const freshDisk = !options.disk && loaded.config.disk ? loaded.config.disk : undefined;
   const disk = options.disk ? readDiskFile(options.disk) : freshDisk ? makeBlankDisk(freshDisk) : undefined;
   const clock = defaultClockParams(Date.now(), options.seed ?? randomInt(2 ** 31));
-  const header = buildHeader({ loaded, disk: disk ? diskInfoOf(disk, freshDisk) : undefined, clock, digestEverySlices: options.digestEvery, recordedAt: new Date() });
+  const header = buildHeader({ loaded, disk: disk ? diskInfoOf(disk, freshDisk) : undefined, clock, digestEverySlices: options.digestEvery, recordedAt: new Date(), jit: options.jit });
   const writer = new LogWriter(options.out, header, { overwrite: options.force });
   let output = "";
   const checkpointWrites: Array<Promise<void>> = [];

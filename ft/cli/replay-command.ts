@@ -122,6 +122,8 @@ export async function replayLog(reader: LogReader, options: Omit<ReplayCommandOp
       clock: header.clock,
       digestEverySlices: header.digestEverySlices,
       paced: false,
+      // the JIT as when it was recorded (it decides how many instructions a slice holds)
+      ...(header.jit === false ? { jit: false } : {}),
       ...(startSlice > 0 ? { checkpoint: { bytes: loadCheckpointBytes(reader.path, startSlice, loaded.config.memoryMiB), slice: startSlice } } : {}),
       replay: { file: reader.path, allowTruncated: options.allowTruncated, startSlice, ...(options.until !== undefined ? { untilSlice: options.until } : {}) },
     },

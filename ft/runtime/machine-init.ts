@@ -31,7 +31,7 @@ export function backupMachine(header: LogHeader, imageOverride: string | undefin
   const load = { memoryMiB: header.machine.memoryMiB };
   checkHeader(header, loadMachine(image, load));
   // the disk itself is not opened until takeover: the log carries every read's data
-  return { role: "backup", image, load, sha256s: sha256sOf(header), ...(header.disk ? { diskBytes: header.disk.bytes } : {}), clock: header.clock, digestEverySlices, paced: true, ...(checkpoint ? { checkpoint } : {}) };
+  return { role: "backup", image, load, sha256s: sha256sOf(header), ...(header.disk ? { diskBytes: header.disk.bytes } : {}), clock: header.clock, digestEverySlices, paced: true, ...(header.jit === false ? { jit: false } : {}), ...(checkpoint ? { checkpoint } : {}) };
 }
 
 /** The sha256 of each file the header's machine boots from. */
