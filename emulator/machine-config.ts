@@ -177,11 +177,13 @@ export interface LoadOptions {
 
 /**
  * A machine that SeaBIOS boots from a user's image, without a config file: `cdrom:PATH` (an ISO,
- * attached read-only; its sha256 goes into the config, so into the log header) or `hda` (the
- * shared disk given with --disk/--hda). The BIOS files are the bundled ones.
+ * attached read-only; its sha256 goes into the config, so into the log header), `hda` (the shared
+ * disk given with --disk/--hda), or `hda+cdrom:PATH` (the hard disk, with the CD attached too: an
+ * installed system with its installer CD still in). The BIOS files are the bundled ones.
  */
 export function imageMachineConfig(image: string, memoryMiB = 128): MachineConfig | undefined {
-  const boot: BootDevice | undefined = image === "hda" ? "disk" : image.startsWith("cdrom:") ? "cdrom" : undefined;
+  const m = /^(hda\+)?cdrom:(.+)$/.exec(image);
+  const boot: BootDevice | undefined = image === "hda" || m?.[1] ? "disk" : m ? "cdrom" : undefined;
   if (!boot) return undefined;
   const biosDir = join(bundledImagesDir(), "bios");
   const ref = (path: string): FileRef => {
@@ -189,12 +191,13 @@ export function imageMachineConfig(image: string, memoryMiB = 128): MachineConfi
     return { path, sha256: fileSha256(path) };
   };
   const files: Partial<Record<FileRole, FileRef>> = { bios: ref(join(biosDir, "bios.bin")), vgaBios: ref(join(biosDir, "vgabios-stdvga.bin")) };
-  if (boot === "cdrom") {
-    const iso = resolve(image.slice("cdrom:".length));
+  const iso = m ? resolve(m[2]!) : undefined;
+  if (iso) {
     if (existsSync(iso) && statSync(iso).isFile()) checkIso(iso, isoHead(iso));
     files.cdrom = ref(iso);
   }
-  return { name: boot === "cdrom" ? "cdrom" : "hda", description: boot === "cdrom" ? `SeaBIOS booting the CD ${image.slice(6)}` : "SeaBIOS booting the hard disk", kind: "bios", boot, memoryMiB, files };
+  const description = boot === "cdrom" ? `SeaBIOS booting the CD ${iso}` : iso ? `SeaBIOS booting the hard disk, the CD ${iso} attached` : "SeaBIOS booting the hard disk";
+  return { name: boot === "cdrom" ? "cdrom" : "hda", description, kind: "bios", boot, memoryMiB, files };
 }
 
 /** sha256 of a file, remembered per path, size and mtime: an ISO is hashed once per process, not at every load. */

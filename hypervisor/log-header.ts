@@ -76,14 +76,18 @@ export function checkHeader(header: LogHeader, loaded: LoadedMachine): void {
 
 /**
  * The image to build the machine a header describes: `override` (a config or `cdrom:PATH` the user
- * named), else the bundled image of the header's name, or `hda` (SeaBIOS booting the disk, which
- * needs no file of its own). A CD must be named: its file is the user's.
+ * named; for a machine that boots its hard disk with a CD attached, `cdrom:PATH` names that CD),
+ * else the bundled image of the header's name, or `hda` (SeaBIOS booting the disk, which needs no
+ * file of its own). A CD must be named: its file is the user's.
  */
 export function imageForHeader(header: LogHeader, override: string | undefined, whose: string): string {
-  if (override) return override;
   const m = header.machine;
-  if (m.kind === "bios" && m.boot === "cdrom") {
-    throw new LockstepError(ErrorCode.imageUnknown, `${whose} boots a CD (sha256 ${m.files.cdrom?.sha256.slice(0, 16) ?? "?"}...)`, "pass --cdrom ISO with the same file");
+  // --cdrom names the CD; whether the machine boots it or its hard disk (with it attached) is the log's
+  if (override?.startsWith("cdrom:") && m.kind === "bios" && m.boot === "disk") return `hda+${override}`;
+  if (override) return override;
+  if (m.kind === "bios" && m.files.cdrom) {
+    const what = m.boot === "cdrom" ? "boots a CD" : "has a CD attached";
+    throw new LockstepError(ErrorCode.imageUnknown, `${whose} ${what} (sha256 ${m.files.cdrom.sha256.slice(0, 16)}...)`, "pass --cdrom ISO with the same file");
   }
   if (m.name !== "hda" && !bundledImageNames().includes(m.name)) {
     throw new LockstepError(ErrorCode.imageUnknown, `${whose} "${m.name}" is not a bundled image`, "pass its config with --image CONFIG.json");

@@ -2,8 +2,9 @@
  * Booting the user's own image without writing a machine config: `--hda FILE` (a bootable hard disk
  * image, which is then the guest's disk: the shared disk of a pair), `--cdrom ISO` (a CD attached
  * read-only) and `--boot disk|cdrom|kernel` (what SeaBIOS starts; default: the CD if one is given,
- * else the hard disk if one is given, else the image's kernel). They turn into the image names that
- * `loadMachine` understands (`cdrom:PATH`, `hda`) and the disk to attach.
+ * else the hard disk if one is given, else the image's kernel). Both a CD and a hard disk may be
+ * given (an installer CD and the disk it installs to). They turn into the image names that
+ * `loadMachine` understands (`cdrom:PATH`, `hda`, `hda+cdrom:PATH`) and the disk to attach.
  */
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { resolve } from "node:path";
@@ -40,11 +41,11 @@ export function applyBootFlags<T extends BootFlags>(o: T, imageGiven = false): T
     o.image = `cdrom:${resolve(o.cdrom)}`;
   } else if (boot === "disk") {
     if (o.disk === undefined) throw usage("--boot disk needs --hda FILE (or --disk)");
-    if (o.cdrom !== undefined) throw usage("--cdrom is attached only to boot from it", "use --boot cdrom, or leave out --cdrom");
     if (!/^nbd:\/\//.test(o.disk)) checkBootSector(o.disk, firstSector(o.disk));
-    o.image = "hda";
+    // a CD may stay attached while the hard disk boots
+    o.image = o.cdrom !== undefined ? `hda+cdrom:${resolve(o.cdrom)}` : "hda";
   } else if (o.cdrom !== undefined) {
-    throw usage("--cdrom is attached only to boot from it", "use --boot cdrom, or leave out --cdrom");
+    throw usage("--cdrom with --boot kernel: the image's own kernel has no CD", "use --boot cdrom or --boot disk, or leave out --cdrom");
   }
   return o;
 }

@@ -12,11 +12,12 @@ export function bootsFrom(config: MachineConfig): string {
     case "linux":
       return `SeaBIOS, kernel ${file("bzimage")}${config.files.initrd ? ` + initrd ${file("initrd")}` : ""}`;
     case "bios":
-      return config.boot === "cdrom" ? `SeaBIOS from the CD ${file("cdrom")} (read-only)` : "SeaBIOS from the hard disk (the shared disk)";
+      if (config.boot === "cdrom") return `SeaBIOS from the CD ${file("cdrom")} (read-only)`;
+      return `SeaBIOS from the hard disk (the shared disk)${config.files.cdrom ? `, the CD ${file("cdrom")} attached (read-only)` : ""}`;
   }
 }
 
-/** `names`: bundled names, config paths, or `cdrom:ISO` / `hda` (what --cdrom and --hda make); none: every bundled image. */
+/** `names`: bundled names, config paths, or `cdrom:ISO` / `hda` / `hda+cdrom:ISO` (what --cdrom and --hda make); none: every bundled image. */
 export function imagesCommand(json: boolean, names: string[] = []): void {
   const rows = (names.length > 0 ? names : bundledImageNames()).map((name) => {
     const synthesized = imageMachineConfig(name);

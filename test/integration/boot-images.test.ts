@@ -67,6 +67,36 @@ describe("booting the user's images through the BIOS", () => {
     }, 600_000);
   }
 
+  it("boots the CD with a hard disk attached (its kernel sees the disk), and the hard disk with the CD attached (a replay must be given the CD)", () => {
+    // the CD boots, the disk is the guest's sda
+    const cdLog = join(dir, "cd-and-disk.lslog");
+    const cdScript = join(dir, "cd-and-disk.script");
+    writeFileSync(cdScript, [`wait "lockstep:/root# " 240`, `sendline "grep -c ' sda$' /proc/partitions; echo 'both'-done"`, `wait "both-done"`].join("\n") + "\n");
+    const diskCopy = join(dir, "attached-disk.img");
+    copyFileSync(disk, diskCopy);
+    const cd = runCli(["record", "--out", cdLog, "--cdrom", iso, "--hda", diskCopy, "--input", cdScript, "--fast", "--force"], { timeoutMs: 300_000 });
+    expect(cd.status, cd.stderr).toBe(0);
+    expect(cd.stdout.slice(-400)).toMatch(/\r\n1\r\nboth-done/); // (the recording may stop before the line ends)
+    expect(new LogReader(cdLog).header.machine.boot).toBe("cdrom");
+
+    // the disk boots (extlinux), the CD stays in
+    const log = join(dir, "disk-and-cd.lslog");
+    const script = join(dir, "disk-and-cd.script");
+    writeFileSync(script, session("disk-with-cd"));
+    const rec = runCli(["record", "--out", log, "--hda", diskCopy, "--cdrom", iso, "--boot", "disk", "--input", script, "--fast", "--force"], { timeoutMs: 300_000 });
+    expect(rec.status, rec.stderr).toBe(0);
+    const header = new LogReader(log).header;
+    expect([header.machine.boot, header.machine.files.cdrom?.sha256]).toEqual(["disk", expect.stringMatching(/^[0-9a-f]{64}$/)]);
+    expect(runCli(["images", "hda+cdrom:" + iso]).stdout).toMatch(/SeaBIOS from the hard disk \(the shared disk\), the CD boot\.iso attached/);
+    const without = runCli(["replay", log]);
+    expect(errorCode(without.stderr)).toBe("LOCKSTEP_ERR_IMAGE_UNKNOWN");
+    expect(without.stderr).toMatch(/has a CD attached.*--cdrom/s);
+    const replay = runCli(["replay", log, "--cdrom", iso], { timeoutMs: 300_000 });
+    expect(replay.status, replay.stderr).toBe(0);
+    expect(replay.stdout).toMatch(/\r\ndisk-with-cd-done\r\n/);
+    expect(replay.stdout).toMatch(/BOOT_IMAGE=\/boot\/bzImage/);
+  }, 600_000);
+
   it("refuses a file that is not an ISO, an ISO that does not boot, a disk without a boot sector and another ISO at replay", () => {
     const notIso = join(dir, "not.iso");
     writeFileSync(notIso, Buffer.alloc(64 * 2048, 7));
