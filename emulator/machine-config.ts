@@ -55,7 +55,10 @@ export interface LoadedMachine {
   config: MachineConfig;
   /** Where the config came from (a bundled name or a file path). */
   source: string;
-  files: Partial<Record<FileRole, Uint8Array>>;
+  /** The files it boots, read (the CD is not: see `cdrom`). */
+  files: Partial<Record<Exclude<FileRole, "cdrom">, Uint8Array>>;
+  /** The CD: its file, checked against its sha256 and read while the guest runs (an ISO may be gigabytes). */
+  cdrom?: { path: string; bytes: number };
 }
 
 /** v86 loads the initrd at 64 MiB; the kernel then needs room to unpack it. */
@@ -200,13 +203,24 @@ export function imageMachineConfig(image: string, memoryMiB = 128): MachineConfi
   return { name: boot === "cdrom" ? "cdrom" : "hda", description, kind: "bios", boot, memoryMiB, files };
 }
 
-/** sha256 of a file, remembered per path, size and mtime: an ISO is hashed once per process, not at every load. */
+/**
+ * sha256 of a file, read in parts (an ISO may be larger than a buffer can be), remembered per path,
+ * size and mtime: an ISO is hashed once per thread, not at every load.
+ */
 const hashed = new Map<string, { size: number; mtimeMs: number; sha256: string }>();
 function fileSha256(path: string): string {
   const st = statSync(path);
   const known = hashed.get(path);
   if (known && known.size === st.size && known.mtimeMs === st.mtimeMs) return known.sha256;
-  const sha256 = sha256Hex(readFileSync(path));
+  const hash = createHash("sha256");
+  const fd = openSync(path, "r");
+  try {
+    const part = Buffer.alloc(8 * 2 ** 20);
+    for (let n; (n = readSync(fd, part, 0, part.length, null)) > 0; ) hash.update(part.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+  const sha256 = hash.digest("hex");
   hashed.set(path, { size: st.size, mtimeMs: st.mtimeMs, sha256 });
   return sha256;
 }
@@ -259,7 +273,8 @@ export function loadMachine(image: string, options: LoadOptions = {}): LoadedMac
     config.memoryMiB = options.memoryMiB;
   }
   const base = synthesized ? "/" : dirname(path);
-  const files: Partial<Record<FileRole, Uint8Array>> = {};
+  const files: LoadedMachine["files"] = {};
+  let cdrom: LoadedMachine["cdrom"];
   for (const role of fileRoles) {
     const ref = config.files[role];
     if (!ref) continue;
@@ -271,8 +286,9 @@ export function loadMachine(image: string, options: LoadOptions = {}): LoadedMac
         "rebuild it with scripts/build-images.sh or restore it from git",
       );
     }
-    const bytes = new Uint8Array(readFileSync(filePath));
-    const actual = sha256Hex(bytes); // the bytes that will boot, not a remembered hash of the path
+    const bytes = role === "cdrom" ? undefined : new Uint8Array(readFileSync(filePath));
+    // the bytes that will boot, not a remembered hash of the path (but a CD, read in parts, is hashed once per thread)
+    const actual = bytes ? sha256Hex(bytes) : fileSha256(filePath);
     if (actual !== ref.sha256) {
       throw new LockstepError(
         ErrorCode.imageCorrupt,
@@ -280,13 +296,14 @@ export function loadMachine(image: string, options: LoadOptions = {}): LoadedMac
         "the file is corrupt or was rebuilt without updating machine.json",
       );
     }
-    files[role] = bytes;
+    if (bytes) files[role as Exclude<FileRole, "cdrom">] = bytes;
+    else cdrom = { path: filePath, bytes: statSync(filePath).size };
   }
   checkMemory(config, files);
-  return { config, source: path, files };
+  return { config, source: path, files, ...(cdrom ? { cdrom } : {}) };
 }
 
-function checkMemory(config: MachineConfig, files: Partial<Record<FileRole, Uint8Array>>): void {
+function checkMemory(config: MachineConfig, files: LoadedMachine["files"]): void {
   if (config.kind !== "linux" || !files.initrd) return;
   const neededMiB = initrdLoadAddressMiB + Math.ceil(files.initrd.byteLength / 2 ** 20) + initrdHeadroomMiB;
   if (config.memoryMiB < neededMiB) {

@@ -157,6 +157,7 @@ export class V86Machine {
     readonly jit: DeferredJit,
     readonly disk: BounceDisk | undefined,
     private readonly microtick: () => number,
+    private readonly cdrom: ReadOnlyImage | undefined,
   ) {
     emulator.add_listener("serial0-output-byte", (byte: number) => {
       this.serialOut.push(byte);
@@ -202,7 +203,8 @@ export class V86Machine {
     if (files.bzimage) settings.bzimage = { buffer: toArrayBuffer(files.bzimage) };
     if (files.initrd) settings.initrd = { buffer: toArrayBuffer(files.initrd) };
     // the CD: read-only, the same file on every node (its sha256 is in the config): reads need no log
-    if (files.cdrom) settings.cdrom = new ReadOnlyImage(files.cdrom);
+    const cdrom = loaded.cdrom ? new ReadOnlyImage(loaded.cdrom.path) : undefined;
+    if (cdrom) settings.cdrom = cdrom;
     // SeaBIOS's boot order, first device in the lowest nibble (1 floppy, 2 hard disk, 3 CD)
     if (config.kind === "bios") settings.boot_order = config.boot === "cdrom" ? 0x213 : 0x312;
     if (config.cmdline !== undefined) settings.cmdline = config.cmdline;
@@ -237,7 +239,7 @@ export class V86Machine {
       mac.forEach((b, i) => (nic.memory[2 * i] = nic.memory[2 * i + 1] = b));
     }
     const jit = new DeferredJit(internal.cpu);
-    return new V86Machine(emulator, internal, globals, jit, disk, () => env.nowMs());
+    return new V86Machine(emulator, internal, globals, jit, disk, () => env.nowMs(), cdrom);
   }
 
   /**
@@ -485,5 +487,6 @@ export class V86Machine {
     if (this.destroyed) return;
     this.destroyed = true;
     this.emulator.destroy();
+    this.cdrom?.close();
   }
 }

@@ -5,7 +5,7 @@
 // they are a function of the guest's execution). Bad input: an ISO that is not one, an ISO without
 // a boot record, a disk without a boot sector, a replay with another ISO.
 import { spawnSync } from "node:child_process";
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -95,6 +95,21 @@ describe("booting the user's images through the BIOS", () => {
     expect(replay.status, replay.stderr).toBe(0);
     expect(replay.stdout).toMatch(/\r\ndisk-with-cd-done\r\n/);
     expect(replay.stdout).toMatch(/BOOT_IMAGE=\/boot\/bzImage/);
+  }, 600_000);
+
+  it("boots an ISO larger than a buffer can hold (3 GiB, sparse): the CD is read from its file, never whole", () => {
+    const big = join(dir, "big.iso");
+    copyFileSync(iso, big);
+    truncateSync(big, 3 * 2 ** 30);
+    const log = join(dir, "big.lslog");
+    const script = join(dir, "big.script");
+    writeFileSync(script, session("big"));
+    const rec = runCli(["record", "--out", log, "--cdrom", big, "--input", script, "--fast", "--force"], { timeoutMs: 300_000 });
+    expect(rec.status, rec.stderr).toBe(0);
+    expect(rec.stdout).toMatch(/big-done/);
+    const replay = runCli(["replay", log, "--json", "--cdrom", big], { timeoutMs: 300_000 });
+    expect(replay.status, replay.stderr).toBe(0);
+    rmSync(big);
   }, 600_000);
 
   it("refuses a file that is not an ISO, an ISO that does not boot, a disk without a boot sector and another ISO at replay", () => {
