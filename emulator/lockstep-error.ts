@@ -34,6 +34,10 @@ export const ErrorCode = {
   isoInvalid: "LOCKSTEP_ERR_ISO_INVALID",
   /** A disk image to boot from without a boot sector (no 0x55AA signature). */
   diskNotBootable: "LOCKSTEP_ERR_DISK_NOT_BOOTABLE",
+  /** A virtual address the guest's page tables do not map (a debugger's read). */
+  addressUnmapped: "LOCKSTEP_ERR_ADDRESS_UNMAPPED",
+  /** A position in a recording past its end (a debugger's `--at`). */
+  pastEnd: "LOCKSTEP_ERR_PAST_END",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -22,6 +22,7 @@ import { macBytes, type LoadedMachine } from "./machine-config.js";
 import { ReadOnlyImage } from "./read-only-image.js";
 import { readTextScreen, type TextScreen } from "./text-screen.js";
 import { readGraphicsScreen, type GraphicsScreen } from "./vga-graphics.js";
+import { readLinear, readRegisters, type CpuViews, type Registers } from "./machine-view.js";
 import { loadHasher, stateDigest } from "./state-digest.js";
 import { configuredWasmTier, useWasmTier, type WasmTier } from "./wasm-tier.js";
 
@@ -351,6 +352,16 @@ export class V86Machine {
   /** Delivers an Ethernet frame to the NIC. Between slices only. */
   sendNet(frame: Uint8Array): void {
     this.bus.send("net0-receive", frame);
+  }
+
+  /** The CPU's registers (between slices; reading changes nothing). */
+  registers(): Registers {
+    return readRegisters(this.cpu as unknown as CpuViews);
+  }
+
+  /** Guest memory at a linear address, by a read-only walk of the guest's page tables; throws ADDRESS_UNMAPPED. */
+  readLinear(address: number, length: number): Uint8Array {
+    return readLinear(this.cpu as unknown as CpuViews, address, length);
   }
 
   /** The screen's pixels in a VBE graphics mode, else undefined (between slices; reading changes nothing). */

@@ -11,6 +11,7 @@ import { isLockstepError } from "../../emulator/lockstep-error.js";
 import { digestEverySlicesMax } from "../../hypervisor/log-file.js";
 import { setLogLevel } from "../logger.js";
 import { parseNetSpec } from "../runtime/net-spec.js";
+import { debugCommand } from "./debug-command.js";
 import { imagesCommand } from "./images-command.js";
 import { logDumpCommand } from "./log-dump-command.js";
 import { logPcapCommand } from "./log-pcap-command.js";
@@ -205,6 +206,17 @@ export function buildProgram(): Command {
     .option("--tls-ca <file>", "certificates to trust for wss:// nodes (PEM; default: the system's)")
     .option("--screen", "show the guest's VGA text screen (of the live node) instead of its serial console; keys go to its keyboard, exactly once")
     .action(async (urls: string[], o) => consoleCommand(urls, o.token, o.tlsCa, Boolean(o.screen)));
+
+  program
+    .command("debug")
+    .description("replay a recording to a slice boundary and show the machine there: registers, and memory at virtual addresses")
+    .argument("<file.lslog>", "the recording")
+    .requiredOption("--at <slice>", "the slice boundary to stop at (slices completed)", (v) => nonNegativeInt("--at")(v))
+    .option("--memory <addr[:len]>", "guest memory to show, at a virtual address (0x... or decimal; length default 64); repeatable", (v: string, all: string[]) => [...all, v], [] as string[])
+    .option("--image <name|config.json>", "machine config (default: the bundled image the recording names)")
+    .option("--cdrom <iso>", "the CD image the recording booted (checked by its sha256)")
+    .option("--json", "machine-readable output")
+    .action(async (file, opts) => debugCommand({ file, at: opts.at, memory: opts.memory, json: Boolean(opts.json), ...(opts.cdrom ? { image: `cdrom:${resolvePath(opts.cdrom)}` } : opts.image ? { image: opts.image } : {}) }));
 
   program
     .command("status")
