@@ -41,7 +41,8 @@ export function applyBootFlags<T extends BootFlags>(o: T, imageGiven = false): T
     o.image = `cdrom:${resolve(o.cdrom)}`;
   } else if (boot === "disk") {
     if (o.disk === undefined) throw usage("--boot disk needs --hda FILE (or --disk)");
-    if (!/^nbd:\/\//.test(o.disk)) checkBootSector(o.disk, firstSector(o.disk));
+    // a file is checked here; an NBD export (nbd://, nbd+unix://) when the primary opens it
+    if (!/^nbd/.test(o.disk)) checkBootSector(o.disk, firstSector(o.disk));
     // a CD may stay attached while the hard disk boots
     o.image = o.cdrom !== undefined ? `hda+cdrom:${resolve(o.cdrom)}` : "hda";
   } else if (o.cdrom !== undefined) {

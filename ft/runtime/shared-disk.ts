@@ -16,7 +16,7 @@ import type { Logger } from "pino";
 import { makeBlankDisk } from "../../emulator/blank-disk.js";
 import type { DiskRequest } from "../../emulator/bounce-disk.js";
 import { writeDiskFile } from "../../emulator/disk-file.js";
-import type { MachineConfig } from "../../emulator/machine-config.js";
+import { checkBootSector, type MachineConfig } from "../../emulator/machine-config.js";
 import { openDiskBackend, type DiskBackend } from "../../hypervisor/disk/disk-backend.js";
 import { BackendDiskPort } from "../../hypervisor/disk/disk-port.js";
 import type { MachineThread } from "../../hypervisor/machine-thread/machine-thread.js";
@@ -41,6 +41,16 @@ export class SharedDisk {
       }
     } else if (location && !/^nbd/.test(location)) location = resolve(location);
     if (location) this.backend = await openDiskBackend(location, { logger: this.log });
+    // a machine that boots its hard disk: the disk must have a boot sector (an NBD export too, read here)
+    if (this.backend && config.kind === "bios" && config.boot === "disk" && location) {
+      try {
+        checkBootSector(location, await this.backend.read(0, 512));
+      } catch (e) {
+        await this.backend.close();
+        this.backend = undefined;
+        throw e;
+      }
+    }
     return this.backend ? { bytes: this.backend.bytes, location } : undefined;
   }
 

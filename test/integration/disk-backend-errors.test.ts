@@ -46,6 +46,15 @@ describe("disk backend errors", () => {
     expect(gone.status).toBe(2);
     expect(gone.stderr).toMatch(/LOCKSTEP_ERR_DISK_UNREADABLE: NBD disk .* cannot be opened: ENOENT/);
     expect(gone.stderr).not.toMatch(/\n\s+at /);
+    // an export to boot from (--hda) without a boot sector: refused once the primary has read it
+    const blank = join(cluster.dir, "blank.img");
+    writeFileSync(blank, new Uint8Array(2 ** 20));
+    const blankSocket = join(cluster.dir, "blank.sock");
+    await nbdkit(blankSocket, blank);
+    const args = primaryArgs("unused").slice(0, -4);
+    const boot = runCli([...args, "--hda", `nbd+unix:///?socket=${blankSocket}`]);
+    expect(boot.status, boot.stderr).toBe(2);
+    expect(boot.stderr).toMatch(/LOCKSTEP_ERR_DISK_NOT_BOOTABLE: nbd\+unix:.* is not bootable/);
   });
 
   it("the NBD server going away pauses the guest with a log line; nothing is lost when it returns", async () => {
