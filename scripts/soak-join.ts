@@ -1,8 +1,9 @@
 /**
  * `npm run soak:join` (SOAK_MINUTES, default 10): a backup joins a running linux primary from a
  * checkpoint while the guest computes and writes to its disk, then follows it for SOAK_MINUTES of
- * guest time, verifying the primary's state digest every 1000 slices. Prints a JSON line; exit
- * status 1 if the backup diverged (it halts) or fell out of protection.
+ * guest time, verifying the primary's state digest every 1000 slices. Prints a JSON line (with the
+ * join: the checkpoint's capture pause, how long until protected and how long the guest was held
+ * meanwhile); exit status 1 if the backup diverged (it halts) or fell out of protection.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -51,7 +52,7 @@ try {
   }
   const [p, s] = [await status(a), await status(b)];
   client.close();
-  process.stdout.write(JSON.stringify({ ok, minutes, guestMs: p.guestMs - joinedAt.guestMs, primarySlice: p.slice, backupSlice: s.slice, digestsVerified: s.digestsVerified, lastJoin: p.lastJoin, disk: p.disk }) + "\n");
+  process.stdout.write(JSON.stringify({ ok, minutes, guestMs: p.guestMs - joinedAt.guestMs, primarySlice: p.slice, backupSlice: s.slice, digestsVerified: s.digestsVerified, lastJoin: p.lastJoin, joinProtectedMs: p.lastJoinProtectedMs, joinGuestHeldMs: p.lastJoinGuestHeldMs, disk: p.disk }) + "\n");
   process.exitCode = ok ? 0 : 1;
 } finally {
   for (const n of nodes) n.kill("SIGKILL");
