@@ -5,7 +5,7 @@
  * never silently boot something other than what its config (and a log header) names.
  */
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, statSync } from "node:fs";
+import { closeSync, createReadStream, existsSync, openSync, readFileSync, readSync, readdirSync, statSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { ErrorCode, LockstepError } from "./lockstep-error.js";
 import { bundledImagesDir } from "./package-root.js";
@@ -208,6 +208,17 @@ export function imageMachineConfig(image: string, memoryMiB = 128): MachineConfi
  * size and mtime: an ISO is hashed once per thread, not at every load.
  */
 const hashed = new Map<string, { size: number; mtimeMs: number; sha256: string }>();
+
+/**
+ * Hashes a file without blocking the event loop (a stream) and remembers it for `fileSha256`: a
+ * node's thread carries its heartbeats, and an ISO may take seconds to hash.
+ */
+export async function prehashFile(path: string): Promise<void> {
+  const st = statSync(path);
+  const hash = createHash("sha256");
+  for await (const part of createReadStream(path, { highWaterMark: 8 * 2 ** 20 })) hash.update(part as Buffer);
+  hashed.set(path, { size: st.size, mtimeMs: st.mtimeMs, sha256: hash.digest("hex") });
+}
 function fileSha256(path: string): string {
   const st = statSync(path);
   const known = hashed.get(path);

@@ -100,22 +100,22 @@ export function translate(cpu: CpuViews, linear: number): number {
   };
   if (cr4 & 0x20) {
     // PAE: 4 PDPTEs, then 512-entry directories and tables of 64-bit entries (the high half, above 4 GiB, must be 0 here)
-    const pdpte = dword((cr3 & ~0x1f) + ((linear >>> 30) & 3) * 8, "PDPT entry");
+    const pdpte = dword(((cr3 & ~0x1f) >>> 0) + ((linear >>> 30) & 3) * 8, "PDPT entry");
     if (!(pdpte & 1)) throw unmapped(linear, "PDPT entry not present");
-    const pdeAt = (pdpte & ~0xfff) + ((linear >>> 21) & 0x1ff) * 8;
+    const pdeAt = ((pdpte & ~0xfff) >>> 0) + ((linear >>> 21) & 0x1ff) * 8;
     const pde = dword(pdeAt, "page directory entry");
     if (!(pde & 1)) throw unmapped(linear, "page directory entry not present");
-    if (pde & 0x80) return ((pde & 0xffe00000) + (linear & 0x1fffff)) >>> 0;
-    const pte = dword((pde & ~0xfff) + ((linear >>> 12) & 0x1ff) * 8, "page table entry");
+    if (pde & 0x80) return (((pde & 0xffe00000) >>> 0) + (linear & 0x1fffff)) >>> 0;
+    const pte = dword(((pde & ~0xfff) >>> 0) + ((linear >>> 12) & 0x1ff) * 8, "page table entry");
     if (!(pte & 1)) throw unmapped(linear, "page table entry not present");
-    return ((pte & ~0xfff) + (linear & 0xfff)) >>> 0;
+    return (((pte & ~0xfff) >>> 0) + (linear & 0xfff)) >>> 0;
   }
-  const pde = dword((cr3 & ~0xfff) + (linear >>> 22) * 4, "page directory entry");
+  const pde = dword(((cr3 & ~0xfff) >>> 0) + (linear >>> 22) * 4, "page directory entry");
   if (!(pde & 1)) throw unmapped(linear, "page directory entry not present");
-  if (pde & 0x80 && cr4 & 0x10) return ((pde & 0xffc00000) + (linear & 0x3fffff)) >>> 0; // a 4 MiB page (PSE)
-  const pte = dword((pde & ~0xfff) + ((linear >>> 12) & 0x3ff) * 4, "page table entry");
+  if (pde & 0x80 && cr4 & 0x10) return (((pde & 0xffc00000) >>> 0) + (linear & 0x3fffff)) >>> 0; // a 4 MiB page (PSE)
+  const pte = dword(((pde & ~0xfff) >>> 0) + ((linear >>> 12) & 0x3ff) * 4, "page table entry");
   if (!(pte & 1)) throw unmapped(linear, "page table entry not present");
-  return ((pte & ~0xfff) + (linear & 0xfff)) >>> 0;
+  return (((pte & ~0xfff) >>> 0) + (linear & 0xfff)) >>> 0;
 }
 
 /** `length` bytes of guest memory from a linear address (page by page); throws ADDRESS_UNMAPPED. */

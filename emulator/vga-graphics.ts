@@ -6,7 +6,10 @@
  * and the primary's and the backup's pictures are identical. Standard VGA graphics modes (planar,
  * mode 13h) are not decoded: `undefined`.
  */
-import { crc32, deflateSync } from "node:zlib";
+import { promisify } from "node:util";
+import { crc32, deflate } from "node:zlib";
+
+const deflateAsync = promisify(deflate);
 
 export interface GraphicsScreen {
   width: number;
@@ -38,7 +41,7 @@ export function readGraphicsScreen(vga: unknown): GraphicsScreen | undefined {
   if (![1, 2, 3, 4].includes(bytesPer)) return undefined;
   const mem = v.svga_memory;
   const rgba = new Uint8Array(width * height * 4);
-  let at = v.svga_offset;
+  let at = v.svga_offset * bytesPer; // v86 keeps the panning offset in pixels
   for (let i = 0; i < width * height; i++, at += bytesPer) {
     let r = 0;
     let g = 0;
@@ -74,8 +77,11 @@ export function readGraphicsScreen(vga: unknown): GraphicsScreen | undefined {
   return { width, height, bpp, rgba };
 }
 
-/** The picture as a PNG (8-bit RGBA, no filter). */
-export function encodePng(s: { width: number; height: number; rgba: Uint8Array }): Buffer {
+/**
+ * The picture as a PNG (8-bit RGBA, no filter, fast compression), compressed off the event loop
+ * (zlib's thread pool): a node's event loop carries its heartbeats.
+ */
+export async function encodePng(s: { width: number; height: number; rgba: Uint8Array }): Promise<Buffer> {
   const chunk = (type: string, data: Uint8Array) => {
     const head = Buffer.alloc(8);
     head.writeUInt32BE(data.length, 0);
@@ -91,5 +97,5 @@ export function encodePng(s: { width: number; height: number; rgba: Uint8Array }
   const stride = s.width * 4;
   const raw = Buffer.alloc((stride + 1) * s.height);
   for (let y = 0; y < s.height; y++) raw.set(s.rgba.subarray(y * stride, (y + 1) * stride), y * (stride + 1) + 1);
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk("IHDR", ihdr), chunk("IDAT", deflateSync(raw)), chunk("IEND", new Uint8Array(0))]);
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk("IHDR", ihdr), chunk("IDAT", await deflateAsync(raw, { level: 1 })), chunk("IEND", new Uint8Array(0))]);
 }

@@ -33,6 +33,8 @@ export class ConsoleSessions {
   /** Highest input seq per client sent to the machine (not yet seen applied). */
   private queued = new Map<string, number>();
   private inFlightBytes = 0;
+  /** Bytes of each input sent to the machine and not yet applied or refused, by `client seq`. */
+  private inFlight = new Map<string, number>();
 
   constructor(private readonly stream: ConsoleStream) {}
 
@@ -87,24 +89,33 @@ export class ConsoleSessions {
     if (seq !== known + 1) return []; // a gap: the client resends in order
     if (this.inFlightBytes + data.length > inputInFlightBytesMax) return []; // the client resends
     this.inFlightBytes += data.length;
+    this.inFlight.set(`${id} ${seq}`, data.length);
     this.queued.set(id, seq);
     return [{ type: "machine-input", data, source: { client: id, seq }, ...(keys ? { keys: true as const } : {}) }];
   }
 
-  /** The machine applied input of `bytes` (it is in the log now). */
-  inputApplied(bytes: number): void {
-    this.inFlightBytes = Math.max(0, this.inFlightBytes - bytes);
+  /** The machine applied input `source` (it is in the log now). */
+  inputApplied(source: { client: string; seq: number }): void {
+    this.settle(source);
   }
 
-  /** The machine could not queue an input: the client resends it. */
+  /** The machine could not queue an input: the client resends it (its bytes are no longer on their way). */
   inputRefused(source: { client: string; seq: number }): void {
+    this.settle(source);
     if ((this.queued.get(source.client) ?? 0) >= source.seq) this.queued.set(source.client, source.seq - 1);
+  }
+
+  private settle(source: { client: string; seq: number }): void {
+    const key = `${source.client} ${source.seq}`;
+    this.inFlightBytes = Math.max(0, this.inFlightBytes - (this.inFlight.get(key) ?? 0));
+    this.inFlight.delete(key);
   }
 
   /** A new primary: nothing is on its way to its machine. */
   resetInput(): void {
     this.queued.clear();
     this.inFlightBytes = 0;
+    this.inFlight.clear();
   }
 
   /** The output rule moved: released bytes and the input acks that became `due` go out. */

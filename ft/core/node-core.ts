@@ -241,7 +241,7 @@ export class NodeCore {
       core.append(e);
       if ((e.kind === "serial" || e.kind === "keys") && e.source) {
         this.stream.inputApplied(e.slice, e.source.client, e.source.seq);
-        this.consoles.inputApplied(e.data.length);
+        this.consoles.inputApplied(e.source);
       }
     }
     core.noteSlice(b.slice, b.atWallMs);

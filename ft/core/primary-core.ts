@@ -347,13 +347,16 @@ export class PrimaryCore {
     const p = this.peer;
     if (!p || this.state === "unprotected") return true;
     if (p.checkpoint === "wanted") return true; // nothing sent yet
-    // counted from the oldest entry held for it (an earlier checkpoint's, while it may run from that one)
+    // counted from the oldest entry held for it (an earlier checkpoint's, while it may run from that
+    // one): memory stays bounded, at the price of holding the guest once a retried join has let that
+    // much accumulate
     const from = Math.min(p.have, p.floor ?? p.have);
     if (this.log.end - from >= this.config.unackedEntriesMax || this.log.bytesBetween(from, this.log.end) >= this.config.unackedBytesMax) return false;
     // no lag control while a backup replays from power-on (it would stall the guest for the whole
     // history); one that joined from a checkpoint starts close behind and is held within bounds
-    // once it runs from it (until then the guest goes on: a checkpoint lost on the way, asked for
-    // again, must not hold it all that while)
+    // once it has the checkpoint (it then reports it executed through the checkpoint's slice);
+    // until then the guest goes on: a checkpoint lost on the way, asked for again, must not hold it
+    // all that while
     if (this.state === "joining" && (!p.fromCheckpoint || p.checkpoint !== undefined || p.executed < (p.checkpointSlice ?? 0))) return true;
     const lag = currentSlice - p.executed;
     const lagMs = this.lagMs(nowMs);

@@ -20,6 +20,7 @@
  * and heartbeats are served at once, never after a batch of slices.
  */
 import { EventEmitter } from "node:events";
+import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import type { Logger } from "pino";
 import type { WebSocket } from "ws";
@@ -44,7 +45,7 @@ import { screenToJson } from "../../emulator/text-screen.js";
 import { encodePng } from "../../emulator/vga-graphics.js";
 import { PeerBeats } from "./peer-beats.js";
 import { PeerLink } from "./peer-link.js";
-import { macBytes } from "../../emulator/machine-config.js";
+import { macBytes, prehashFile } from "../../emulator/machine-config.js";
 import { gratuitousArp, type NetLink } from "./net-link.js";
 import type { NetSpec } from "./net-spec.js";
 import { makeNetLink } from "./open-net-link.js";
@@ -95,6 +96,8 @@ export interface NodeOptions {
 }
 
 const tickIntervalMs = 5;
+/** A picture of the screen is reused for requests this close together (several viewers, 4 per second each). */
+const pictureReuseMs = 200;
 /** How often a primary renews its hold on the epoch at a leased arbiter (a quarter of a 2 s lease). */
 const holdRenewMs = 500;
 /** A primary without a backup for this long asks the standbys (etcd) for one. */
@@ -179,11 +182,7 @@ export class LockstepNode extends EventEmitter {
         const s = await this.machine?.screen();
         return s && screenToJson(s);
       },
-      screenPng: async () => {
-        if (!this.machine) return undefined;
-        const g = await this.machine.graphics();
-        return g === undefined ? undefined : g && encodePng(g);
-      },
+      screenPng: () => this.screenPng(),
       webPage: () => ({ title: `lockstep ${options.nodeId}`, nodes: [this.url], demo: false }),
       metrics: () => registry.metrics(),
       onPeer: (ws, req) => this.link.accept(ws, req),
@@ -273,6 +272,21 @@ export class LockstepNode extends EventEmitter {
     return node;
   }
 
+  /**
+   * The screen in a VBE graphics mode as a PNG: one picture at a time, shared by every viewer asking
+   * within `pictureReuseMs` (each costs the machine thread a copy of the framebuffer and zlib's pool
+   * a compression; this thread only waits).
+   */
+  private picture: { atMs: number; png: Promise<Buffer | null | undefined> } | undefined;
+  private screenPng(): Promise<Buffer | null | undefined> {
+    const now = performance.now();
+    if (this.picture && now - this.picture.atMs < pictureReuseMs) return this.picture.png;
+    const machine = this.machine;
+    const png = machine ? machine.graphics().then((g) => (g ? encodePng(g) : g)) : Promise.resolve(undefined);
+    this.picture = { atMs: now, png };
+    return png;
+  }
+
   /** HTTP (status, consoles, the logging channel) and, on the same port number, heartbeat datagrams. */
   private async listen(): Promise<void> {
     await this.server.listen();
@@ -299,6 +313,10 @@ export class LockstepNode extends EventEmitter {
   private async startMachine(header: LogHeader, checkpoint?: { bytes: Uint8Array; slice: number }): Promise<void> {
     this.header = header;
     try {
+      // the CD's sha256 is checked when the machine is loaded: hash it here without blocking this
+      // thread (an ISO may take seconds; the heartbeats go on meanwhile)
+      const cd = /(?:^|\+)cdrom:(.+)$/.exec(this.options.imageOverride ?? "")?.[1];
+      if (cd && header.machine.files.cdrom && existsSync(cd)) await prehashFile(cd);
       const machine = await MachineThread.start(backupMachine(header, this.options.imageOverride, checkpoint), this.machineEvents());
       if (this.core.role === "halted") return void machine.kill();
       this.machine = machine;

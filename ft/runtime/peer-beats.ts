@@ -6,7 +6,8 @@
  * detection then rests on the logging channel alone, as before.
  */
 import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
-import { isIPv6 } from "node:net";
+import { lookup } from "node:dns/promises";
+import { isIP, isIPv6 } from "node:net";
 import type { Logger } from "pino";
 import { decodePeerBeat, encodePeerBeat } from "../wire/peer-beat.js";
 
@@ -27,6 +28,8 @@ export class PeerBeats {
   /** Backup: the address it dials. */
   private target: { address: string; port: number } | undefined;
   private refusalSaidMs = Number.NEGATIVE_INFINITY;
+  /** The bound socket's address family (a name is resolved to it). */
+  private family: 4 | 6 = 4;
   sent = 0;
   received = 0;
   refused = 0;
@@ -41,7 +44,8 @@ export class PeerBeats {
 
   /** Binds UDP `host`:`port`; on failure says so and stays off. */
   async bind(host: string, port: number): Promise<boolean> {
-    const socket = createSocket({ type: isIPv6(host) ? "udp6" : "udp4" });
+    this.family = isIPv6(host) ? 6 : 4;
+    const socket = createSocket({ type: this.family === 6 ? "udp6" : "udp4" });
     socket.on("message", (msg, rinfo) => this.onDatagram(msg, rinfo));
     socket.on("error", (e) => this.log.warn({ err: e.message }, "heartbeat datagram socket error"));
     try {
@@ -61,11 +65,22 @@ export class PeerBeats {
     return true;
   }
 
-  /** Backup: datagrams for the primary go to where `url` (ws[s]://host:port) points. */
+  /**
+   * Backup: datagrams for the primary go to where `url` (ws[s]://host:port) points, its name resolved
+   * once (not at every datagram); until then, and if it does not resolve, none are sent.
+   */
   dialing(url: string): void {
     const u = new URL(url);
     const port = u.port !== "" ? Number(u.port) : u.protocol === "wss:" || u.protocol === "https:" ? 443 : 80;
-    this.target = { address: u.hostname.replace(/^\[|\]$/g, ""), port };
+    const host = u.hostname.replace(/^\[|\]$/g, "");
+    this.target = undefined;
+    if (isIP(host)) this.target = { address: host, port };
+    else {
+      lookup(host, { family: this.family }).then(
+        (a) => (this.target = { address: a.address, port }),
+        (e: Error) => this.log.warn({ host, err: e.message }, "no heartbeat datagrams to the primary: its name does not resolve"),
+      );
+    }
   }
 
   /** A datagram of `epoch` to the node `to`: where its datagrams come from, else the address dialed. */

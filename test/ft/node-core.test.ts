@@ -237,3 +237,18 @@ describe("keys typed at the screen's console", () => {
     expect(again).toContainEqual({ type: "console-send", session: 1, message: { type: "inack", seq: 1 } });
   });
 });
+
+describe("console input the machine refused", () => {
+  it("gives its bytes back: the client's resend goes to the machine (the budget leaked, and input stopped for good)", () => {
+    const core = new NodeCore(config);
+    core.startPrimary(1, header, 0);
+    core.consoleOpened(1);
+    core.consoleAttach(1, "typist", 0);
+    const big = new Uint8Array(4096).fill(0x61);
+    for (let round = 0; round < 100; round++) {
+      const sent = core.consoleInput(1, 1, big);
+      expect(sent.some((e) => e.type === "machine-input"), `round ${round}`).toBe(true);
+      core.inputRefused({ client: "typist", seq: 1 }); // the machine's queue was full
+    }
+  });
+});

@@ -29,7 +29,7 @@ describe("a VBE graphics mode", () => {
       for (let bar = 0; bar < 16; bar++) for (const y of [0, 100, 199]) expect(pixel(shot, bar * 20 + 10, y), `bar ${bar} at y ${y}`).toBe(cga[bar]);
       expect((await m.screen())!.graphical).toBe(true);
 
-      const png = encodePng(shot);
+      const png = await encodePng(shot);
       expect(png.subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
       expect([png.readUInt32BE(16), png.readUInt32BE(20)]).toEqual([320, 200]);
       const idatLength = png.readUInt32BE(33);

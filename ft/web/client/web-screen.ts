@@ -87,6 +87,7 @@ export class WebScreen {
 
   stop(): void {
     clearInterval(this.timer);
+    this.dropPicture();
   }
 
   /** The screen's text as last drawn (for tests). */
@@ -106,7 +107,10 @@ export class WebScreen {
       const s = screenFromJson(await r.json());
       this.last = s;
       if (!this.pane.open && !s.graphical && screenText(s).trim() !== "" && this.serialSilent()) this.pane.open = true;
-      if (this.pane.open && s.graphical) await this.drawPicture(node);
+      // a picture costs the machine a copy of its framebuffer: two a second
+      if (this.pane.open && s.graphical) {
+        if (this.ticks % 2 === 0) await this.drawPicture(node);
+      }
       else if (this.pane.open) this.draw(s);
     } catch {
       // the node went away: the console follows the next one, and so does this
@@ -119,8 +123,11 @@ export class WebScreen {
   private async drawPicture(node: string): Promise<void> {
     const r = await fetch(new URL("/screen.png", node), { headers: { authorization: `Bearer ${this.token}` }, cache: "no-store" });
     if (r.status !== 200) {
-      if (this.lastDrawn !== "graphical") this.el.textContent = "(the guest's screen is in a standard VGA graphics mode: not shown here)";
-      this.lastDrawn = "graphical";
+      // 204: a graphics mode the node cannot picture (standard VGA: planar, mode 13h)
+      const note = r.status === 204 ? "(the guest's screen is in a standard VGA graphics mode: not shown here)" : `(the node did not give the picture: HTTP ${r.status})`;
+      this.dropPicture();
+      if (this.lastDrawn !== note) this.el.textContent = note;
+      this.lastDrawn = note;
       return;
     }
     const url = URL.createObjectURL(await r.blob());
@@ -138,6 +145,12 @@ export class WebScreen {
 
   /** Pictures drawn so far (for tests). */
   pictures = 0;
+
+  /** The picture's object URL goes with it (a picture replaced by text, a note, or a new picture). */
+  private dropPicture(): void {
+    const img = this.el.querySelector("img");
+    if (img?.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+  }
 
   private draw(s: TextScreen): void {
     let html = "";
@@ -166,6 +179,7 @@ export class WebScreen {
       html += "\n";
     }
     if (html === this.lastDrawn) return;
+    this.dropPicture();
     this.lastDrawn = html;
     this.el.innerHTML = html;
   }
