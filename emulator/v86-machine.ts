@@ -62,6 +62,8 @@ export interface MachineCheckpoint {
     ps2: { nextByteIsReady: boolean; nextByteIsAux: boolean; wheelMovement: number; lastMousePacket: number };
     uartInput: number[][];
     fwPointer: number;
+    /** The CD drive had no medium (the guest ejected it): a restored machine, given the file again, must not either. */
+    cdromEjected?: true;
   };
   /** The BounceDisk's next request id (a checkpoint is taken with no disk request in flight). */
   diskNextId: number | null;
@@ -418,6 +420,7 @@ export class V86Machine {
         ps2: { nextByteIsReady: ps2.next_byte_is_ready, nextByteIsAux: ps2.next_byte_is_aux, wheelMovement: ps2.wheel_movement, lastMousePacket: ps2.last_mouse_packet },
         uartInput: uarts(cpu).map((u) => [...u.input]),
         fwPointer: cpu.fw_pointer,
+        ...(this.cdrom && !cpu.devices.cdrom?.buffer ? { cdromEjected: true as const } : {}),
       },
       diskNextId: this.disk ? this.disk.nextRequestId : null,
     };
@@ -478,6 +481,8 @@ export class V86Machine {
     ps2.last_mouse_packet = c.hidden.ps2.lastMousePacket;
     uarts(cpu).forEach((u, i) => (u.input = [...(c.hidden.uartInput[i] ?? [])]));
     cpu.fw_pointer = c.hidden.fwPointer;
+    // v86's drive keeps the medium it was built with when the saved state has none
+    if (c.hidden.cdromEjected && cpu.devices.cdrom) cpu.devices.cdrom.buffer = null;
     this.icount64 = c.icount;
     this.lastCounter = c.counter;
     if (this.disk && c.diskNextId !== null) this.disk.nextRequestId = c.diskNextId;

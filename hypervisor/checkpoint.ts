@@ -171,6 +171,7 @@ function checkShape(raw: unknown, bad: (why: string) => never): SessionCheckpoin
   if (!Array.isArray(h.uartInput) || h.uartInput.length > 4) field("machine.hidden.uartInput", "a list of at most 4 UARTs' input", h.uartInput);
   (h.uartInput as unknown[]).forEach((u, i) => bytes(u, `machine.hidden.uartInput[${i}]`));
   count(h.fwPointer, "machine.hidden.fwPointer");
+  if (h.cdromEjected !== undefined && h.cdromEjected !== true) field("machine.hidden.cdromEjected", "true or absent", h.cdromEjected);
   if (m.diskNextId !== null) count(m.diskNextId, "machine.diskNextId");
   const k = map(c.clock, "clock");
   finite(k.baseMs, "clock.baseMs");

@@ -10,7 +10,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { packageRoot } from "../../emulator/package-root.js";
+import { decodeCheckpoint, encodeCheckpoint, sessionFromCheckpoint } from "../../hypervisor/checkpoint.js";
 import { LogReader } from "../../hypervisor/log-file.js";
+import { GuestDriver } from "../support/guest-driver.js";
 import { runCli } from "../support/cli.js";
 
 const dir = mkdtempSync(join(tmpdir(), "lockstep-boot-test-"));
@@ -111,6 +113,27 @@ describe("booting the user's images through the BIOS", () => {
     expect(replay.status, replay.stderr).toBe(0);
     rmSync(big);
   }, 600_000);
+
+  it("a machine whose CD was ejected is restored from a checkpoint without it (v86 kept the medium it was built with)", async () => {
+    const a = await GuestDriver.boot({ image: `cdrom:${iso}`, disk: "none" });
+    const cd = (m: unknown) => (m as { cpu: { devices: { cdrom: { buffer: unknown; eject(): void } } } }).cpu.devices.cdrom;
+    try {
+      a.runSlices(200);
+      cd(a.session.machine).eject(); // as the guest's START STOP UNIT does
+      a.runSlices(5);
+      const cp = a.recorder.checkpoint();
+      expect(cp).toBeDefined();
+      const b = await sessionFromCheckpoint({ loaded: a.loaded, clock: a.session.clock.params }, await decodeCheckpoint(await encodeCheckpoint(cp!)));
+      try {
+        expect(cd(b.machine).buffer).toBeNull();
+        expect(b.machine.digest()).toBe(a.session.machine.digest());
+      } finally {
+        b.close();
+      }
+    } finally {
+      a.close();
+    }
+  }, 120_000);
 
   it("refuses a file that is not an ISO, an ISO that does not boot, a disk without a boot sector and another ISO at replay", () => {
     const notIso = join(dir, "not.iso");
