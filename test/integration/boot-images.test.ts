@@ -2,8 +2,9 @@
 // bootable ISO (isolinux), built from Debian's boot loaders and the bundled kernel by
 // scripts/build-boot-images.sh. Each boots to the serial shell under `lockstep record`, and the
 // recording replays offline with identical digests and output (the CD's reads are not in the log:
-// they are a function of the guest's execution). Bad input: an ISO that is not one, an ISO without
-// a boot record, a disk without a boot sector, a replay with another ISO.
+// they are a function of the guest's execution). A CD and a hard disk at once (either boots), an ISO
+// larger than a buffer can hold, a CD ejected before a checkpoint. Bad input: an ISO that is not
+// one, an ISO without a boot record, a disk without a boot sector, a replay with another ISO.
 import { spawnSync } from "node:child_process";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
