@@ -31,6 +31,7 @@ import { join } from "node:path";
 import { ConsoleClient, type ConsoleGap } from "../ft/runtime/console-client.js";
 import { NodeProcess, type NodeRole } from "../ft/runtime/node-process.js";
 import { until } from "../ft/runtime/until.js";
+import { grown, memoryKinds, readMappings, type Mapping } from "./host-memory.js";
 
 const minutes = Number(process.env.SOAK_MINUTES ?? 30);
 const killMinutes = Number(process.env.SOAK_KILL_MINUTES ?? 4);
@@ -48,7 +49,7 @@ interface Sample {
   logBytes: number;
 }
 /** Memory samples per node process, and the guest minute from which its memory must stay flat. */
-const samples = new Map<string, { from?: number; role?: string; list: Sample[] }>();
+const samples = new Map<string, { from?: number; role?: string; list: Sample[]; maps?: { first: Mapping[]; last: Mapping[] } }>();
 
 async function start(role: NodeRole, name: string, args: string[]): Promise<NodeProcess> {
   const node = await NodeProcess.start({ role, name, sharedDir: dir, token, args, logLevel: "warn", stderr: "capture" });
@@ -115,7 +116,13 @@ try {
         rec.list.push({ guestMin: g, role: s.role, rss: s.memory.rss, heapUsed: s.memory.heapUsed, logEntries: s.logHeld?.entries ?? 0, logBytes: s.logHeld?.bytes ?? 0 });
         const mt = s.memory.machine;
         const where = `buffers ${s.memory.arrayBuffers}${mt ? `, machine thread heap ${mt.heapUsed} buffers ${mt.arrayBuffers}` : ""}`;
-        line.push(`${n.name} ${s.role} rss ${s.memory.rss} MiB heap ${s.memory.heapUsed} MiB (${where}) log ${s.logHeld?.entries ?? 0} entries ${((s.logHeld?.bytes ?? 0) / 2 ** 20).toFixed(1)} MiB`);
+        // where the resident memory lives (brk heap, compiled code, other anonymous, files), from the
+        // window's start on: what grows is named at the end
+        const maps = n.pid === undefined ? undefined : readMappings(n.pid);
+        if (maps && rec.from !== undefined && g >= rec.from) rec.maps = { first: rec.maps?.first ?? maps, last: maps };
+        const k = maps && memoryKinds(maps);
+        const kinds = k ? ` [brk ${k.brk} code ${k.code} anon ${k.anon} (${k.anonMappings} maps) file ${k.file}]` : "";
+        line.push(`${n.name} ${s.role} rss ${s.memory.rss} MiB${kinds} heap ${s.memory.heapUsed} MiB (${where}) log ${s.logHeld?.entries ?? 0} entries ${((s.logHeld?.bytes ?? 0) / 2 ** 20).toFixed(1)} MiB`);
       }
       say(line.join(" | "));
     }
@@ -161,6 +168,7 @@ try {
     const heapLast = median(flat.slice(-third).map((s) => s.heapUsed));
     const logMax = Math.max(...flat.map((s) => s.logBytes));
     memory[name] = { minutes: +(flat.at(-1)!.guestMin - base.guestMin).toFixed(1), rssFirst: base.rss, rssMax, heapFirst, heapLast, heapRawMax: Math.max(...flat.map((s) => s.heapUsed)), logBytesMax: logMax };
+    if (rec.maps) say(`${name}: mappings grown most in its window: ${JSON.stringify(grown(rec.maps.first, rec.maps.last))}`);
     if (rssMax > base.rss * 1.2) fail(`${name}: RSS grew ${base.rss} -> ${rssMax} MiB`);
     if (heapLast > heapFirst * 1.2 && heapLast - heapFirst > 8) fail(`${name}: heap grew ${heapFirst} -> ${heapLast} MiB (median of the first and last third of the samples)`);
   }
