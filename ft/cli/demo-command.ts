@@ -273,7 +273,8 @@ export async function demoCommand(options: DemoOptions): Promise<void> {
   });
   clearInterval(poll);
   client.close();
-  await view.close();
+  // a browser's connections must not hold the quit: give the web view two seconds to close
+  await Promise.race([view.close(), new Promise((r) => setTimeout(r, 2000).unref())]);
   for (const n of nodes) n.process.kill("SIGTERM");
   await new Promise((r) => setTimeout(r, 300));
   for (const n of nodes) n.process.kill("SIGKILL");

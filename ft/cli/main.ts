@@ -234,7 +234,12 @@ export function buildProgram(): Command {
     .option("--web", "the web view only: this terminal is not the guest's console (Ctrl-C stops the demo)")
     .option("--web-port <port>", "the web view's port on 127.0.0.1 (default 7080, or a free port)", parsePortOption)
     .option("--screen", "the terminal shows the live node's VGA text screen (e.g. --image vga), keys go to the guest's keyboard")
-    .action(async (o) => demoCommand({ image: o.image, ...(o.net ? { net: o.net } : {}), webOnly: Boolean(o.web), screen: Boolean(o.screen), ...(o.webPort !== undefined ? { webPort: o.webPort } : {}) }));
+    .action(async (o) => {
+      await demoCommand({ image: o.image, ...(o.net ? { net: o.net } : {}), webOnly: Boolean(o.web), screen: Boolean(o.screen), ...(o.webPort !== undefined ? { webPort: o.webPort } : {}) });
+      // the demo has stopped every node it started and removed its directory: a handle still open
+      // (a backup being started at the moment of quitting) must not keep the terminal waiting
+      process.exit(0);
+    });
 
   program
     .command("images")
