@@ -110,7 +110,10 @@ try {
         const rec = samples.get(n.name)!;
         // flat from one guest minute after it counted as protected in its present role (a takeover
         // starts the wait again: the new primary's first checkpoint served is its one step)
-        if (rec.role !== undefined && rec.role !== s.role) rec.from = undefined;
+        if (rec.role !== undefined && rec.role !== s.role) {
+          rec.from = undefined;
+          rec.maps = undefined; // the window starts again, and with it what "grown" compares against
+        }
         rec.role = s.role;
         if (rec.from === undefined && (s.protected === true || (s.role === "backup" && p.protected === true && p.backup === n.name))) rec.from = g + 1;
         rec.list.push({ guestMin: g, role: s.role, rss: s.memory.rss, heapUsed: s.memory.heapUsed, logEntries: s.logHeld?.entries ?? 0, logBytes: s.logHeld?.bytes ?? 0 });
