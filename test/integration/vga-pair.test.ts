@@ -10,9 +10,10 @@ import { afterAll, describe, expect, it } from "vitest";
 import { packageRoot } from "../../emulator/package-root.js";
 import { screenFromJson, screenText } from "../../emulator/text-screen.js";
 import { getJson } from "../../ft/runtime/get-json.js";
+import type { NodeProcess } from "../../ft/runtime/node-process.js";
 import { until } from "../../ft/runtime/until.js";
 import { cliPath } from "../support/cli.js";
-import { TestCluster, token } from "../support/cluster.js";
+import { TestCluster, token, untilProtected } from "../support/cluster.js";
 import { TmuxSession } from "../support/tmux.js";
 import { paneScreen, vgaScreenAfter } from "../support/vga.js";
 
@@ -25,13 +26,21 @@ afterAll(() => {
 
 const screenUrl = (node: string) => new URL("/screen", node.replace(/^ws/, "http"));
 const screenOf = async (node: string) => screenText(screenFromJson(await getJson(screenUrl(node), { token })));
+// the screen of a node that must have one now: a failure names the node and ends with its log
+const screenNow = async (n: NodeProcess) => {
+  try {
+    return await screenOf(n.url);
+  } catch (e) {
+    throw new Error(`${n.name}'s screen: ${(e as Error).message}\n${n.name}: ${n.stderr.slice(-3000)}`);
+  }
+};
 
 describe("the VGA screen of a pair", () => {
   it("lockstep console --screen shows the live node's screen, before and after a takeover; keys apply once", async () => {
     const expected = await vgaScreenAfter("hello vga\nline two");
     const a = await cluster.start("A", "primary", ["--image", "vga"]);
     const b = await cluster.start("B", "backup", ["--connect", a.url]);
-    await until(async () => (await a.status()).protected === true, 60_000, () => `B to protect A; B: ${b.stderr.slice(-1500)}`);
+    await untilProtected(a, b, 60_000);
     // the screen is the console's: no credential, no screen
     await expect(getJson(screenUrl(a.url))).rejects.toThrow(/HTTP 401/);
     await expect(getJson(screenUrl(a.url), { token: "not-the-console-token" })).rejects.toThrow(/HTTP 401/);
@@ -53,12 +62,12 @@ describe("the VGA screen of a pair", () => {
     await b.waitEvent("live", 30_000);
     const shown = await t.waitFor((s) => s.includes("line two"), 30_000, "the rest of the line after the takeover");
     await until(() => paneScreen(t.screen()).join("\n") === expected.join("\n"), 10_000, () => `the console's screen:\n${paneScreen(t.screen()).join("\n")}\nexpected:\n${expected.join("\n")}\n(last shown:\n${shown})`);
-    expect((await screenOf(b.url)).split("\n")).toEqual(expected);
+    expect((await screenNow(b)).split("\n")).toEqual(expected);
     // a new backup joins the survivor from a checkpoint (a machine without a hard disk: its restore
     // used to throw in v86's PCI code) and shows the same screen
     const c = await cluster.start("C", "backup", ["--connect", b.url, "--join"]);
-    await until(async () => (await b.status()).protected === true, 60_000, () => `C to protect B; C: ${c.stderr.slice(-1500)}`);
-    expect((await screenOf(c.url)).split("\n")).toEqual(expected);
+    await untilProtected(b, c, 60_000);
+    expect((await screenNow(c)).split("\n")).toEqual(expected);
 
     // F1 (the terminal sends ESC O P): the guest switches to a VBE graphics mode; the console says
     // so, and the picture (GET /screen.png) of the primary and its backup is the same

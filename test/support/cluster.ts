@@ -8,6 +8,7 @@ import { createServer, connect, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { NodeProcess, type NodeRole } from "../../ft/runtime/node-process.js";
+import { until } from "../../ft/runtime/until.js";
 
 export const token = "integration-test-token";
 
@@ -26,6 +27,19 @@ export class TestCluster {
     await Promise.all(this.nodes.map((n) => n.waitExit(10_000).catch(() => undefined)));
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Waits until `primary` says it is protected by `backup`; on a timeout the error carries both
+ * nodes' logs and the primary's last /status (what it thought of its backup: lag, state).
+ */
+export async function untilProtected(primary: NodeProcess, backup: NodeProcess, timeoutMs: number): Promise<void> {
+  let last: unknown;
+  await until(
+    async () => (last = await primary.status()).protected === true && (last as { backup?: string }).backup === backup.name,
+    timeoutMs,
+    () => `${backup.name} to protect ${primary.name}; ${primary.name}'s last status: ${JSON.stringify(last)}\n${backup.name}: ${backup.stderr.slice(-2000)}\n${primary.name}: ${primary.stderr.slice(-2500)}`,
+  );
 }
 
 /** A TCP proxy between a backup and its primary; `cut()` severs it and refuses new connections. */
