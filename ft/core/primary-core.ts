@@ -359,6 +359,10 @@ export class PrimaryCore {
     // all that while
     if (this.state === "joining" && (!p.fromCheckpoint || p.checkpoint !== undefined || p.executed < (p.checkpointSlice ?? 0))) return true;
     const lag = currentSlice - p.executed;
+    // a joiner that merely keeps pace would sit for ever between the bound it must reach to protect
+    // (lagSlicesMax / 2) and the one that pauses the guest (lagSlicesMax): while it joins, the guest
+    // waits at the first, so the join ends as soon as the joiner replays what it was behind
+    if (this.state === "joining") return lag <= this.config.lagSlicesMax / 2;
     const lagMs = this.lagMs(nowMs);
     if (this.lagPaused && lag <= this.config.lagSlicesMax / 2 && lagMs <= this.config.lagMsMax / 2) this.lagPaused = false;
     else if (!this.lagPaused && (lag > this.config.lagSlicesMax || lagMs > this.config.lagMsMax)) this.lagPaused = true;

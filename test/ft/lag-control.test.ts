@@ -41,3 +41,30 @@ describe("lag control in time", () => {
     expect(p.mayRun(10, 1000)).toBe(true);
   });
 });
+
+describe("lag control while a backup joins from a checkpoint", () => {
+  it("a joiner that only keeps pace, 150 slices behind, is protected: the guest waits for it at the protection bound (it sat joining for ever)", () => {
+    const p = new PrimaryCore({ ...defaultPrimaryConfig, nodeId: "A", lagSlicesMax: 200, lagMsMax: 1e9 }, 1, header);
+    p.append({ kind: "progress", slice: 0, icount: 0 });
+    p.step({ type: "hello", epoch: 1, nodeId: "B", have: 0, join: true }, 0);
+    expect(p.checkpointWanted).toBe(true);
+    p.noteSlice(1000, 0);
+    p.checkpointTaken(1);
+    p.checkpointSent();
+    // the checkpoint took a while to arrive and restore: the guest went on meanwhile
+    let slice = 1150;
+    p.noteSlice(slice, 0);
+    let executed = 1000; // restored: it reports the checkpoint's slice
+    let paused = 0;
+    for (let t = 1; t <= 1000 && p.state === "joining"; t++) {
+      // the primary runs a slice whenever it may; the joiner replays one slice a tick: it keeps pace
+      if (p.mayRun(slice, t)) p.noteSlice(++slice, t);
+      else paused++;
+      executed = Math.min(slice, executed + 1);
+      p.step({ type: "ack", epoch: 1, have: 1, complete: 0, executed }, t);
+    }
+    expect(p.state).toBe("protected");
+    expect(paused).toBeGreaterThan(0);
+    expect(paused).toBeLessThanOrEqual(50); // no longer than the joiner takes to replay down to the bound
+  });
+});
