@@ -230,7 +230,7 @@ export class LockstepNode extends EventEmitter {
       netLink: this.netLink?.status() ?? null,
       peerBytesSent: this.peerBytesSent,
       peerBytesReceived: this.peerBytesReceived,
-      beats: { sent: this.beats.sent, received: this.beats.received, refused: this.beats.refused },
+      beats: { sent: this.beats.sent, received: this.beats.received, refused: this.beats.refused, stale: this.beats.stale },
       uptimeMs: Math.round(performance.now() - this.startedAtMs),
       memory: { ...processMemoryMiB(), machine: this.machineMemory ?? null },
       timeline: this.timeline.recent(50),

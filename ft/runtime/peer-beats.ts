@@ -32,7 +32,10 @@ export class PeerBeats {
   private family: 4 | 6 = 4;
   sent = 0;
   received = 0;
+  /** Datagrams that are not a peer's beat (bad MAC, another version, not a heartbeat at all). */
   refused = 0;
+  /** Beats older than one already heard: reordered on the way (UDP may), duplicated or replayed. Ignored. */
+  stale = 0;
 
   constructor(
     private readonly log: Logger,
@@ -105,12 +108,16 @@ export class PeerBeats {
   private onDatagram(msg: Buffer, rinfo: RemoteInfo): void {
     const beat = decodePeerBeat(msg, this.key);
     const newest = "nodeId" in beat ? (this.newest.get(beat.nodeId) ?? Number.NEGATIVE_INFINITY) : 0;
-    if ("refused" in beat || beat.at <= newest) {
+    if (!("refused" in beat) && beat.at <= newest) {
+      this.stale++; // says nothing newer: a network that reorders datagrams makes these, no warning
+      return;
+    }
+    if ("refused" in beat) {
       this.refused++;
       const now = this.clock();
       if (now - this.refusalSaidMs >= refusalLogMs) {
         this.refusalSaidMs = now;
-        this.log.warn({ from: `${rinfo.address}:${rinfo.port}`, why: "refused" in beat ? beat.refused : "not newer than the last one (replayed?)" }, "heartbeat datagram refused");
+        this.log.warn({ from: `${rinfo.address}:${rinfo.port}`, why: beat.refused }, "heartbeat datagram refused");
       }
       return;
     }
