@@ -1,7 +1,7 @@
 // A pair on a shaped link between two network namespaces, with the default heartbeat (50 ms) and
 // failure timeout (400 ms): the logging channel passes a relay that adds 10 ms ± 2 ms each way
 // (20 ms round trip) and both hosts lose 1% of their packets each way. For LINK_SECONDS (default
-// 60) the guest writes records to the NBD disk: no false failover (same epoch, still protected). The
+// 30) the guest writes records to the NBD disk: no false failover (same epoch, still protected). The
 // heartbeat datagrams take the relay too; a channel stalled past the failure timeout while they
 // arrived is ridden out (the test prints how often that happened).
 // Then at 0.5% loss the primary is SIGKILLed: the backup takes over, the console goes on with every
@@ -11,7 +11,7 @@ import { until } from "../../ft/runtime/until.js";
 import { DelayRelay } from "../../ft/testing/delay-relay.js";
 import { LabPair } from "../../ft/testing/lab-pair.js";
 
-const linkSeconds = Number(process.env.LINK_SECONDS ?? 60);
+const linkSeconds = Number(process.env.LINK_SECONDS ?? 30);
 /** Loss (% each way on both hosts) of the no-false-failover stretch; LINK_LOSS=4 makes channel stalls past the failure timeout likely. */
 const linkLoss = Number(process.env.LINK_LOSS ?? 1);
 let pair: LabPair | undefined;
