@@ -36,9 +36,18 @@ export function stateDigest(input: DigestInput): string {
   for (const [from, to] of skippedRanges) cpu.fill(0, from - cpuStateStart, to - cpuStateStart);
   // Streamed in 1 MiB chunks: hashing 128 MiB in one call makes xxhash-wasm grow its own memory
   // to hold a copy (a 250 ms stall on the first digest, long enough to look like a dead node).
+  const cpuHash = hasher.h64Raw(cpu, ramHash(ram));
+  return cpuHash.toString(16).padStart(16, "0");
+}
+
+function ramHash(ram: Uint8Array): bigint {
+  if (!hasher) throw new Error("stateDigest: call loadHasher() first");
   const stream = hasher.create64(0n);
   for (let off = 0; off < ram.length; off += chunkBytes) stream.update(ram.subarray(off, off + chunkBytes));
-  const ramHash = stream.digest();
-  const cpuHash = hasher.h64Raw(cpu, ramHash);
-  return cpuHash.toString(16).padStart(16, "0");
+  return stream.digest();
+}
+
+/** A digest of guest RAM alone. */
+export function ramDigest(ram: Uint8Array): string {
+  return ramHash(ram).toString(16).padStart(16, "0");
 }

@@ -23,8 +23,9 @@ import { ReadOnlyImage } from "./read-only-image.js";
 import { readTextScreen, type TextScreen } from "./text-screen.js";
 import { readGraphicsScreen, type GraphicsScreen } from "./vga-graphics.js";
 import { readLinear, readRegisters, type CpuViews, type Registers } from "./machine-view.js";
-import { loadHasher, stateDigest } from "./state-digest.js";
+import { loadHasher, ramDigest, stateDigest } from "./state-digest.js";
 import { configuredWasmTier, useWasmTier, type WasmTier } from "./wasm-tier.js";
+import type { ProbeAccess, StepperCpu } from "./instruction-stepper.js";
 
 /** The parts of v86's internal CPU object lockstep uses (property names survive minification). */
 interface V86Cpu extends JitCpu {
@@ -385,13 +386,14 @@ export class V86Machine {
    * Captures the machine at this boundary, which must be one where the JIT cache was just cleared
    * (`clearJit`, applied from the logged checkpoint entry). Throws CheckpointBusyError if a disk
    * request is in flight (its completion callback lives inside v86 and cannot be carried over):
-   * take it at a later boundary.
+   * take it at a later boundary. `forProbe`: any boundary will do, for a debugger's probe machine
+   * (it has no JIT and never goes on with the recorded timeline).
    */
-  captureCheckpoint(): MachineCheckpoint {
+  captureCheckpoint(options: { forProbe?: boolean } = {}): MachineCheckpoint {
     if (this.disk && this.disk.inFlight > 0) throw new CheckpointBusyError(`${this.disk.inFlight} disk request(s) in flight`);
     if (this.jit.pendingCount > 0) throw new Error("captureCheckpoint: JIT results not published (not at a boundary)");
     const cpu = this.cpu;
-    if (!this.jitClearedAtBoundary) throw new Error("captureCheckpoint: clear the JIT at this boundary first (the logged checkpoint entry)");
+    if (!this.jitClearedAtBoundary && !options.forProbe) throw new Error("captureCheckpoint: clear the JIT at this boundary first (the logged checkpoint entry)");
     this.enterGuest();
     let devices: ArrayBuffer;
     try {
@@ -486,6 +488,31 @@ export class V86Machine {
     this.icount64 = c.icount;
     this.lastCounter = c.counter;
     if (this.disk && c.diskNextId !== null) this.disk.nextRequestId = c.diskNextId;
+  }
+
+  /**
+   * For a debugger's probe (a machine without a JIT that never goes on with a recorded timeline):
+   * its CPU's internals for the InstructionStepper, and a way to run guest code.
+   */
+  probeAccess(): ProbeAccess {
+    return {
+      cpu: this.cpu as unknown as StepperCpu,
+      run: <T>(f: () => T): T => {
+        this.enterGuest();
+        try {
+          return f();
+        } finally {
+          this.globals.exit();
+        }
+      },
+      onHalt: (f) => (this.emulator as unknown as { add_listener(event: string, f: () => void): void }).add_listener("cpu-event-halt", f),
+    };
+  }
+
+  /** A hash of guest RAM alone (the CPU's registers are compared as `registers()`). */
+  ramDigest(): string {
+    const cpu = this.cpu;
+    return ramDigest(cpu.mem8.subarray(0, cpu.memory_size[0]));
   }
 
   /** Digest of RAM and CPU state; equal digests mean equal machines (for lockstep purposes). */

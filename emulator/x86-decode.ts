@@ -25,7 +25,7 @@ function bitset(ranges: Array<[number, number]>): Uint8Array {
 }
 
 /** Segment override prefixes and the segment each names (v86's order: ES CS SS DS FS GS). */
-const segmentPrefixes = new Map([[0x26, 0], [0x2e, 1], [0x36, 2], [0x3e, 3], [0x64, 4], [0x65, 5]]);
+export const segmentPrefixes = new Map([[0x26, 0], [0x2e, 1], [0x36, 2], [0x3e, 3], [0x64, 4], [0x65, 5]]);
 
 /** How control may leave an instruction. */
 export type Flow =
@@ -60,6 +60,8 @@ export interface Decoded {
   length: number;
   flow: Flow;
   operand32: boolean;
+  /** The ModRM operand, when the instruction has one. */
+  modrm?: ModRm;
 }
 
 /** Bytes of an instruction are read through this (a read may throw for an unmapped address). */
@@ -161,7 +163,7 @@ export function decode(read: ReadByte, code32: boolean, eip: number): Decoded {
   else if (op === 0xff && modrm && (modrm.reg === 2 || modrm.reg === 4)) flow = { kind: "indirect", modrm, call: modrm.reg === 2 };
   else if (op === 0xff && modrm && (modrm.reg === 3 || modrm.reg === 5)) flow = { kind: "far" };
   else if (rep && ((op >= 0xa4 && op <= 0xa7) || (op >= 0xaa && op <= 0xaf) || (op >= 0x6c && op <= 0x6f))) flow = { kind: "repeat" };
-  return { length, flow, operand32 };
+  return { length, flow, operand32, ...(modrm ? { modrm } : {}) };
 }
 
 function readUnsigned(read: ReadByte, at: number, bytes: number): number {

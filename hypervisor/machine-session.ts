@@ -3,6 +3,7 @@
  * role (run, record, replay, primary, backup) so that they can only differ in what drives them.
  */
 import type { LoadedMachine } from "../emulator/machine-config.js";
+import { TapeRecorder } from "../emulator/time-tape.js";
 import { V86Machine } from "../emulator/v86-machine.js";
 import { SliceDriver } from "./slice-driver.js";
 import { VirtualClock, type ClockParams } from "./virtual-clock.js";
@@ -13,6 +14,8 @@ export interface SessionOptions {
   diskBytes?: number;
   clock: ClockParams;
   jit?: boolean;
+  /** Keep a TapeRecorder between the clock and the machine (a debugger tapes the slices it probes). */
+  tape?: boolean;
 }
 
 /** 100 MIPS: close to what v86 reaches on this kind of host; the recorder corrects it live. */
@@ -27,18 +30,21 @@ export class MachineSession {
     readonly machine: V86Machine,
     readonly clock: VirtualClock,
     readonly driver: SliceDriver,
+    /** With `tape`: records what the machine reads of its environment, when started. */
+    readonly tape?: TapeRecorder,
   ) {}
 
   static async open(options: SessionOptions): Promise<MachineSession> {
     const clock = new VirtualClock(options.clock);
+    const tape = options.tape ? new TapeRecorder(clock) : undefined;
     const machine = await V86Machine.create({
       loaded: options.loaded,
-      env: clock,
+      env: tape ?? clock,
       ...(options.diskBytes !== undefined ? { diskBytes: options.diskBytes } : {}),
       ...(options.jit !== undefined ? { jit: options.jit } : {}),
     });
     clock.attach(() => machine.liveIcount());
-    return new MachineSession(machine, clock, new SliceDriver(machine, clock));
+    return new MachineSession(machine, clock, new SliceDriver(machine, clock), tape);
   }
 
   close(): void {

@@ -18,6 +18,8 @@ export interface GuestDriverOptions {
   digestEverySlices?: number;
   onEntry?: (entry: LogEntry) => void;
   jit?: boolean;
+  /** Keep a time tape recorder on the machine (`session.tape`). */
+  tape?: boolean;
 }
 
 export class GuestDriver {
@@ -44,6 +46,7 @@ export class GuestDriver {
       loaded,
       ...(disk ? { diskBytes: disk.byteLength } : {}),
       ...(options.jit !== undefined ? { jit: options.jit } : {}),
+      ...(options.tape ? { tape: true } : {}),
       clock: defaultClockParams(options.epochMs ?? Date.UTC(2026, 0, 1), options.seed ?? 0),
     });
     const recorder = new Recorder(session.driver, {

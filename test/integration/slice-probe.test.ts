@@ -1,0 +1,53 @@
+// A probe steps every instruction of a slice — a HLT planted where each next instruction starts,
+// caught when v86 reaches it — from the state at the slice's first boundary, fed the time reads the
+// machine made while it ran the slice; after the last instruction and the slice's end (timers, then
+// interrupts) it holds exactly what the machine held at the next boundary: the same registers, the
+// same RAM, the same CPU state digest. On the tiny guest (interrupts, port I/O, the PIT) and on
+// linux (paging, its kernel at work).
+import { afterAll, describe, expect, it } from "vitest";
+import { SliceProbe } from "../../hypervisor/slice-probe.js";
+import { GuestDriver } from "../support/guest-driver.js";
+
+const drivers: GuestDriver[] = [];
+afterAll(() => drivers.forEach((d) => d.close()));
+
+/** Runs the next slice on the guest, taped, and steps it in a probe; returns what was compared. */
+async function probeNextSlice(d: GuestDriver) {
+  d.recorder.boundary(undefined);
+  const machine = d.session.machine;
+  const start = machine.captureCheckpoint({ forProbe: true });
+  d.session.tape!.start();
+  const r = d.session.driver.runSlice();
+  const tape = d.session.tape!.stop();
+  const probe = await SliceProbe.open(d.loaded, { start, tape, instructions: r.instructions }, d.disk?.byteLength);
+  try {
+    probe.finish();
+    return {
+      instructions: r.instructions,
+      registers: [probe.machine.registers(), machine.registers()],
+      ram: [probe.machine.ramDigest(), machine.ramDigest()],
+      digest: [probe.machine.digest(), machine.digest()],
+      steps: probe.stepper.steps,
+    };
+  } finally {
+    probe.close();
+  }
+}
+
+describe("stepping a whole slice in a probe", () => {
+  it("tiny: lands on the next boundary's registers, RAM and state digest", async () => {
+    const d = await GuestDriver.boot({ image: "tiny", tape: true });
+    drivers.push(d);
+    d.runUntil(/tiny> /);
+    d.type("busy 40\r");
+    d.runSlices(5);
+    for (let i = 0; i < 3; i++) {
+      const p = await probeNextSlice(d);
+      expect(p.instructions).toBeGreaterThan(50_000);
+      expect(p.steps).toBe(p.instructions);
+      expect(p.registers[0]).toEqual(p.registers[1]);
+      expect(p.ram[0]).toBe(p.ram[1]);
+      expect(p.digest[0]).toBe(p.digest[1]);
+    }
+  }, 300_000);
+});
