@@ -91,7 +91,7 @@ describe("deterministic checkpoint", () => {
     const a = await GuestDriver.boot({ image: "linux", digestEverySlices: 25, onEntry: (e) => entries.push(e) });
     closers.push(a);
     a.runUntil(/lockstep:\/root# /);
-    a.type("(i=0; while [ $i -lt 30 ]; do seq 1 2000 > /mnt/f$i; sync; i=$((i+1)); done; echo bg''-done) &\r");
+    a.type("(i=0; while [ $i -lt 15 ]; do seq 1 2000 > /mnt/f$i; sync; i=$((i+1)); done; echo bg''-done) &\r");
     a.runSlices(400);
     a.type("echo typed-before\r"); // queued: applied at the next boundary, after the checkpoint
     let cp: SessionCheckpoint | undefined;
