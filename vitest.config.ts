@@ -12,7 +12,7 @@ const solo = [
   "test/hypervisor/**/*.test.ts",
   "test/emulator/**/*.test.ts",
   "test/cli/{bad-input,record-replay-errors,replay-from}.test.ts",
-  "test/integration/{boot-images,checkpoint,debug-at,determinism-linux,slice-probe,determinism-tiny,disk-replay,linux-guest,net-guest,net-record,no-host-time,tiny-guest,vga-graphics}.test.ts",
+  "test/integration/{boot-images,checkpoint,debug-at,determinism-linux,gdb-replay,slice-probe,determinism-tiny,disk-replay,linux-guest,net-guest,net-record,no-host-time,tiny-guest,vga-graphics}.test.ts",
 ];
 /** Of those, the ones with real timers against real servers (etcd leases, passt, an NBD server that stalls): alone too. */
 const timed = ["test/ft/{etcd-arbiter,console-client,net-link}.test.ts", "test/hypervisor/nbd-client-faults.test.ts"];

@@ -131,6 +131,7 @@ export class InstructionStepper {
    */
   step(): "stepped" | "halted" {
     const cpu = this.cpu;
+    if (cpu.in_hlt[0] === 1) this.wake();
     if (cpu.cpl[0] !== 0) throw new StepError("user-mode", "the machine is in user mode (CPL 3): it can be inspected here, not stepped");
     const here = this.linearEip;
     const d = this.current();
@@ -191,7 +192,9 @@ export class InstructionStepper {
         return this.repeatRound(d);
     }
     // never plant in the instruction being stepped
-    return this.runTo([...targets].filter((t) => ((t - here) >>> 0) >= d.length), flow.kind === "halt");
+    const r = this.runTo([...targets].filter((t) => ((t - here) >>> 0) >= d.length), flow.kind === "halt");
+    if (r === "woken") throw new Error("unreachable");
+    return r;
   }
 
   /** The first byte of the instruction at `linear` that is not a prefix. */
@@ -305,8 +308,23 @@ export class InstructionStepper {
     return out;
   }
 
+  /**
+   * A halted CPU (a slice that starts in HLT) first takes the interrupt that wakes it: v86's main
+   * loop runs the timers and delivers it, which is no instruction (v86 counts none); the machine is
+   * stopped on the handler's first instruction, not yet run.
+   */
+  private wake(): void {
+    const cpu = this.cpu;
+    const counter = cpu.instruction_counter[0]!;
+    const previous = cpu.previous_ip[0]!;
+    const r = this.runTo(this.handlerEntries(), false, true);
+    if (r !== "woken") throw new StepError("ran-away", "the halted machine was not woken by an interrupt in this slice");
+    cpu.instruction_counter[0] = counter;
+    cpu.previous_ip[0] = previous;
+  }
+
   /** Plants HLTs at `targets`, runs to the first one reached, and takes them out. */
-  private runTo(targets: number[], isHalt: boolean): "stepped" | "halted" {
+  private runTo(targets: number[], isHalt: boolean, waking = false): "stepped" | "halted" | "woken" {
     const cpu = this.cpu;
     const here = this.linearEip;
     const pages = new Map<number, number>(); // linear page -> physical page (-1: unmapped), for this step
@@ -336,6 +354,7 @@ export class InstructionStepper {
     }
     const at = this.trapped;
     if (at === undefined) {
+      if (waking) return "halted"; // no interrupt came: still halted
       // main_loop came back without reaching a trap: a HLT that stays halted ends the slice there
       if (isHalt && cpu.in_hlt[0] === 1) {
         this.steps++;
@@ -349,6 +368,7 @@ export class InstructionStepper {
     cpu.in_hlt[0] = 0;
     cpu.instruction_pointer[0] = at | 0;
     cpu.previous_ip[0] = here | 0; // as v86's interpreter leaves it: the last instruction's start
+    if (waking) return "woken";
     cpu.instruction_counter[0] = (counterBefore + 1) >>> 0;
     this.steps++;
     return "stepped";

@@ -38,6 +38,8 @@ export const ErrorCode = {
   addressUnmapped: "LOCKSTEP_ERR_ADDRESS_UNMAPPED",
   /** A position in a recording past its end (a debugger's `--at`). */
   pastEnd: "LOCKSTEP_ERR_PAST_END",
+  /** What a debugger cannot do here (step user code, a slice that starts with disk I/O in flight). */
+  debugUnsupported: "LOCKSTEP_ERR_DEBUG_UNSUPPORTED",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

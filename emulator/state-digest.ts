@@ -28,12 +28,20 @@ export interface DigestInput {
   ram: Uint8Array;
 }
 
-export function stateDigest(input: DigestInput): string {
+/**
+ * `previous_ip`: where v86 restarts an instruction that faults. Its interpreter sets it at every
+ * instruction, its JIT only before one that may fault, so a machine stepped in the interpreter and
+ * one that ran the same instructions compiled can hold different values there; it is not state a
+ * later instruction reads before setting it.
+ */
+const previousIp: [number, number] = [560, 564];
+
+export function stateDigest(input: DigestInput, options: { ignorePreviousIp?: boolean } = {}): string {
   if (!hasher) throw new Error("stateDigest: call loadHasher() first");
   const buffer = input.wasmMemory.buffer;
   const ram = input.ram;
   const cpu = new Uint8Array(buffer, cpuStateStart, cpuStateEnd - cpuStateStart).slice();
-  for (const [from, to] of skippedRanges) cpu.fill(0, from - cpuStateStart, to - cpuStateStart);
+  for (const [from, to] of options.ignorePreviousIp ? [...skippedRanges, previousIp] : skippedRanges) cpu.fill(0, from - cpuStateStart, to - cpuStateStart);
   // Streamed in 1 MiB chunks: hashing 128 MiB in one call makes xxhash-wasm grow its own memory
   // to hold a copy (a 250 ms stall on the first digest, long enough to look like a dead node).
   const cpuHash = hasher.h64Raw(cpu, ramHash(ram));

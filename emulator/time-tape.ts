@@ -71,6 +71,16 @@ export class TapePlayer implements GuestEnvironment {
   intercept: () => number | undefined = () => undefined;
   holdNext = false;
 
+  /** The slice's first time read (v86's main-loop entry), once a tape is loaded. */
+  get first(): number | undefined {
+    return this.tape?.now[0];
+  }
+
+  /** No tape: reads answer 0 (while a machine is built or restored, before its slice's tape is loaded). */
+  unload(): void {
+    this.tape = undefined;
+  }
+
   load(tape: TimeTape): void {
     this.tape = tape;
     // the first time read of a slice is v86's main-loop entry: held, not played

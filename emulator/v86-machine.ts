@@ -435,8 +435,12 @@ export class V86Machine {
     this.jitClearedAtBoundary = true;
   }
 
-  /** Makes this (freshly created, never run) machine the checkpointed one. */
-  restoreCheckpoint(c: MachineCheckpoint): void {
+  /**
+   * Makes this (freshly created, never run) machine the checkpointed one. `probe`: a debugger's
+   * probe machine, restored again and again: its wasm memory may have grown past the checkpoint's
+   * (v86 allocates as it runs); the rest is cleared.
+   */
+  restoreCheckpoint(c: MachineCheckpoint, options: { probe?: boolean } = {}): void {
     if (this.destroyed) throw new Error("restoreCheckpoint: machine destroyed");
     const cpu = this.cpu;
     // v86's PCI restore reads `original_bar` of every BAR the saved config space marks as I/O, also
@@ -461,8 +465,11 @@ export class V86Machine {
     }
     const memory = cpu.wasm_memory;
     if (memory.buffer.byteLength < c.memory.byteLength) memory.grow((c.memory.byteLength - memory.buffer.byteLength) / 65536);
-    if (memory.buffer.byteLength !== c.memory.byteLength) throw new CheckpointMismatchError(`wasm memory is ${memory.buffer.byteLength} bytes here, ${c.memory.byteLength} in the checkpoint`);
+    if (memory.buffer.byteLength !== c.memory.byteLength && !(options.probe && memory.buffer.byteLength > c.memory.byteLength)) {
+      throw new CheckpointMismatchError(`wasm memory is ${memory.buffer.byteLength} bytes here, ${c.memory.byteLength} in the checkpoint`);
+    }
     new Uint8Array(memory.buffer).set(c.memory);
+    new Uint8Array(memory.buffer, c.memory.byteLength).fill(0);
     // set_state replaced these views with plain arrays; point them back into wasm memory. Views
     // that follow the memory: it grows while the guest runs (v86's own allocations), and a typed
     // array over the old buffer would be detached by then (save_state then threw).
@@ -515,10 +522,14 @@ export class V86Machine {
     return ramDigest(cpu.mem8.subarray(0, cpu.memory_size[0]));
   }
 
-  /** Digest of RAM and CPU state; equal digests mean equal machines (for lockstep purposes). */
-  digest(): string {
+  /**
+   * Digest of RAM and CPU state; equal digests mean equal machines (for lockstep purposes).
+   * `ignorePreviousIp`: to compare a machine stepped in the interpreter with one that ran compiled
+   * code (see state-digest.ts).
+   */
+  digest(options: { ignorePreviousIp?: boolean } = {}): string {
     const cpu = this.cpu;
-    return stateDigest({ wasmMemory: cpu.wasm_memory, ram: cpu.mem8.subarray(0, cpu.memory_size[0]) });
+    return stateDigest({ wasmMemory: cpu.wasm_memory, ram: cpu.mem8.subarray(0, cpu.memory_size[0]) }, options);
   }
 
   /** Flips one byte of guest RAM: a test hook for divergence detection. */

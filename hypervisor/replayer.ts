@@ -16,6 +16,8 @@ import { describeEntry, type LogEntry } from "./event-log/log-entry.js";
 import type { SliceDriver } from "./slice-driver.js";
 
 export interface ReplayOptions {
+  /** Called before every slice, once its boundary's entries were applied (a debugger captures the machine there). */
+  beforeSlice?: (slice: number) => void;
   /** Called after every slice with its result. */
   onSlice?: (result: SliceResult, slice: number) => void;
   /** Called after each entry was applied. */
@@ -87,6 +89,7 @@ export class Replayer {
         d.machine.perturbRam(p.ramOffset);
         this.perturbed = true;
       }
+      this.options.beforeSlice?.(d.slice);
       const result = d.runSlice();
       this.options.onSlice?.(result, d.slice);
       this.checkReachable(pending);

@@ -30,18 +30,28 @@ export class SliceProbe {
     readonly machine: V86Machine,
     private readonly player: TapePlayer,
     readonly stepper: InstructionStepper,
-    readonly slice: ProbeSlice,
+    public slice: ProbeSlice,
   ) {}
 
   static async open(loaded: LoadedMachine, slice: ProbeSlice, diskBytes?: number): Promise<SliceProbe> {
     const player = new TapePlayer();
     const machine = await V86Machine.create({ loaded, env: player, jit: false, ...(diskBytes !== undefined ? { diskBytes } : {}) });
-    machine.restoreCheckpoint(slice.start);
-    machine.clearJit(); // what the checkpoint's machine had compiled is not this one's
-    player.load(slice.tape);
     const stepper = new InstructionStepper(machine.probeAccess());
-    player.intercept = () => (stepper.check() ? (slice.tape.now[0] ?? 0) : undefined);
-    return new SliceProbe(machine, player, stepper, slice);
+    player.intercept = () => (stepper.check() ? (player.first ?? 0) : undefined);
+    const probe = new SliceProbe(machine, player, stepper, slice);
+    probe.reload(slice);
+    return probe;
+  }
+
+  /** Starts over on `slice` (this one again, or another), on the same machine. */
+  reload(slice: ProbeSlice): void {
+    this.slice = slice;
+    this.player.unload(); // restoring reads time too: as when a probe is built (it is all replaced)
+    this.machine.restoreCheckpoint(slice.start, { probe: true });
+    this.machine.clearJit(); // what the checkpoint's machine had compiled is not this one's
+    this.player.load(slice.tape);
+    this.executed = 0;
+    this.finished = false;
   }
 
   /** Instructions left in the slice. */

@@ -1,4 +1,7 @@
 /**
+ * `lockstep debug FILE --gdb [HOST:]PORT`: serves gdb on a replay of the recording (see
+ * gdb-server.ts and hypervisor/replay-debugger.ts).
+ *
  * `lockstep debug FILE --at SLICE`: replays a recording in this process to a slice boundary and
  * prints the machine there — its registers and, with `--memory ADDR[:LEN]`, guest memory at virtual
  * addresses (translated by a read-only walk of the guest's page tables). Looking changes nothing:
@@ -13,7 +16,10 @@ import type { Registers } from "../../emulator/machine-view.js";
 import { LogReader } from "../../hypervisor/log-file.js";
 import { checkHeader, imageForHeader } from "../../hypervisor/log-header.js";
 import { MachineSession } from "../../hypervisor/machine-session.js";
+import { ReplayDebugger } from "../../hypervisor/replay-debugger.js";
 import { Replayer } from "../../hypervisor/replayer.js";
+import { componentLogger } from "../logger.js";
+import { serveGdb } from "./gdb-server.js";
 
 export interface DebugOptions {
   file: string;
@@ -98,4 +104,27 @@ export function formatReport(r: DebugReport): string {
 export async function debugCommand(options: DebugOptions): Promise<void> {
   const report = await debugAt(options);
   process.stdout.write(options.json ? JSON.stringify(report) + "\n" : formatReport(report));
+}
+
+/** `[host:]port`: a port alone listens on loopback. */
+export function parseListen(spec: string): { host: string; port: number } {
+  const m = /^(?:(\[[^\]]+\]|[^:]+):)?(\d+)$/.exec(spec.trim());
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new LockstepError(ErrorCode.usage, `--gdb ${JSON.stringify(spec)} is not [HOST:]PORT`, "e.g. --gdb 1234 or --gdb 127.0.0.1:1234");
+  return { host: m[1]?.replace(/^\[|\]$/g, "") ?? "127.0.0.1", port };
+}
+
+export async function gdbCommand(options: { file: string; listen: string; image?: string }): Promise<void> {
+  const { host, port } = parseListen(options.listen);
+  const log = componentLogger("gdb");
+  const d = await ReplayDebugger.open({ file: options.file, ...(options.image ? { image: options.image } : {}) });
+  try {
+    const served = await serveGdb(d, host, port, log);
+    const where = `${host.includes(":") ? `[${host}]` : host}:${served.port}`;
+    log.info({ listen: where, file: options.file }, "serving gdb");
+    process.stderr.write(`lockstep: gdb can attach: gdb -ex 'target remote ${where}'\n`);
+    await served.done;
+  } finally {
+    d.close();
+  }
 }

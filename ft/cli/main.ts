@@ -7,11 +7,11 @@ import { resolve as resolvePath } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { parseArbiterSpec } from "../arbiter/open-arbiter.js";
 import { wasmTiers } from "../../emulator/wasm-tier.js";
-import { isLockstepError } from "../../emulator/lockstep-error.js";
+import { ErrorCode, isLockstepError, LockstepError } from "../../emulator/lockstep-error.js";
 import { digestEverySlicesMax } from "../../hypervisor/log-file.js";
 import { setLogLevel } from "../logger.js";
 import { parseNetSpec } from "../runtime/net-spec.js";
-import { debugCommand } from "./debug-command.js";
+import { debugCommand, gdbCommand } from "./debug-command.js";
 import { imagesCommand } from "./images-command.js";
 import { logDumpCommand } from "./log-dump-command.js";
 import { logPcapCommand } from "./log-pcap-command.js";
@@ -209,14 +209,20 @@ export function buildProgram(): Command {
 
   program
     .command("debug")
-    .description("replay a recording to a slice boundary and show the machine there: registers, and memory at virtual addresses")
+    .description("debug a recording: show the machine at a slice boundary (--at), or serve gdb on a replay that steps and runs forwards and backwards (--gdb)")
     .argument("<file.lslog>", "the recording")
-    .requiredOption("--at <slice>", "the slice boundary to stop at (slices completed)", (v) => nonNegativeInt("--at")(v))
+    .option("--at <slice>", "the slice boundary to stop at (slices completed)", (v) => nonNegativeInt("--at")(v))
+    .option("--gdb <[host:]port>", "serve the gdb remote protocol (i386) here: `target remote HOST:PORT`, then stepi, continue, reverse-stepi, reverse-continue")
     .option("--memory <addr[:len]>", "guest memory to show, at a virtual address (0x... or decimal; length default 64); repeatable", (v: string, all: string[]) => [...all, v], [] as string[])
     .option("--image <name|config.json>", "machine config (default: the bundled image the recording names)")
     .option("--cdrom <iso>", "the CD image the recording booted (checked by its sha256)")
     .option("--json", "machine-readable output")
-    .action(async (file, opts) => debugCommand({ file, at: opts.at, memory: opts.memory, json: Boolean(opts.json), ...(opts.cdrom ? { image: `cdrom:${resolvePath(opts.cdrom)}` } : opts.image ? { image: opts.image } : {}) }));
+    .action(async (file, opts) => {
+      const image = opts.cdrom ? { image: `cdrom:${resolvePath(opts.cdrom)}` } : opts.image ? { image: opts.image as string } : {};
+      if ((opts.at === undefined) === (opts.gdb === undefined)) throw new LockstepError(ErrorCode.usage, "lockstep debug needs one of --at SLICE and --gdb [HOST:]PORT", "--at prints the machine at a boundary; --gdb serves gdb");
+      if (opts.gdb !== undefined) return gdbCommand({ file, listen: opts.gdb as string, ...image });
+      return debugCommand({ file, at: opts.at, memory: opts.memory, json: Boolean(opts.json), ...image });
+    });
 
   program
     .command("status")

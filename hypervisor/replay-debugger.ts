@@ -1,0 +1,303 @@
+/**
+ * ReplayDebugger: a recording replayed under a debugger's control, forwards and backwards, one
+ * instruction at a time.
+ *
+ * A position is (slice, instruction): the boundary after `slice` slices, plus `instruction`
+ * instructions of the slice that follows it. The replaying machine runs whole slices only (that is
+ * what the log describes); inside a slice, a SliceProbe re-runs it instruction by instruction from
+ * a capture of the machine at the slice's first boundary, fed the time reads the replaying machine
+ * made while it ran the slice. So the replaying machine is always one slice ahead of the slice being
+ * looked at. A few slices' records (capture, time tape, length) are kept; moving back further
+ * replays the recording again from its start (a machine restored from a capture would run its
+ * slices with another JIT state than the recording had, so only the log's own start is a safe
+ * place to replay from).
+ *
+ * Motion: `stepi` (one instruction; at a slice's end, the slice's end — timers, interrupts — comes
+ * with it), `reverseStepi`, `cont` and `reverseCont` to the next or previous time execution reaches
+ * a breakpoint address (linear), and the ends of the recording ("end", "begin").
+ */
+import type { LoadedMachine } from "../emulator/machine-config.js";
+import { loadMachine } from "../emulator/machine-config.js";
+import type { Registers } from "../emulator/machine-view.js";
+import type { TimeTape } from "../emulator/time-tape.js";
+import { CheckpointBusyError, type MachineCheckpoint } from "../emulator/v86-machine.js";
+import { ErrorCode, LockstepError } from "../emulator/lockstep-error.js";
+import { LogReader, type LogHeader } from "./log-file.js";
+import { checkHeader, imageForHeader } from "./log-header.js";
+import { MachineSession } from "./machine-session.js";
+import { Replayer, type ReplayEnd } from "./replayer.js";
+import { SliceProbe } from "./slice-probe.js";
+
+export interface Position {
+  slice: number;
+  instruction: number;
+}
+
+export type Stop = "step" | "breakpoint" | "end" | "begin";
+
+interface SliceRecord {
+  /** The slice starts at boundary `slice`. */
+  slice: number;
+  start: MachineCheckpoint;
+  tape: TimeTape;
+  instructions: number;
+}
+
+/** Records kept (each holds a copy of the machine's memory). */
+const recordsKept = 3;
+
+export class ReplayDebugger {
+  private session!: MachineSession;
+  private reader!: LogReader;
+  private replayer!: Replayer;
+  /** Where the log ended, once the replaying machine reached its end. */
+  private ended: ReplayEnd | undefined;
+  /** The next slice the replaying machine runs is to be taped. */
+  private wantTape = false;
+  /** Set while the replaying machine runs one slice: what it captured and taped. */
+  private taping: { slice: number; start: MachineCheckpoint } | undefined;
+  private taped: SliceRecord | undefined;
+  private records: SliceRecord[] = [];
+  private probe: SliceProbe | undefined;
+  private record: SliceRecord | undefined;
+  readonly breakpoints = new Set<number>();
+  /** Probes opened so far (each is a machine built and restored). */
+  probesOpened = 0;
+
+  private constructor(
+    readonly file: string,
+    readonly header: LogHeader,
+    private readonly loaded: LoadedMachine,
+  ) {}
+
+  static async open(options: { file: string; image?: string }): Promise<ReplayDebugger> {
+    const reader = new LogReader(options.file);
+    let header: LogHeader;
+    let loaded: LoadedMachine;
+    try {
+      header = reader.header;
+      loaded = loadMachine(imageForHeader(header, options.image, "The recording's machine"), { memoryMiB: header.machine.memoryMiB });
+      checkHeader(header, loaded);
+    } finally {
+      reader.close();
+    }
+    const d = new ReplayDebugger(options.file, header, loaded);
+    await d.restart();
+    await d.goto({ slice: 0, instruction: 0 });
+    return d;
+  }
+
+  /** Replays from the recording's start again (boundary 0). */
+  private async restart(): Promise<void> {
+    this.session?.close();
+    this.reader?.close();
+    const h = this.header;
+    this.reader = new LogReader(this.file);
+    this.session = await MachineSession.open({ loaded: this.loaded, ...(h.disk ? { diskBytes: h.disk.bytes } : {}), clock: h.clock, ...(h.jit === false ? { jit: false } : {}), tape: true });
+    const machine = this.session.machine;
+    const tape = this.session.tape!;
+    this.ended = undefined;
+    this.replayer = new Replayer(this.session.driver, () => this.reader.next(), {
+      beforeSlice: (slice) => {
+        if (!this.wantTape) return;
+        let start: MachineCheckpoint;
+        try {
+          start = machine.captureCheckpoint({ forProbe: true });
+        } catch (e) {
+          if (!(e instanceof CheckpointBusyError)) throw e;
+          throw new LockstepError(ErrorCode.debugUnsupported, `Slice ${slice + 1} starts with a disk request in flight: it cannot be stepped (its completion lives inside v86)`, "step from a boundary where the guest waits for no disk request");
+        }
+        this.taping = { slice, start };
+        tape.start();
+      },
+      onSlice: (result) => {
+        const t = this.taping;
+        if (!t) return;
+        this.taped = { slice: t.slice, start: t.start, tape: tape.stop(), instructions: result.instructions };
+        this.taping = undefined;
+      },
+    });
+  }
+
+  /** The replaying machine runs its next slice and keeps its record; undefined at the log's end. */
+  private advance(): SliceRecord | undefined {
+    if (this.ended) return undefined;
+    this.taped = undefined;
+    this.wantTape = true;
+    let end: ReplayEnd | undefined;
+    try {
+      end = this.replayer.step(1);
+    } finally {
+      this.wantTape = false;
+    }
+    if (end) this.ended = end;
+    const r = this.taped;
+    if (!r) return undefined;
+    this.records.push(r);
+    if (this.records.length > recordsKept) this.records.shift();
+    return r;
+  }
+
+  /** The record of the slice starting at boundary `slice` (replaying forward, or again from the start). */
+  private async recordFor(slice: number): Promise<SliceRecord | undefined> {
+    const kept = this.records.find((r) => r.slice === slice);
+    if (kept) return kept;
+    const next = this.session.driver.slice; // the replaying machine's boundary: its next slice starts there
+    if (slice < next) {
+      await this.restart();
+      this.records = [];
+    }
+    for (;;) {
+      const d = this.session.driver.slice;
+      if (d < slice) {
+        // not kept: run the slices before it whole
+        const end = this.replayer.step(1);
+        if (end) {
+          this.ended = end;
+          return undefined;
+        }
+        continue;
+      }
+      const r = this.advance();
+      if (!r || r.slice >= slice) return r && r.slice === slice ? r : undefined;
+    }
+  }
+
+  /** The probe, on `record`'s slice from its start (one machine, restored again each time). */
+  private async openProbe(record: SliceRecord): Promise<SliceProbe> {
+    this.record = record;
+    if (this.probe) this.probe.reload(record);
+    else this.probe = await SliceProbe.open(this.loaded, record, this.header.disk?.bytes);
+    this.probesOpened++;
+    return this.probe;
+  }
+
+  /** Moves to a position (its slice must exist; an instruction past the slice's end stops at its end). */
+  async goto(pos: Position): Promise<void> {
+    const record = await this.recordFor(pos.slice);
+    if (!record) {
+      if (pos.slice === 0 && pos.instruction === 0) return; // an empty recording: nothing to look at but the start
+      throw new LockstepError(ErrorCode.pastEnd, `The recording has no slice after boundary ${pos.slice}`, "a position within the recording");
+    }
+    const p = await this.openProbe(record);
+    for (let i = 0; i < pos.instruction && p.left > 0; i++) p.step();
+    if (p.left === 0) await this.nextBoundary();
+  }
+
+  /**
+   * The probe ran its slice's last instruction: on to the next boundary, as the next slice starts
+   * from it (with what the log delivers there applied: typed input, completed disk reads); at the
+   * recording's end, the slice's end in the probe.
+   */
+  private async nextBoundary(): Promise<void> {
+    const r = this.record!;
+    const next = await this.recordFor(r.slice + 1);
+    if (next) await this.openProbe(next);
+    else {
+      // recordFor may have replayed from the start: the probe is this slice's again, stepped to its end
+      if (this.record !== r) await this.openProbe(r);
+      this.probe!.finish();
+    }
+  }
+
+  /** Where the debugger is (the recording's last slice run to its end: its last boundary). */
+  get position(): Position {
+    const r = this.record;
+    if (!r || !this.probe) return { slice: 0, instruction: 0 };
+    return this.probe.left === 0 ? { slice: r.slice + 1, instruction: 0 } : { slice: r.slice, instruction: this.probe.executed };
+  }
+
+  registers(): Registers {
+    return this.machine().registers();
+  }
+
+  /** Guest memory at a linear address (read-only page walk); throws ADDRESS_UNMAPPED. */
+  readMemory(address: number, length: number): Uint8Array {
+    return this.machine().readLinear(address, length);
+  }
+
+  private machine() {
+    return this.probe ? this.probe.machine : this.session.machine;
+  }
+
+  /** The linear address of the next instruction. */
+  get linearEip(): number {
+    return this.probe ? this.probe.stepper.linearEip : 0;
+  }
+
+  /** One instruction forward. */
+  async stepi(): Promise<Stop> {
+    // at a slice's end: the next slice (slices without instructions pass by)
+    while (!this.probe || this.probe.left === 0) {
+      const at = this.position.slice;
+      const next = await this.recordFor(at);
+      if (!next) return "end";
+      await this.openProbe(next);
+    }
+    this.probe.step();
+    if (this.probe.left === 0) await this.nextBoundary();
+    return this.breakpoints.has(this.linearEip) ? "breakpoint" : "step";
+  }
+
+  /** One instruction back. */
+  async reverseStepi(): Promise<Stop> {
+    const pos = this.position;
+    if (pos.instruction > 0) {
+      await this.goto({ slice: pos.slice, instruction: pos.instruction - 1 });
+      return this.breakpoints.has(this.linearEip) ? "breakpoint" : "step";
+    }
+    // the last instruction of the nearest slice before with any
+    for (let k = pos.slice - 1; k >= 0; k--) {
+      const r = await this.recordFor(k);
+      if (r && r.instructions > 0) {
+        await this.goto({ slice: k, instruction: r.instructions - 1 });
+        return this.breakpoints.has(this.linearEip) ? "breakpoint" : "step";
+      }
+    }
+    await this.goto({ slice: 0, instruction: 0 });
+    return "begin";
+  }
+
+  /** Forward until execution reaches a breakpoint (after at least one instruction), or the end. */
+  async cont(): Promise<Stop> {
+    for (;;) {
+      const s = await this.stepi();
+      if (s !== "step") return s;
+    }
+  }
+
+  /** Backward to the last time execution reached a breakpoint before here, or the start. */
+  async reverseCont(): Promise<Stop> {
+    let { slice, instruction: limit } = this.position;
+    for (;;) {
+      // the last hit in this slice before `limit` instructions: stepped once through, forwards
+      const r = slice >= 0 ? await this.recordFor(slice) : undefined;
+      if (r && limit > 0) {
+        const p = await this.openProbe(r);
+        let hit = -1;
+        if (this.breakpoints.has(p.stepper.linearEip)) hit = 0;
+        for (let n = 1; n < limit && p.left > 0; n++) {
+          p.step();
+          if (this.breakpoints.has(p.stepper.linearEip)) hit = n;
+        }
+        if (hit >= 0) {
+          await this.goto({ slice, instruction: hit });
+          return "breakpoint";
+        }
+      }
+      if (slice <= 0) {
+        await this.goto({ slice: 0, instruction: 0 });
+        return "begin";
+      }
+      slice--;
+      const before = await this.recordFor(slice);
+      limit = before ? before.instructions : 0;
+    }
+  }
+
+  close(): void {
+    this.probe?.close();
+    this.session?.close();
+    this.reader?.close();
+  }
+}
