@@ -22,7 +22,7 @@
  * far transfers through call gates, task gates and task switches are refused. A probe never goes
  * on with the recorded timeline: its slice ends differently (see time-tape.ts).
  */
-import { translate, type CpuViews } from "./machine-view.js";
+import { ramView, translate, type CpuViews } from "./machine-view.js";
 import { decode, effectiveAddress, segmentPrefixes, type Decoded, type ModRm } from "./x86-decode.js";
 
 /** v86's CPU internals the stepper reads and drives (views into wasm memory, and exports). */
@@ -122,7 +122,7 @@ export class InstructionStepper {
   }
 
   private byteAt(linear: number): number {
-    return this.cpu.mem8[translate(this.cpu, linear >>> 0)]!;
+    return ramView(this.cpu)[translate(this.cpu, linear >>> 0)]!;
   }
 
   /**
@@ -270,9 +270,10 @@ export class InstructionStepper {
       /* an IDT not mapped: read it entry by entry (each fails) */
     }
     const h = this.handlers;
-    if (h && contiguous && h.key === key && h.phys === phys && Buffer.compare(h.bytes, cpu.mem8.subarray(phys, phys + size)) === 0) return h.entries;
+    const ram = ramView(cpu);
+    if (h && contiguous && h.key === key && h.phys === phys && Buffer.compare(h.bytes, ram.subarray(phys, phys + size)) === 0) return h.entries;
     const entries = this.readHandlerEntries();
-    this.handlers = contiguous ? { key, bytes: cpu.mem8.slice(phys, phys + size), phys, entries } : undefined;
+    this.handlers = contiguous ? { key, bytes: ram.slice(phys, phys + size), phys, entries } : undefined;
     return entries;
   }
 
@@ -327,6 +328,7 @@ export class InstructionStepper {
   private runTo(targets: number[], isHalt: boolean, waking = false): "stepped" | "halted" | "woken" {
     const cpu = this.cpu;
     const here = this.linearEip;
+    const ram = ramView(cpu);
     const pages = new Map<number, number>(); // linear page -> physical page (-1: unmapped), for this step
     for (const t of targets) {
       let page = pages.get(t >>> 12);
@@ -340,9 +342,9 @@ export class InstructionStepper {
       }
       if (page < 0) continue; // unmapped: reaching it faults, and the fault's handler is planted
       const phys = page * 4096 + (t & 0xfff);
-      if (phys >= cpu.memory_size[0]!) continue;
-      if (!this.planted.has(phys)) this.planted.set(phys, cpu.mem8[phys]!);
-      cpu.mem8[phys] = 0xf4;
+      if (phys >= ram.length) continue;
+      if (!this.planted.has(phys)) this.planted.set(phys, ram[phys]!);
+      ram[phys] = 0xf4;
       this.armed.add(t);
     }
     this.trapped = undefined;
@@ -414,9 +416,10 @@ export class InstructionStepper {
 
   private unplant(): void {
     const cpu = this.cpu;
+    const ram = ramView(cpu);
     for (const [phys, byte] of this.planted) {
       // a byte the instruction wrote meanwhile is its own
-      if (cpu.mem8[phys] === 0xf4) cpu.mem8[phys] = byte;
+      if (ram[phys] === 0xf4) ram[phys] = byte;
     }
     this.planted.clear();
     this.armed.clear();

@@ -82,6 +82,16 @@ export function readRegisters(cpu: CpuViews): Registers {
   };
 }
 
+/**
+ * Guest RAM as a plain typed array over the same bytes: v86's `mem8` is a proxy that follows the
+ * memory as it grows, and indexing it costs a trap per byte (a debugger reads and writes thousands).
+ * Valid until wasm memory grows (make a new one per operation).
+ */
+export function ramView(cpu: Pick<CpuViews, "mem8" | "memory_size">): Uint8Array {
+  const m = cpu.mem8;
+  return new Uint8Array(m.buffer, m.byteOffset, cpu.memory_size[0]!);
+}
+
 const unmapped = (linear: number, why: string) =>
   new LockstepError(ErrorCode.addressUnmapped, `Address 0x${(linear >>> 0).toString(16)} is not mapped: ${why}`, undefined, { address: linear >>> 0 });
 
@@ -92,7 +102,7 @@ export function translate(cpu: CpuViews, linear: number): number {
   const cr3 = cpu.cr[3]! >>> 0;
   const cr4 = cpu.cr[4]!;
   if (!(cr0 >>> 31)) return linear; // no paging
-  const ram = cpu.mem8;
+  const ram = ramView(cpu);
   const size = cpu.memory_size[0]!;
   const dword = (at: number, what: string): number => {
     if (at + 4 > size) throw unmapped(linear, `its ${what} at physical 0x${at.toString(16)} is outside RAM`);
@@ -126,7 +136,7 @@ export function readLinear(cpu: CpuViews, linear: number, length: number): Uint8
     const inPage = Math.min(length - done, 4096 - (at & 0xfff));
     const phys = translate(cpu, at);
     if (phys + inPage > cpu.memory_size[0]!) throw unmapped(at, `physical 0x${phys.toString(16)} is outside RAM (${cpu.memory_size[0]} bytes)`);
-    out.set(cpu.mem8.subarray(phys, phys + inPage), done);
+    out.set(ramView(cpu).subarray(phys, phys + inPage), done);
     done += inPage;
   }
   return out;

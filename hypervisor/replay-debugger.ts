@@ -41,6 +41,8 @@ interface SliceRecord {
   start: MachineCheckpoint;
   tape: TimeTape;
   instructions: number;
+  /** The replaying machine right after the slice (before the next boundary's entries): what a probe must reach. */
+  end: { registers: Registers; digest: string };
 }
 
 /** Records kept (each holds a copy of the machine's memory). */
@@ -113,7 +115,8 @@ export class ReplayDebugger {
       onSlice: (result) => {
         const t = this.taping;
         if (!t) return;
-        this.taped = { slice: t.slice, start: t.start, tape: tape.stop(), instructions: result.instructions };
+        const end = { registers: machine.registers(), digest: machine.digest({ ignorePreviousIp: true }) };
+        this.taped = { slice: t.slice, start: t.start, tape: tape.stop(), instructions: result.instructions, end };
         this.taping = undefined;
       },
     });
@@ -191,13 +194,38 @@ export class ReplayDebugger {
    */
   private async nextBoundary(): Promise<void> {
     const r = this.record!;
+    this.probe!.finish();
+    this.checkEnd(r);
     const next = await this.recordFor(r.slice + 1);
     if (next) await this.openProbe(next);
     else {
       // recordFor may have replayed from the start: the probe is this slice's again, stepped to its end
-      if (this.record !== r) await this.openProbe(r);
-      this.probe!.finish();
+      if (this.record !== r) {
+        const p = await this.openProbe(r);
+        while (p.step());
+        p.finish();
+      }
     }
+  }
+
+  /**
+   * The probe ran the whole slice: it must hold what the replaying machine held after it. Where it
+   * does not, the recording was made with v86's JIT, whose instruction counts and interrupt points
+   * differ from its interpreter's (a block that faults counts all its instructions; a block's exit
+   * takes pending interrupts); a recording made with `--no-jit` replays in the interpreter too.
+   */
+  private checkEnd(r: SliceRecord): void {
+    const m = this.probe!.machine;
+    if (m.digest({ ignorePreviousIp: true }) === r.end.digest) return;
+    const jit = this.header.jit !== false;
+    throw new LockstepError(
+      ErrorCode.debugUnsupported,
+      `Slice ${r.slice + 1} did not come out the same stepped instruction by instruction as replayed whole (EIP 0x${m.registers().eip.toString(16)}, replay 0x${r.end.registers.eip.toString(16)}): what was shown inside it may be wrong`,
+      jit
+        ? "the recording was made with v86's JIT, whose instruction counts differ from its interpreter's where an instruction faults: record with --no-jit to debug instruction by instruction (or report it)"
+        : "please report it: stepping must reach the slice's end exactly",
+      { slice: r.slice + 1 },
+    );
   }
 
   /** Where the debugger is (the recording's last slice run to its end: its last boundary). */

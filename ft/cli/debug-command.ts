@@ -114,11 +114,12 @@ export function parseListen(spec: string): { host: string; port: number } {
   return { host: m[1]?.replace(/^\[|\]$/g, "") ?? "127.0.0.1", port };
 }
 
-export async function gdbCommand(options: { file: string; listen: string; image?: string }): Promise<void> {
+export async function gdbCommand(options: { file: string; listen: string; at: number; image?: string }): Promise<void> {
   const { host, port } = parseListen(options.listen);
   const log = componentLogger("gdb");
   const d = await ReplayDebugger.open({ file: options.file, ...(options.image ? { image: options.image } : {}) });
   try {
+    if (options.at > 0) await d.goto({ slice: options.at, instruction: 0 });
     const served = await serveGdb(d, host, port, log);
     const where = `${host.includes(":") ? `[${host}]` : host}:${served.port}`;
     log.info({ listen: where, file: options.file }, "serving gdb");

@@ -211,7 +211,7 @@ export function buildProgram(): Command {
     .command("debug")
     .description("debug a recording: show the machine at a slice boundary (--at), or serve gdb on a replay that steps and runs forwards and backwards (--gdb)")
     .argument("<file.lslog>", "the recording")
-    .option("--at <slice>", "the slice boundary to stop at (slices completed)", (v) => nonNegativeInt("--at")(v))
+    .option("--at <slice>", "the slice boundary to stop at (slices completed); with --gdb, where gdb starts", (v) => nonNegativeInt("--at")(v))
     .option("--gdb <[host:]port>", "serve the gdb remote protocol (i386) here: `target remote HOST:PORT`, then stepi, continue, reverse-stepi, reverse-continue")
     .option("--memory <addr[:len]>", "guest memory to show, at a virtual address (0x... or decimal; length default 64); repeatable", (v: string, all: string[]) => [...all, v], [] as string[])
     .option("--image <name|config.json>", "machine config (default: the bundled image the recording names)")
@@ -219,8 +219,8 @@ export function buildProgram(): Command {
     .option("--json", "machine-readable output")
     .action(async (file, opts) => {
       const image = opts.cdrom ? { image: `cdrom:${resolvePath(opts.cdrom)}` } : opts.image ? { image: opts.image as string } : {};
-      if ((opts.at === undefined) === (opts.gdb === undefined)) throw new LockstepError(ErrorCode.usage, "lockstep debug needs one of --at SLICE and --gdb [HOST:]PORT", "--at prints the machine at a boundary; --gdb serves gdb");
-      if (opts.gdb !== undefined) return gdbCommand({ file, listen: opts.gdb as string, ...image });
+      if (opts.at === undefined && opts.gdb === undefined) throw new LockstepError(ErrorCode.usage, "lockstep debug needs --at SLICE, --gdb [HOST:]PORT, or both", "--at alone prints the machine at a boundary; --gdb serves gdb, from --at's boundary if given");
+      if (opts.gdb !== undefined) return gdbCommand({ file, listen: opts.gdb as string, at: opts.at ?? 0, ...image });
       return debugCommand({ file, at: opts.at, memory: opts.memory, json: Boolean(opts.json), ...image });
     });
 

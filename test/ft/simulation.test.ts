@@ -12,13 +12,13 @@
 // acknowledged input is applied exactly once, checked at every ack and every takeover. After the
 // faults heal, the guest runs again and all console input is acknowledged. Seeds come in two files
 // (this one and simulation-more.test.ts) so that they run on both cores; SIM_SEEDS sets how many
-// per file (default 500; `npm run soak:sim` runs 5000 per file); SIM_SEED runs one, and SIM_LOG=1 with it prints what the nodes log.
+// per file (default 300; `npm run soak:sim` runs 5000 per file); SIM_SEED runs one, and SIM_LOG=1 with it prints what the nodes log.
 import { describe, expect, it } from "vitest";
 import { SimCluster, simOptionsFromSeed } from "../../ft/testing/sim-cluster.js";
 
 const single = process.env.SIM_SEED !== undefined ? Number(process.env.SIM_SEED) : undefined;
 const firstSeed = Number(process.env.SIM_FIRST_SEED ?? 1);
-const seeds = single !== undefined ? [single] : Array.from({ length: Number(process.env.SIM_SEEDS ?? 500) }, (_, i) => firstSeed + i);
+const seeds = single !== undefined ? [single] : Array.from({ length: Number(process.env.SIM_SEEDS ?? 300) }, (_, i) => firstSeed + i);
 /** About 0.1 s a seed on a loaded machine; the default 120 s would not cover a file of 1000. */
 const timeoutMs = Math.max(120_000, seeds.length * 500);
 

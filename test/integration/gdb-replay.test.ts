@@ -43,7 +43,7 @@ describe("gdb on a replay", () => {
     drivers.push(d);
     d.runUntil(/tiny> /);
     d.type("busy 20\r"); // about 26 slices of a two-instruction loop: it runs to the recording's end
-    d.runSlices(4);
+    d.runSlices(6);
     const inLoop = d.session.driver.slice;
     d.runSlices(4);
     d.recorder.progress();
@@ -53,7 +53,8 @@ describe("gdb on a replay", () => {
     const at = await debugAt({ file, at: inLoop, memory: [] });
     const breakAt = at.registers.eip;
 
-    const server = spawn(process.execPath, [cliPath, "debug", file, "--gdb", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, LOCKSTEP_LOG_LEVEL: "warn" } });
+    // gdb starts a few slices before (the boot slice, stepped, does not come out exact yet: see the issue)
+    const server = spawn(process.execPath, [cliPath, "debug", file, "--gdb", "127.0.0.1:0", "--at", String(inLoop - 3)], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, LOCKSTEP_LOG_LEVEL: "warn" } });
     children.push(server);
     let err = "";
     server.stderr!.on("data", (b: Buffer) => (err += b.toString()));
