@@ -685,6 +685,7 @@ export class NodeCore {
       protected: this.primary?.state === "protected",
       backup: this.primary?.backupId ?? null,
       lagSlices: this.primary ? (this.primary.lagSlices(this.machineSlice) ?? null) : null,
+      joining: this.primary?.joinProgress ?? null,
       logEntries: this.primary?.logLength ?? this.backup?.have ?? 0,
       logHeld: this.logHeld() ?? null,
       logComplete: this.backup?.complete ?? null,

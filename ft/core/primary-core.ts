@@ -354,10 +354,10 @@ export class PrimaryCore {
     if (this.log.end - from >= this.config.unackedEntriesMax || this.log.bytesBetween(from, this.log.end) >= this.config.unackedBytesMax) return false;
     // no lag control while a backup replays from power-on (it would stall the guest for the whole
     // history); one that joined from a checkpoint starts close behind and is held within bounds
-    // once it has the checkpoint (it then reports it executed through the checkpoint's slice);
-    // until then the guest goes on: a checkpoint lost on the way, asked for again, must not hold it
-    // all that while
-    if (this.state === "joining" && (!p.fromCheckpoint || p.checkpoint !== undefined || p.executed < (p.checkpointSlice ?? 0))) return true;
+    // once it has built its machine from the checkpoint (it then reports it executed through the
+    // checkpoint's slice, where it reported nothing before); until then the guest goes on: a
+    // checkpoint lost on the way, asked for again, must not hold it all that while
+    if (this.state === "joining" && (!p.fromCheckpoint || p.checkpoint !== undefined || p.executed === 0)) return true;
     const lag = currentSlice - p.executed;
     // a joiner that merely keeps pace would sit for ever between the bound it must reach to protect
     // (lagSlicesMax / 2) and the one that pauses the guest (lagSlicesMax): while it joins, the guest
@@ -367,6 +367,12 @@ export class PrimaryCore {
     if (this.lagPaused && lag <= this.config.lagSlicesMax / 2 && lagMs <= this.config.lagMsMax / 2) this.lagPaused = false;
     else if (!this.lagPaused && (lag > this.config.lagSlicesMax || lagMs > this.config.lagMsMax)) this.lagPaused = true;
     return !this.lagPaused;
+  }
+
+  /** A joining backup's progress (for /status): the checkpoint's slice and what it executed. */
+  get joinProgress(): { checkpointSlice: number | null; executed: number; checkpoint: string | null } | null {
+    const p = this.peer;
+    return p && this.state === "joining" ? { checkpointSlice: p.checkpointSlice ?? null, executed: p.executed, checkpoint: p.checkpoint ?? null } : null;
   }
 
   /** Backup lag in slices, or undefined when unprotected. */
@@ -453,6 +459,10 @@ export class PrimaryCore {
           lastHeardMs: nowMs,
           lastBeatMs: Number.NEGATIVE_INFINITY,
           ...(join ? { checkpoint: "wanted" as const, fromCheckpoint: true } : {}),
+          // the same backup saying hello again (a reconnect) after it joined from a checkpoint is
+          // still one: lag control goes on holding the guest for it (it lost that, and a joiner no
+          // faster than the guest never caught up)
+          ...(!join && known?.fromCheckpoint && known.checkpoint === undefined && have > 0 ? { fromCheckpoint: true } : {}),
         };
         if (this.state === "unprotected") {
           this.state = "joining";
