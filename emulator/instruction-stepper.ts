@@ -23,7 +23,7 @@
  * on with the recorded timeline: its slice ends differently (see time-tape.ts).
  */
 import { ramView, translate, type CpuViews } from "./machine-view.js";
-import { decode, effectiveAddress, segmentPrefixes, type Decoded, type ModRm } from "./x86-decode.js";
+import { decode, effectiveAddress, type Decoded, type ModRm } from "./x86-decode.js";
 
 /** v86's CPU internals the stepper reads and drives (views into wasm memory, and exports). */
 export interface StepperCpu extends CpuViews {
@@ -160,7 +160,7 @@ export class InstructionStepper {
         targets.add(this.farTarget(flow.selector, flow.offset));
         break;
       case "far": {
-        const op = this.opcodeOf(here);
+        const op = d.opcode;
         const size = d.operand32 ? 4 : 2;
         if (op === 0xcb || op === 0xca) targets.add(this.farTarget(this.readStack(size, 2), this.readStack(0, size)));
         else if (op === 0xff && d.modrm) {
@@ -195,15 +195,6 @@ export class InstructionStepper {
     const r = this.runTo([...targets].filter((t) => ((t - here) >>> 0) >= d.length), flow.kind === "halt");
     if (r === "woken") throw new Error("unreachable");
     return r;
-  }
-
-  /** The first byte of the instruction at `linear` that is not a prefix. */
-  private opcodeOf(linear: number): number {
-    for (let i = 0; i < 15; i++) {
-      const b = this.byteAt(linear + i);
-      if (b !== 0x66 && b !== 0x67 && b !== 0xf2 && b !== 0xf3 && b !== 0xf0 && !segmentPrefixes.has(b)) return b;
-    }
-    return -1;
   }
 
   private linearOf(m: ModRm): number {
@@ -385,30 +376,18 @@ export class InstructionStepper {
   private repeatRound(d: Decoded): "stepped" {
     const cpu = this.cpu;
     const here = this.linearEip;
-    let at = 0;
-    let asize32 = cpu.is_32[0] !== 0;
-    let segment = 3;
-    let repz = true;
-    for (;;) {
-      const b = this.byteAt(here + at);
-      if (b === 0x67) asize32 = !asize32;
-      else if (b === 0xf2) repz = false;
-      else if (b === 0xf3) repz = true;
-      else if (segmentPrefixes.has(b)) segment = segmentPrefixes.get(b)!;
-      else if (b !== 0x66 && b !== 0xf0) break;
-      at++;
-    }
-    const op = this.byteAt(here + at);
+    const op = d.opcode;
     const width = op & 1 ? (d.operand32 ? "d" : "w") : "b";
     const name = { 0xa4: "movs", 0xa5: "movs", 0xa6: "cmps", 0xa7: "cmps", 0xaa: "stos", 0xab: "stos", 0xac: "lods", 0xad: "lods", 0xae: "scas", 0xaf: "scas", 0x6c: "ins", 0x6d: "ins", 0x6e: "outs", 0x6f: "outs" }[op];
     const compares = name === "cmps" || name === "scas";
-    const fn = cpu.wm.exports[`${name}${width}_${compares ? (repz ? "repz" : "repnz") : "rep"}`];
+    const fn = cpu.wm.exports[`${name}${width}_${compares ? (d.repnz ? "repnz" : "repz") : "rep"}`];
     if (!name || !fn) throw new StepError("unsupported", `no v86 export for the string instruction 0x${op.toString(16)}`);
     cpu.previous_ip[0] = here | 0;
     cpu.instruction_pointer[0] = (here + d.length) | 0;
     const counterBefore = cpu.instruction_counter[0]!;
     // stos, lods, scas, ins take no segment (ES or DS fixed); movs, cmps, outs take the source's
-    this.probe.run(() => (name === "stos" || name === "scas" || name === "ins" ? fn(asize32 ? 1 : 0) : fn(asize32 ? 1 : 0, segment)));
+    const asize32 = d.address32 ? 1 : 0;
+    this.probe.run(() => (name === "stos" || name === "scas" || name === "ins" ? fn(asize32) : fn(asize32, d.segment ?? 3)));
     cpu.instruction_counter[0] = (counterBefore + 1) >>> 0;
     this.steps++;
     return "stepped";

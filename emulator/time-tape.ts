@@ -31,28 +31,25 @@ export class TapeRecorder implements GuestEnvironment {
     return t;
   }
 
-  nowMs(): number {
-    const v = this.inner.nowMs();
-    this.tape?.now.push(v);
+  private keep(kind: keyof TimeTape, v: number): number {
+    this.tape?.[kind].push(v);
     return v;
+  }
+
+  nowMs(): number {
+    return this.keep("now", this.inner.nowMs());
   }
 
   epochMs(): number {
-    const v = this.inner.epochMs();
-    this.tape?.epoch.push(v);
-    return v;
+    return this.keep("epoch", this.inner.epochMs());
   }
 
   random(): number {
-    const v = this.inner.random();
-    this.tape?.random.push(v);
-    return v;
+    return this.keep("random", this.inner.random());
   }
 
   randomU32(): number {
-    const v = this.inner.randomU32();
-    this.tape?.randomU32.push(v);
-    return v;
+    return this.keep("randomU32", this.inner.randomU32());
   }
 }
 

@@ -25,7 +25,7 @@ function bitset(ranges: Array<[number, number]>): Uint8Array {
 }
 
 /** Segment override prefixes and the segment each names (v86's order: ES CS SS DS FS GS). */
-export const segmentPrefixes = new Map([[0x26, 0], [0x2e, 1], [0x36, 2], [0x3e, 3], [0x64, 4], [0x65, 5]]);
+const segmentPrefixes = new Map([[0x26, 0], [0x2e, 1], [0x36, 2], [0x3e, 3], [0x64, 4], [0x65, 5]]);
 
 /** How control may leave an instruction. */
 export type Flow =
@@ -59,7 +59,14 @@ export interface ModRm {
 export interface Decoded {
   length: number;
   flow: Flow;
+  /** The first byte after the prefixes. */
+  opcode: number;
   operand32: boolean;
+  address32: boolean;
+  /** A segment override prefix (0 ES … 5 GS), else undefined. */
+  segment?: number;
+  /** The last REP prefix was F2 (REPNZ), not F3. */
+  repnz: boolean;
   /** The ModRM operand, when the instruction has one. */
   modrm?: ModRm;
 }
@@ -76,12 +83,16 @@ export function decode(read: ReadByte, code32: boolean, eip: number): Decoded {
   let operand32 = code32;
   let address32 = code32;
   let rep = false;
+  let repnz = false;
   let segment: number | undefined;
   for (;;) {
     const b = read(at);
     if (b === 0x66) operand32 = !code32;
     else if (b === 0x67) address32 = !code32;
-    else if (b === 0xf2 || b === 0xf3) rep = true;
+    else if (b === 0xf2 || b === 0xf3) {
+      rep = true;
+      repnz = b === 0xf2;
+    }
     else if (b === 0xf0) {
       /* lock */
     } else if (segmentPrefixes.has(b)) segment = segmentPrefixes.get(b);
@@ -163,7 +174,7 @@ export function decode(read: ReadByte, code32: boolean, eip: number): Decoded {
   else if (op === 0xff && modrm && (modrm.reg === 2 || modrm.reg === 4)) flow = { kind: "indirect", modrm, call: modrm.reg === 2 };
   else if (op === 0xff && modrm && (modrm.reg === 3 || modrm.reg === 5)) flow = { kind: "far" };
   else if (rep && ((op >= 0xa4 && op <= 0xa7) || (op >= 0xaa && op <= 0xaf) || (op >= 0x6c && op <= 0x6f))) flow = { kind: "repeat" };
-  return { length, flow, operand32, ...(modrm ? { modrm } : {}) };
+  return { length, flow, opcode: op, operand32, address32, repnz, ...(segment !== undefined ? { segment } : {}), ...(modrm ? { modrm } : {}) };
 }
 
 function readUnsigned(read: ReadByte, at: number, bytes: number): number {
