@@ -21,6 +21,10 @@
  * one round per step (v86 counts each round as an instruction, and re-runs it at the same address);
  * far transfers through call gates, task gates and task switches are refused. A probe never goes
  * on with the recorded timeline: its slice ends differently (see time-tape.ts).
+ *
+ * (About 420 lines, kept whole: working out the next instruction's addresses, planting, the trap
+ * and its undoing are one mechanism whose invariants — what is planted, what the trap left — span
+ * all of them.)
  */
 import { ramView, translate, type CpuViews } from "./machine-view.js";
 import { decode, effectiveAddress, type Decoded, type ModRm } from "./x86-decode.js";
