@@ -27,6 +27,8 @@ export interface BackupConfig {
   arbiterId?: string;
   /** Where this node serves its status and console, said in the hello (the web view finds the pair's nodes). */
   url?: string;
+  /** An id of this backup's run, said in the hello: the primary tells a restart from an old hello by it. */
+  run?: string;
 }
 
 export type BackupState = "waiting" | "following" | "claiming" | "live" | "halted";
@@ -102,8 +104,8 @@ export class BackupCore {
 
   private hello(): BackupEffect {
     const join = this.joinMode && !this.checkpointed;
-    const { arbiterId: arbiter, url } = this.config;
-    return { type: "send", message: { type: "hello", epoch: this.epoch, nodeId: this.config.nodeId, have: this.have, ...(join ? { join: true } : {}), ...(arbiter !== undefined ? { arbiter } : {}), ...(url !== undefined ? { url } : {}) } };
+    const { arbiterId: arbiter, url, run } = this.config;
+    return { type: "send", message: { type: "hello", epoch: this.epoch, nodeId: this.config.nodeId, have: this.have, ...(join ? { join: true } : {}), ...(arbiter !== undefined ? { arbiter } : {}), ...(url !== undefined ? { url } : {}), ...(run !== undefined ? { run } : {}) } };
   }
 
   /** Entries held, counted in the primary's log. */

@@ -51,6 +51,8 @@ export interface NodeConfig {
   channelTimeoutMs?: number;
   /** Backup: join from a checkpoint of the running primary instead of replaying from power-on. */
   join?: boolean;
+  /** Backup: an id of this run (unique per process start; the primary tells a restart by it). */
+  run?: string;
   /** Overrides of the primary's bounds (the simulation uses small ones). */
   primary?: Partial<Omit<PrimaryConfig, "nodeId" | "heartbeatIntervalMs" | "failureTimeoutMs" | "channelTimeoutMs">>;
   /** Console bytes kept for clients that resume (default 1 MiB). */
@@ -204,7 +206,7 @@ export class NodeCore {
   /** A backup: wait for a primary. */
   startBackup(): NodeEffect[] {
     const c = this.config;
-    this.backup = new BackupCore({ nodeId: c.nodeId, heartbeatIntervalMs: c.heartbeatIntervalMs, failureTimeoutMs: c.failureTimeoutMs, channelTimeoutMs: this.primaryConfig().channelTimeoutMs, retention: this.primaryConfig().retention, ...(c.join ? { join: true } : {}), ...(c.arbiterId !== undefined ? { arbiterId: c.arbiterId } : {}), ...(this.advertisedUrl !== undefined ? { url: this.advertisedUrl } : {}) });
+    this.backup = new BackupCore({ nodeId: c.nodeId, heartbeatIntervalMs: c.heartbeatIntervalMs, failureTimeoutMs: c.failureTimeoutMs, channelTimeoutMs: this.primaryConfig().channelTimeoutMs, retention: this.primaryConfig().retention, ...(c.join ? { join: true } : {}), ...(c.arbiterId !== undefined ? { arbiterId: c.arbiterId } : {}), ...(c.run !== undefined ? { run: c.run } : {}), ...(this.advertisedUrl !== undefined ? { url: this.advertisedUrl } : {}) });
     this.role = "backup";
     return [];
   }

@@ -12,7 +12,12 @@
  *     bytes, so no frame is ever too large for the peer (a disk-read entry carries up to 256 KiB).
  *   - Lag control: when the backup has executed more than `lagSlicesMax` slices less than the
  *     primary, or the oldest slice it has not executed ended more than `lagMsMax` ago, the guest
- *     pauses until the backup is within half of both (hysteresis).
+ *     pauses until the backup is within half of both (hysteresis). A joining backup must come
+ *     within half of `lagSlicesMax` to protect: one joining from a checkpoint is held to that bound
+ *     once it runs; one replaying from power-on converges instead (the guest advances at most half
+ *     as many slices as it replays), so a joiner no faster than the guest still catches up.
+ *   - A hello from the protecting backup's node id is a restart (the next epoch is claimed before
+ *     it joins again) when it says another run, or, without a run, nothing held.
  *   - Retransmission: entries sent and not acknowledged while the backup's acks stop moving for
  *     `retransmitMs` are sent again from what it has. A frame may be lost or overtaken (a log frame
  *     that arrives before the header is dropped); when that was the last frame before flow control
@@ -173,6 +178,8 @@ interface Peer {
    * show it is past the newest checkpoint.
    */
   floor?: number;
+  /** The backup's run (process start) as its hello said. */
+  run?: string;
   /** Slice the backup's log is complete through. */
   complete: number;
   /** Slices the backup has executed. */
@@ -190,6 +197,11 @@ interface Peer {
   fromCheckpoint?: boolean;
   /** The slice of the checkpoint sent to it (lag control applies once it has executed that far). */
   checkpointSlice?: number;
+  /**
+   * Replaying from power-on (or from where its log ended): the primary's slice and what the backup
+   * had executed when it said hello. Convergence is measured from here (see `mayRun`).
+   */
+  replayFrom?: { slice: number; executed: number };
 }
 
 export class PrimaryCore {
@@ -357,8 +369,19 @@ export class PrimaryCore {
     // once it has built its machine from the checkpoint (it then reports it executed through the
     // checkpoint's slice, where it reported nothing before); until then the guest goes on: a
     // checkpoint lost on the way, asked for again, must not hold it all that while
-    if (this.state === "joining" && (!p.fromCheckpoint || p.checkpoint !== undefined || p.executed === 0)) return true;
+    if (this.state === "joining" && p.fromCheckpoint && (p.checkpoint !== undefined || p.executed === 0)) return true;
     const lag = currentSlice - p.executed;
+    // A backup replaying from power-on is not held to a lag bound: that would stall the guest for
+    // the whole history. But one no faster than the guest would never catch up either (an idle
+    // guest's slices cost the replay about what they cost the primary), so the guest advances at
+    // most half as many slices as the backup replays since its hello, past a head start of
+    // lagSlicesMax: a joiner twice as fast as the guest never holds it, a slower one is caught up
+    // after replaying at most twice the history (QEMU's auto-converge throttles a migrating guest
+    // the same way). Once close, the joiner is held to like any other (below).
+    if (this.state === "joining" && !p.fromCheckpoint && lag > this.config.lagSlicesMax / 2) {
+      const from = p.replayFrom ?? { slice: currentSlice, executed: p.executed };
+      return currentSlice - from.slice < this.config.lagSlicesMax + (p.executed - from.executed) / 2;
+    }
     // a joiner that merely keeps pace would sit for ever between the bound it must reach to protect
     // (lagSlicesMax / 2) and the one that pauses the guest (lagSlicesMax): while it joins, the guest
     // waits at the first, so the join ends as soon as the joiner replays what it was behind
@@ -412,8 +435,13 @@ export class PrimaryCore {
         // A hello overtaken by its own later acks (or a duplicate of an older one) asks for less than
         // the backup holds (it never loses entries; a restarted one says 0): go on from what it
         // acknowledged or said it held before.
-        const have = message.have > end ? 0 : known && message.have > 0 ? Math.max(message.have, known.acked) : message.have;
-        const restarted = known !== undefined && (message.join === true || message.have === 0 || have < this.log.base);
+        // A hello that says its run (a process start) is the same backup when the run matches, even
+        // saying 0 (one sent before anything arrived, overtaken by the acks that made it protect:
+        // taking it for a restart claimed the next epoch and left the pair unprotected for good);
+        // without a run, 0 means a restart.
+        const sameRun = known !== undefined && (message.run !== undefined && known.run !== undefined ? message.run === known.run : message.have > 0);
+        const have = message.have > end ? 0 : sameRun ? Math.max(message.have, known.acked) : message.have;
+        const restarted = known !== undefined && (message.join === true || !sameRun || have < this.log.base);
         if (this.state === "protected" && this.peer && (this.peer.nodeId !== message.nodeId || restarted)) {
           // The protecting backup fell silent (or restarted) and a backup asks to join. The old one
           // may be alive behind a partition and about to claim the next epoch: this side must win
@@ -449,6 +477,7 @@ export class PrimaryCore {
         this.peer = {
           nodeId: message.nodeId,
           ...(message.url !== undefined ? { url: message.url } : {}),
+          ...(message.run !== undefined ? { run: message.run } : {}),
           have: join ? 0 : have,
           // what it says it holds counts as acknowledged: a stale hello later cannot ask for less
           acked: known && !join && have > 0 ? Math.max(known.acked, have) : !join ? have : 0,
@@ -464,6 +493,9 @@ export class PrimaryCore {
           // faster than the guest never caught up)
           ...(!join && known?.fromCheckpoint && known.checkpoint === undefined && have > 0 ? { fromCheckpoint: true } : {}),
         };
+        // (the same run asking again goes on from where its replay was measured: a fresh head start
+        // at every reconnect or gap would let the guest outrun it for ever)
+        if (!this.peer.fromCheckpoint) this.peer.replayFrom = (sameRun && !restarted && known.replayFrom) || { slice: this.currentSlice, executed: this.peer.executed };
         if (this.state === "unprotected") {
           this.state = "joining";
           effects.push({ type: "log", level: "info", msg: "backup attached: catching up", fields: { backup: message.nodeId, epoch: this.epoch, have } });

@@ -20,6 +20,7 @@
  * and heartbeats are served at once, never after a batch of slices.
  */
 import { EventEmitter } from "node:events";
+import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import type { Logger } from "pino";
@@ -148,6 +149,7 @@ export class LockstepNode extends EventEmitter {
       failureTimeoutMs: options.failureTimeoutMs,
       ...(options.channelTimeoutMs !== undefined ? { channelTimeoutMs: options.channelTimeoutMs } : {}),
       ...(options.join ? { join: true } : {}),
+      run: randomBytes(8).toString("hex"),
       ...(options.arbiterId !== undefined ? { arbiterId: options.arbiterId } : {}),
       ...(options.arbiter.hold ? { arbiterHold: true } : {}),
       ...(options.powerOnLogBytesMax !== undefined ? { primary: { retention: { ...defaultLogRetention, powerOnLogBytesMax: options.powerOnLogBytesMax } } } : {}),

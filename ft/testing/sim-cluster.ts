@@ -109,7 +109,9 @@ export class SimCluster {
   private readonly disk: SimSharedDisk;
   private readonly consoles: SimConsoles;
   private readonly check: SimInvariants;
-  private readonly ownStats = { failovers: 0, kills: 0, pauses: 0, joins: 0, checkpointsRestored: 0, toldToJoin: 0, logHeldMax: 0, partitions: 0, halts: 0, messages: 0, dropped: 0, lost: 0, reissued: 0, diskOutages: 0, diskStalls: 0, newcomers: 0, newcomersAtSilence: 0, newcomersGaveUp: 0, silencedClaims: 0, leasedSeeds: 0, holdsRenewed: 0, holdLapses: 0, newerEpochHalts: 0, stalls: 0, beatsSent: 0 };
+  private readonly ownStats = { failovers: 0, kills: 0, pauses: 0, joins: 0, checkpointsRestored: 0, toldToJoin: 0, logHeldMax: 0, partitions: 0, halts: 0, messages: 0, dropped: 0, lost: 0, reissued: 0, diskOutages: 0, diskStalls: 0, newcomers: 0, newcomersAtSilence: 0, newcomersGaveUp: 0, silencedClaims: 0, leasedSeeds: 0, holdsRenewed: 0, holdLapses: 0, newerEpochHalts: 0, stalls: 0, beatsSent: 0, protections: 0, joinTicksMax: 0 };
+  /** The live primary's state at the last tick, and since when it has been joining a backup. */
+  private joining: { node: SimNode; since: number } | undefined;
   /** The VM is gone: its only live copy died while no backup could take over (unprotected). */
   lost = false;
 
@@ -247,9 +249,22 @@ export class SimCluster {
       if (this.running(n)) this.tickNode(n);
       this.checkLogHeld(n);
     }
+    this.noteJoins();
     this.consoles.step(calm);
     this.check.tick();
     this.checkLost();
+  }
+
+  /** How long primaries take to protect a joining backup (a join that never ends is a livelock). */
+  private noteJoins(): void {
+    const p = this.nodes.find((n) => n.alive && n.core.primary && n.core.primary.state !== "halted");
+    const state = p?.core.primary!.state;
+    if (p && state === "joining" && this.joining?.node !== p) this.joining = { node: p, since: this.tick };
+    if (this.joining && (this.joining.node !== p || state !== "joining")) {
+      if (this.joining.node === p && state === "protected") this.ownStats.protections++;
+      this.joining = undefined;
+    }
+    if (this.joining) this.ownStats.joinTicksMax = Math.max(this.ownStats.joinTicksMax, this.tick - this.joining.since);
   }
 
   private running(n: SimNode): boolean {
@@ -549,7 +564,7 @@ export class SimCluster {
     this.apply(n, n.core.tick(this.tick, m?.slice ?? 0));
     if (!m || !n.alive || n.core.role === "halted") return;
     const before = m.slice;
-    m.step(this.tick, m.role === "primary" ? 1 : 5);
+    m.step(this.tick, m.role === "primary" ? 1 : this.options.backupSlicesPerTick);
     if (m.slice > before) n.ranAt = this.tick;
     this.check.appliedOnce(n);
   }

@@ -77,6 +77,7 @@ export class SimNode {
       failureTimeoutMs,
       channelTimeoutMs,
       ...(join ? { join: true } : {}),
+      run: nodeId,
       primary: { unackedEntriesMax: 400, lagSlicesMax: 50, retention: { ...defaultLogRetention, powerOnLogEntriesMax } },
       consoleRetainBytes: 1 << 30,
       ...(arbiterHold ? { arbiterHold: true } : {}),

@@ -51,6 +51,8 @@ export interface SimOptions {
   stallMaxTicks: number;
   /** Nodes send heartbeat datagrams beside the channel (off: detection rests on the channel alone). */
   beats: boolean;
+  /** Slices a backup's machine replays per tick at most (the primary's runs one). */
+  backupSlicesPerTick: number;
 }
 
 export function simOptionsFromSeed(seed: number, ticks = 3000): SimOptions {
@@ -78,5 +80,12 @@ export function simOptionsFromSeed(seed: number, ticks = 3000): SimOptions {
     stallRate: r.chance(0.3) ? r.next() * 0.002 : 0,
     stallMaxTicks: r.int(100, 1000),
     beats: true,
+    backupSlicesPerTick: r.chance(0.2) ? 1 : 5,
   };
+}
+
+/** A seed's options with no fault at all (a test then turns on the ones it is about). */
+export function simOptionsWithoutFaults(seed: number, ticks = 3000): SimOptions {
+  const none = { dropRate: 0, duplicateRate: 0, killRate: 0, pauseRate: 0, partitionRate: 0, arbiterOutageRate: 0, consoleDropRate: 0, diskOutageRate: 0, newcomerRate: 0, stallRate: 0 };
+  return { ...simOptionsFromSeed(seed, ticks), ...none };
 }

@@ -3,10 +3,12 @@
  * carries the sender's epoch: a side ignores messages of another epoch, so a primary of an old epoch
  * never gets acks and can never release output (VMware FT §2.3).
  *
- *   backup  -> primary  hello     {epoch, nodeId, have, join?, arbiter?} have: log entries it
- *                                  already holds; join: start from a checkpoint of the running
- *                                  machine, not power-on; arbiter: the identity of the arbiter it
- *                                  uses (a primary using another one refuses it: close code 4004)
+ *   backup  -> primary  hello     {epoch, nodeId, have, join?, arbiter?, url?, run?} have: log
+ *                                  entries it already holds; join: start from a checkpoint of the
+ *                                  running machine, not power-on; arbiter: the identity of the
+ *                                  arbiter it uses (a primary using another one refuses it: close
+ *                                  code 4004); run: an id of this backup's process (a hello of the
+ *                                  same node id and another run is a restart, whatever `have` says)
  *   primary -> backup   checkpoint {epoch, first, slice, part, parts, data, console, inputs, consoleTail?}
  *                                  a compressed session checkpoint at boundary `slice`, in parts; the
  *                                  log continues with entry `first`; the console stream's offset
@@ -43,7 +45,7 @@ export const checkpointPartsMax = 256;
 export const consoleTailBytesMax = 256 * 1024;
 
 export type PeerMessage =
-  | { type: "hello"; epoch: number; nodeId: string; have: number; join?: boolean; arbiter?: string; url?: string }
+  | { type: "hello"; epoch: number; nodeId: string; have: number; join?: boolean; arbiter?: string; url?: string; run?: string }
   | {
       type: "checkpoint";
       epoch: number;
@@ -80,7 +82,7 @@ export function decodePeerMessage(bytes: Uint8Array): PeerMessage {
   switch (f.type) {
     case "hello": {
       if (f.join !== undefined && typeof f.join !== "boolean") throw new WireError(WireErrorCode.malformed, "Frame hello: field join must be a boolean");
-      return { type: "hello", epoch, nodeId: str(f, "nodeId"), have: count(f, "have"), ...(f.join === true ? { join: true } : {}), ...(f.arbiter !== undefined ? { arbiter: str(f, "arbiter") } : {}), ...(f.url !== undefined ? { url: httpUrl(f) } : {}) };
+      return { type: "hello", epoch, nodeId: str(f, "nodeId"), have: count(f, "have"), ...(f.join === true ? { join: true } : {}), ...(f.arbiter !== undefined ? { arbiter: str(f, "arbiter") } : {}), ...(f.url !== undefined ? { url: httpUrl(f) } : {}), ...(f.run !== undefined ? { run: str(f, "run") } : {}) };
     }
     case "checkpoint": {
       const parts = count(f, "parts");

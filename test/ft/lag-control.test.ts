@@ -68,3 +68,48 @@ describe("lag control while a backup joins from a checkpoint", () => {
     expect(paused).toBeLessThanOrEqual(50); // no longer than the joiner takes to replay down to the bound
   });
 });
+
+describe("lag control while a backup replays from power-on", () => {
+  it("a joiner that replays no faster than the guest runs catches up: the guest runs at half its pace meanwhile (it stayed joining for ever)", () => {
+    const p = new PrimaryCore({ ...defaultPrimaryConfig, nodeId: "A", lagSlicesMax: 200, lagMsMax: 1e9 }, 1, header);
+    p.append({ kind: "progress", slice: 0, icount: 0 });
+    // the guest ran 1000 slices before the backup said hello
+    let slice = 1000;
+    p.noteSlice(slice, 0);
+    p.step({ type: "hello", epoch: 1, nodeId: "B", have: 1, run: "b1" }, 0);
+    expect(p.state).toBe("joining");
+    let executed = 0;
+    let ran = 0;
+    let t = 1;
+    for (; t <= 10_000 && p.state === "joining"; t++) {
+      // one slice a tick each, when the guest may run; the joiner's reconnects (same run) change nothing
+      if (p.mayRun(slice, t)) {
+        p.noteSlice(++slice, t);
+        ran++;
+      }
+      executed = Math.min(slice, executed + 1);
+      p.step({ type: "ack", epoch: 1, have: 1, complete: 0, executed }, t);
+      if (t % 500 === 0) p.step({ type: "hello", epoch: 1, nodeId: "B", have: 1, run: "b1" }, t);
+    }
+    expect(p.state).toBe("protected");
+    // lag 1000 closes at half a slice a tick after the head start: about 2 × (1000 + 200) ticks
+    expect(t).toBeLessThan(2 * (1000 + 200) + 200);
+    expect(ran).toBeGreaterThan(t / 2 - 100); // the guest was slowed, not stopped
+  });
+
+  it("a joiner twice as fast as the guest never holds it", () => {
+    const p = new PrimaryCore({ ...defaultPrimaryConfig, nodeId: "A", lagSlicesMax: 200, lagMsMax: 1e9 }, 1, header);
+    p.append({ kind: "progress", slice: 0, icount: 0 });
+    let slice = 1000;
+    p.noteSlice(slice, 0);
+    p.step({ type: "hello", epoch: 1, nodeId: "B", have: 1 }, 0);
+    let executed = 0;
+    for (let t = 1; p.state === "joining"; t++) {
+      expect(p.mayRun(slice, t)).toBe(true);
+      p.noteSlice(++slice, t);
+      executed = Math.min(slice, executed + 2);
+      p.step({ type: "ack", epoch: 1, have: 1, complete: 0, executed }, t);
+    }
+    expect(p.state).toBe("protected");
+  });
+});

@@ -7,7 +7,8 @@ import { BackupCore, type BackupEffect } from "../../ft/core/backup-core.js";
 import { defaultLogRetention } from "../../ft/core/retained-log.js";
 import { PrimaryCore, type PrimaryConfig } from "../../ft/core/primary-core.js";
 import type { LogHeader } from "../../hypervisor/log-file.js";
-import { SimCluster, simOptionsFromSeed } from "../../ft/testing/sim-cluster.js";
+import { SimCluster } from "../../ft/testing/sim-cluster.js";
+import { simOptionsWithoutFaults } from "../../ft/testing/sim-options.js";
 
 const header = { recordedAt: "test" } as unknown as LogHeader;
 const failureTimeoutMs = 150;
@@ -105,16 +106,7 @@ describe("channel stalls in simulation", () => {
   // only channel stalls, each shorter than the channel timeout (600 ticks) but most longer than the
   // failure timeout (150): with datagrams no failover at all; without them, the same seeds fail over
   const stallsOnly = (seed: number, beats: boolean) => ({
-    ...simOptionsFromSeed(seed),
-    dropRate: 0,
-    duplicateRate: 0,
-    killRate: 0,
-    pauseRate: 0,
-    partitionRate: 0,
-    arbiterOutageRate: 0,
-    consoleDropRate: 0,
-    diskOutageRate: 0,
-    newcomerRate: 0,
+    ...simOptionsWithoutFaults(seed),
     stallRate: 0.003,
     stallMaxTicks: 500,
     beats,

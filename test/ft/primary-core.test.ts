@@ -215,4 +215,20 @@ describe("PrimaryCore, a backup asking to join a protected pair", () => {
     expect(claims(p.step({ type: "hello", epoch: 1, nodeId: "B", have: 3 }, 5))).toEqual([]);
     expect(p.state).toBe("protected");
   });
+
+  it("a hello the backup sent before anything arrived, overtaken by its acks, is not a restart: the same run stays protected (the next epoch was claimed and the pair left unprotected for good)", () => {
+    const p = new PrimaryCore(config, 1, header);
+    for (const s of [1, 2, 3]) p.append(progress(s));
+    p.noteSlice(3, 0);
+    p.step({ type: "hello", epoch: 0, nodeId: "B", have: 0, run: "r1" }, 0);
+    p.step({ type: "ack", epoch: 1, have: 3, complete: 3, executed: 3 }, 1);
+    expect(p.state).toBe("protected");
+    // its second hello (it saw a gap before the first frame arrived) comes in now
+    const effects = p.step({ type: "hello", epoch: 1, nodeId: "B", have: 0, run: "r1" }, 2);
+    expect(claims(effects)).toEqual([]);
+    expect(p.state).toBe("protected");
+    expect(sent(effects, "log")).toEqual([]); // it holds all 3: nothing to send again
+    // the same node id in another run (a restart that kept --node-id) is a restart
+    expect(claims(p.step({ type: "hello", epoch: 1, nodeId: "B", have: 0, run: "r2" }, 3))).toEqual([2]);
+  });
 });

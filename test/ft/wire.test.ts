@@ -27,6 +27,7 @@ describe("wire codec", () => {
       { type: "hello", epoch: 2, nodeId: "c", have: 0, join: true },
       { type: "hello", epoch: 2, nodeId: "c", have: 0, url: "http://10.0.0.2:7102" },
       { type: "hello", epoch: 2, nodeId: "c", have: 0, url: "https://[fd00::2]:7102/" },
+      { type: "hello", epoch: 2, nodeId: "c", have: 7, run: "9f2c01d4a5b6e7f8" },
       { type: "checkpoint", epoch: 2, first: 40, slice: 17, part: 1, parts: 3, data: new Uint8Array([9, 8, 7]), console: 1234, inputs: [["client-a", 7]] },
       { type: "checkpoint", epoch: 2, first: 40, slice: 17, part: 0, parts: 3, data: new Uint8Array([9]), console: 1234, inputs: [], consoleTail: new Uint8Array([65, 66]) },
     ];
