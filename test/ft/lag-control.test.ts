@@ -69,6 +69,26 @@ describe("lag control while a backup joins from a checkpoint", () => {
   });
 });
 
+describe("lag control while a backup that joined from a checkpoint says hello again", () => {
+  it("a reconnect is still a checkpoint joiner: the guest goes on waiting for it at the protection bound (it ran away from it)", () => {
+    const p = new PrimaryCore({ ...defaultPrimaryConfig, nodeId: "A", lagSlicesMax: 200, lagMsMax: 1e9 }, 1, header);
+    p.append({ kind: "progress", slice: 0, icount: 0 });
+    p.step({ type: "hello", epoch: 1, nodeId: "B", have: 0, join: true, run: "b1" }, 0);
+    p.noteSlice(1000, 0);
+    p.checkpointTaken(1);
+    p.checkpointSent();
+    p.noteSlice(1150, 0);
+    p.step({ type: "ack", epoch: 1, have: 1, complete: 0, executed: 1000 }, 1);
+    expect(p.mayRun(1150, 2)).toBe(false); // 150 behind: the guest waits for it
+    // its connection drops and it says hello again, holding the log from the checkpoint on
+    p.step({ type: "hello", epoch: 1, nodeId: "B", have: 1, run: "b1" }, 3);
+    expect(p.state).toBe("joining");
+    expect(p.mayRun(1150, 4)).toBe(false);
+    p.step({ type: "ack", epoch: 1, have: 1, complete: 0, executed: 1100 }, 5);
+    expect(p.state).toBe("protected");
+  });
+});
+
 describe("lag control while a backup replays from power-on", () => {
   it("a joiner that replays no faster than the guest runs catches up: the guest runs at half its pace meanwhile (it stayed joining for ever)", () => {
     const p = new PrimaryCore({ ...defaultPrimaryConfig, nodeId: "A", lagSlicesMax: 200, lagMsMax: 1e9 }, 1, header);
