@@ -87,12 +87,17 @@ export async function demoCommand(options: DemoOptions): Promise<void> {
   const net = await demoNet(options.net);
   const netArgs = ["--net", describeNetSpec(net)];
 
+  // nodes still starting when the demo quits are killed too (one left running would outlive it)
+  const quitting = new AbortController();
+  const starts = new Set<Promise<NodeProcess>>();
   const startNode = async (role: NodeRole, how: { port?: number; connect?: string; join?: boolean } = {}): Promise<DemoNode> => {
     const name = names[started++ % names.length]!; // taken before the await: starts may overlap
     const args = role === "primary" ? ["--image", options.image, ...netArgs] : [...netArgs];
     if (how.connect) args.push("--connect", how.connect);
     if (how.join) args.push("--join");
-    const proc = await NodeProcess.start({ role, name, sharedDir: dir, token, peerToken, args, stderr: logFd, ...(how.port !== undefined ? { port: how.port } : {}) });
+    const start = NodeProcess.start({ role, name, sharedDir: dir, token, peerToken, args, stderr: logFd, signal: quitting.signal, ...(how.port !== undefined ? { port: how.port } : {}) });
+    starts.add(start);
+    const proc = await start.finally(() => starts.delete(start));
     const node: DemoNode = { process: proc, role };
     nodes.push(node);
     const onEvent = (ev: NodeEvent) => {
@@ -124,6 +129,7 @@ export async function demoCommand(options: DemoOptions): Promise<void> {
       say(text, "joined");
       return text;
     } catch (e) {
+      if (quitting.signal.aborted) return "quitting";
       const text = `a new backup could not start: ${(e as Error).message.split("\n")[0]}`;
       say(text, "halted");
       return text;
@@ -272,6 +278,8 @@ export async function demoCommand(options: DemoOptions): Promise<void> {
     process.once("SIGTERM", finish);
   });
   clearInterval(poll);
+  quitting.abort();
+  await Promise.allSettled([...starts]);
   client.close();
   // a browser's connections must not hold the quit: give the web view two seconds to close
   await Promise.race([view.close(), new Promise((r) => setTimeout(r, 2000).unref())]);

@@ -242,9 +242,6 @@ export function buildProgram(): Command {
     .option("--screen", "the terminal shows the live node's VGA text screen (e.g. --image vga), keys go to the guest's keyboard")
     .action(async (o) => {
       await demoCommand({ image: o.image, ...(o.net ? { net: o.net } : {}), webOnly: Boolean(o.web), screen: Boolean(o.screen), ...(o.webPort !== undefined ? { webPort: o.webPort } : {}) });
-      // the demo has stopped every node it started and removed its directory: a handle still open
-      // (a backup being started at the moment of quitting) must not keep the terminal waiting
-      process.exit(0);
     });
 
   program

@@ -46,6 +46,8 @@ export interface NodeProcessOptions {
   stderr?: "capture" | "ignore" | "inherit" | number;
   /** How long `start` waits for the node to listen; default 60 s. */
   startTimeoutMs?: number;
+  /** Aborted while `start` waits: the node is killed and `start` rejects (its caller is quitting). */
+  signal?: AbortSignal;
 }
 
 /** The captured log is cut to its newest bytes beyond this, so that a long run cannot exhaust memory. */
@@ -67,6 +69,9 @@ export class NodeProcess extends EventEmitter {
   /** Spawns a node and resolves once it listens. */
   static async start(options: NodeProcessOptions): Promise<NodeProcess> {
     const node = new NodeProcess(options);
+    const abort = () => node.kill("SIGKILL");
+    if (options.signal?.aborted) abort();
+    options.signal?.addEventListener("abort", abort, { once: true });
     try {
       // a standby listens only once chosen (its "listening" line then sets the port)
       const ready = await node.waitEvent(options.role === "standby" ? "standby" : "listening", options.startTimeoutMs ?? 60_000);
@@ -74,6 +79,8 @@ export class NodeProcess extends EventEmitter {
     } catch (e) {
       node.kill("SIGKILL");
       throw e;
+    } finally {
+      options.signal?.removeEventListener("abort", abort);
     }
     return node;
   }
