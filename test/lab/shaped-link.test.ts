@@ -11,7 +11,7 @@ import { until } from "../../ft/runtime/until.js";
 import { DelayRelay } from "../../ft/testing/delay-relay.js";
 import { LabPair } from "../../ft/testing/lab-pair.js";
 
-const linkSeconds = Number(process.env.LINK_SECONDS ?? 30);
+const linkSeconds = Number(process.env.LINK_SECONDS ?? 20);
 /** Loss (% each way on both hosts) of the no-false-failover stretch; LINK_LOSS=4 makes channel stalls past the failure timeout likely. */
 const linkLoss = Number(process.env.LINK_LOSS ?? 1);
 let pair: LabPair | undefined;
