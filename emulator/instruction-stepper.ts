@@ -319,10 +319,35 @@ export class InstructionStepper {
     cpu.previous_ip[0] = previous;
   }
 
-  /** Plants HLTs at `targets`, runs to the first one reached, and takes them out. */
-  private runTo(targets: number[], isHalt: boolean, waking = false): "stepped" | "halted" | "woken" {
+  /**
+   * Runs v86's main loop freely (no step) with HLTs planted at `targets` (linear; breakpoints in
+   * code that runs at CPL 0): it stops at the first one reached, or where the main loop ends by
+   * itself. Returns whether a trap stopped it and the instructions run (the trap's HLT not counted).
+   */
+  runFree(targets: Iterable<number>): { trapped: boolean; instructions: number } {
     const cpu = this.cpu;
-    const here = this.linearEip;
+    const counterBefore = cpu.instruction_counter[0]!;
+    this.plant(targets);
+    this.trapped = undefined;
+    try {
+      this.probe.run(() => cpu.main_loop());
+    } finally {
+      this.unplant();
+    }
+    const at = this.trapped;
+    const ran = (cpu.instruction_counter[0]! - counterBefore) >>> 0;
+    if (at === undefined) return { trapped: false, instructions: ran };
+    this.trapped = undefined;
+    cpu.flags[0] = cpu.flags[0]! | this.savedIf;
+    cpu.in_hlt[0] = 0;
+    cpu.instruction_pointer[0] = at | 0;
+    cpu.instruction_counter[0] = (cpu.instruction_counter[0]! - 1) >>> 0; // the HLT
+    return { trapped: true, instructions: ran - 1 };
+  }
+
+  /** Writes a HLT at each target (linear) that is mapped, keeping the bytes it replaced. */
+  private plant(targets: Iterable<number>): void {
+    const cpu = this.cpu;
     const ram = ramView(cpu);
     const pages = new Map<number, number>(); // linear page -> physical page (-1: unmapped), for this step
     for (const t of targets) {
@@ -342,6 +367,13 @@ export class InstructionStepper {
       ram[phys] = 0xf4;
       this.armed.add(t);
     }
+  }
+
+  /** Plants HLTs at `targets`, runs to the first one reached, and takes them out. */
+  private runTo(targets: number[], isHalt: boolean, waking = false): "stepped" | "halted" | "woken" {
+    const cpu = this.cpu;
+    const here = this.linearEip;
+    this.plant(targets);
     this.trapped = undefined;
     const counterBefore = cpu.instruction_counter[0]!;
     try {

@@ -67,6 +67,12 @@ export class TapePlayer implements GuestEnvironment {
   private at = { now: 0, epoch: 0, random: 0, randomU32: 0 };
   intercept: () => number | undefined = () => undefined;
   holdNext = false;
+  /**
+   * Past the tape's end, reads repeat its last value instead of throwing: a probe run freely from
+   * inside its slice goes on past the slice's end (v86's main loop counts its budget from where it
+   * was entered), and what it does there is thrown away.
+   */
+  lenient = false;
 
   /** The slice's first time read (v86's main-loop entry), once a tape is loaded. */
   get first(): number | undefined {
@@ -94,6 +100,7 @@ export class TapePlayer implements GuestEnvironment {
     // before a tape is loaded: the machine being built (its state is replaced by the slice's start)
     if (!this.tape) return 0;
     const list = this.tape[kind];
+    if (this.at[kind] >= list.length && this.lenient) return list.at(-1) ?? 0;
     if (this.at[kind] >= list.length) throw new TapeExhaustedError(`the probe read ${kind} more often than the recorded slice did (${list.length} reads)`);
     return list[this.at[kind]++]!;
   }

@@ -286,12 +286,56 @@ export class ReplayDebugger {
     return "begin";
   }
 
-  /** Forward until execution reaches a breakpoint (after at least one instruction), or the end. */
+  /**
+   * Forward until execution reaches a breakpoint (after at least one instruction), or the end. The
+   * probe runs freely with traps at the breakpoints, slice after slice (see SliceProbe.runUntil).
+   */
   async cont(): Promise<Stop> {
-    for (;;) {
-      const s = await this.stepi();
+    if (!this.probe || this.probe.left === 0 || this.breakpoints.has(this.linearEip)) {
+      const s = await this.stepi(); // off the breakpoint here, or into the next slice
       if (s !== "step") return s;
     }
+    for (;;) {
+      const p = this.probe!;
+      const r = this.record!;
+      if (p.left > 0 && p.runUntil(this.breakpoints) === "hit") return "breakpoint";
+      if (!p.spoiled) this.checkEnd(r); // it ran the whole slice as the replay did: compare
+      const next = await this.recordFor(r.slice + 1);
+      if (!next) {
+        // the recording's end: the probe shows it (recordFor may have replayed from the start)
+        if (this.record !== r || p.spoiled) await this.toSliceEnd(r);
+        return "end";
+      }
+      await this.openProbe(next);
+      if (this.breakpoints.has(this.linearEip)) return "breakpoint";
+    }
+  }
+
+  /** The probe on `r`'s slice, run to its end (freely where that lands on it, else step by step). */
+  private async toSliceEnd(r: SliceRecord): Promise<void> {
+    const p = await this.openProbe(r);
+    if (p.runUntil(new Set()) === "end" && !p.spoiled) return this.checkEnd(r);
+    p.reload(r);
+    p.finish();
+    this.checkEnd(r);
+  }
+
+  /**
+   * Walks `r`'s slice from its start through the breakpoint hits before instruction `limit`: with
+   * `stopAt`, stops at that hit (1 the first) and returns it; else counts them all.
+   */
+  private async hitsIn(r: SliceRecord, limit: number, stopAt?: number): Promise<number> {
+    const p = await this.openProbe(r);
+    let hits = 0;
+    while (p.executed < limit && !p.spoiled) {
+      if (this.breakpoints.has(p.stepper.linearEip)) {
+        if (++hits === stopAt) return hits;
+        p.step();
+        continue;
+      }
+      if (p.runUntil(this.breakpoints) === "end") break;
+    }
+    return hits;
   }
 
   /** Backward to the last time execution reached a breakpoint before here, or the start. */
@@ -301,15 +345,9 @@ export class ReplayDebugger {
       // the last hit in this slice before `limit` instructions: stepped once through, forwards
       const r = slice >= 0 ? await this.recordFor(slice) : undefined;
       if (r && limit > 0) {
-        const p = await this.openProbe(r);
-        let hit = -1;
-        if (this.breakpoints.has(p.stepper.linearEip)) hit = 0;
-        for (let n = 1; n < limit && p.left > 0; n++) {
-          p.step();
-          if (this.breakpoints.has(p.stepper.linearEip)) hit = n;
-        }
-        if (hit >= 0) {
-          await this.goto({ slice, instruction: hit });
+        const hits = await this.hitsIn(r, limit);
+        if (hits > 0) {
+          await this.hitsIn(r, limit, hits);
           return "breakpoint";
         }
       }

@@ -25,6 +25,8 @@ export class SliceProbe {
   /** Instructions executed so far in the slice. */
   executed = 0;
   private finished = false;
+  /** It ran on past its slice's end (a free run from inside the slice): it must be reloaded. */
+  spoiled = false;
 
   private constructor(
     readonly machine: V86Machine,
@@ -52,6 +54,7 @@ export class SliceProbe {
     this.player.load(slice.tape);
     this.executed = 0;
     this.finished = false;
+    this.spoiled = false;
   }
 
   /** Instructions left in the slice. */
@@ -62,6 +65,7 @@ export class SliceProbe {
   /** One instruction; false when the slice has none left. */
   step(): boolean {
     if (this.left <= 0) return false;
+    if (this.spoiled) throw new Error("SliceProbe.step: the probe ran past its slice: reload it");
     this.player.holdNext = true;
     const r = this.stepper.step();
     this.executed++;
@@ -71,6 +75,40 @@ export class SliceProbe {
       this.finished = true;
     }
     return true;
+  }
+
+  /**
+   * Runs on, not instruction by instruction, until execution reaches one of `breakpoints` (linear
+   * addresses of code that runs at CPL 0; step off one at EIP first, or it stops there at once) or
+   * the slice ends. "hit": stopped before the instruction at a breakpoint, `executed` counts what
+   * ran. "end": none reached in the slice. A run from the slice's start is v86's own main loop, as
+   * the replaying machine ran it: the probe is then at the next boundary. A run from inside the
+   * slice goes on past its end (v86 counts its budget from where its main loop is entered), and so
+   * may one from the start of a slice recorded with v86's JIT (the interpreter ends its blocks
+   * elsewhere): the probe is `spoiled` then.
+   */
+  runUntil(breakpoints: ReadonlySet<number>): "hit" | "end" {
+    if (this.left <= 0) return "end";
+    if (this.spoiled) throw new Error("SliceProbe.runUntil: the probe ran past its slice: reload it");
+    const fromStart = this.executed === 0;
+    this.player.holdNext = true;
+    this.player.lenient = !fromStart;
+    let r: { trapped: boolean; instructions: number };
+    try {
+      r = this.stepper.runFree(breakpoints);
+    } finally {
+      this.player.lenient = false;
+    }
+    if (r.trapped && this.executed + r.instructions < this.slice.instructions) {
+      this.executed += r.instructions;
+      return "hit";
+    }
+    if (fromStart && !r.trapped && r.instructions === this.slice.instructions) {
+      // the slice's end as the replaying machine made it
+      this.executed = this.slice.instructions;
+      this.finished = true;
+    } else this.spoiled = true; // past it (or, in a slice recorded with the JIT, not where it counted its end)
+    return "end";
   }
 
   /** Steps the rest of the slice and makes its end: the probe is then at the next boundary. */
