@@ -362,6 +362,12 @@ export class V86Machine {
     return readRegisters(this.cpu as unknown as CpuViews);
   }
 
+  /** Where the interrupt descriptor table is (linear base, limit in bytes less one). */
+  interruptTable(): { base: number; limit: number } {
+    const cpu = this.cpu as unknown as { idtr_offset: Int32Array; idtr_size: Int32Array };
+    return { base: cpu.idtr_offset[0]! >>> 0, limit: cpu.idtr_size[0]! >>> 0 };
+  }
+
   /** Guest memory at a linear address, by a read-only walk of the guest's page tables; throws ADDRESS_UNMAPPED. */
   readLinear(address: number, length: number): Uint8Array {
     return readLinear(this.cpu as unknown as CpuViews, address, length);

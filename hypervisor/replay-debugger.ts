@@ -47,6 +47,8 @@ interface SliceRecord {
 
 /** Records kept (each holds a copy of the machine's memory). */
 const recordsKept = 3;
+/** Anchors kept (a position and the address of its instruction: see `goto`). */
+const anchorsKept = 100_000;
 
 export class ReplayDebugger {
   private session!: MachineSession;
@@ -63,6 +65,14 @@ export class ReplayDebugger {
   private probe: SliceProbe | undefined;
   private record: SliceRecord | undefined;
   readonly breakpoints = new Set<number>();
+  /**
+   * Positions visited and the linear address of the instruction at each, by slice then instruction:
+   * going back to a position runs freely to the nearest one before it (a trap at its address, counted
+   * to its instruction) and steps from there, instead of stepping from the slice's start (slow, and
+   * impossible through user code).
+   */
+  private anchors = new Map<number, Map<number, number>>();
+  private anchorCount = 0;
   /** Probes opened so far (each is a machine built and restored). */
   probesOpened = 0;
 
@@ -183,8 +193,38 @@ export class ReplayDebugger {
       throw new LockstepError(ErrorCode.pastEnd, `The recording has no slice after boundary ${pos.slice}`, "a position within the recording");
     }
     const p = await this.openProbe(record);
-    for (let i = 0; i < pos.instruction && p.left > 0; i++) p.step();
+    const target = Math.min(pos.instruction, record.instructions);
+    let from: [number, number] | undefined;
+    for (const a of this.anchors.get(pos.slice) ?? []) if (a[0] <= target && a[0] > 0 && (!from || a[0] > from[0])) from = a;
+    if (from && !this.runToAnchor(p, from[0], from[1])) p.reload(record);
+    while (p.executed < target && p.left > 0) p.step();
     if (p.left === 0) await this.nextBoundary();
+    else this.noteAnchor();
+  }
+
+  /** Runs the probe, from its slice's start, freely to its `index`th instruction, known to be at `eip`. */
+  private runToAnchor(p: SliceProbe, index: number, eip: number): boolean {
+    const at = new Set([eip]);
+    while (p.executed < index && !p.spoiled) {
+      if (p.stepper.linearEip === eip) p.step();
+      else if (p.runUntil(at) === "end") return false;
+    }
+    return p.executed === index && p.stepper.linearEip === eip;
+  }
+
+  /** Remembers where the debugger is and the instruction's address there. */
+  private noteAnchor(): void {
+    if (!this.probe || this.probe.left === 0 || this.probe.spoiled) return;
+    const { slice, instruction } = this.position;
+    if (instruction === 0) return;
+    if (this.anchorCount >= anchorsKept) {
+      this.anchors.clear();
+      this.anchorCount = 0;
+    }
+    let m = this.anchors.get(slice);
+    if (!m) this.anchors.set(slice, (m = new Map()));
+    if (!m.has(instruction)) this.anchorCount++;
+    m.set(instruction, this.linearEip);
   }
 
   /**
@@ -239,6 +279,11 @@ export class ReplayDebugger {
     return this.machine().registers();
   }
 
+  /** Where the interrupt descriptor table is now. */
+  interruptTable(): { base: number; limit: number } {
+    return this.machine().interruptTable();
+  }
+
   /** Guest memory at a linear address (read-only page walk); throws ADDRESS_UNMAPPED. */
   readMemory(address: number, length: number): Uint8Array {
     return this.machine().readLinear(address, length);
@@ -264,6 +309,7 @@ export class ReplayDebugger {
     }
     this.probe.step();
     if (this.probe.left === 0) await this.nextBoundary();
+    this.noteAnchor();
     return this.breakpoints.has(this.linearEip) ? "breakpoint" : "step";
   }
 
@@ -298,7 +344,10 @@ export class ReplayDebugger {
     for (;;) {
       const p = this.probe!;
       const r = this.record!;
-      if (p.left > 0 && p.runUntil(this.breakpoints) === "hit") return "breakpoint";
+      if (p.left > 0 && p.runUntil(this.breakpoints) === "hit") {
+        this.noteAnchor();
+        return "breakpoint";
+      }
       if (!p.spoiled) this.checkEnd(r); // it ran the whole slice as the replay did: compare
       const next = await this.recordFor(r.slice + 1);
       if (!next) {
@@ -329,7 +378,10 @@ export class ReplayDebugger {
     let hits = 0;
     while (p.executed < limit && !p.spoiled) {
       if (this.breakpoints.has(p.stepper.linearEip)) {
-        if (++hits === stopAt) return hits;
+        if (++hits === stopAt) {
+          this.noteAnchor();
+          return hits;
+        }
         p.step();
         continue;
       }
