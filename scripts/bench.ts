@@ -11,6 +11,8 @@
  *     failover time over BENCH_KILLS kills (scripts/bench-ft.ts).
  *  5. The network under FT (scripts/bench-net.ts), and two hosts in network namespaces with etcd and
  *     NBD at 0, 1 and 10 ms one-way delay (scripts/bench-hosts.ts, BENCH_HOST_KILLS).
+ *  6. The time-travel debugger on linux: stepi, reverse-stepi, continue, reverse-continue latency
+ *     (scripts/bench-debug.ts).
  *
  * Environment: BENCH_RUNS (default 3), BENCH_KILLS (default 20), BENCH_PIN=1 (each FT node on a core of
  * its own, see scripts/bench-ft.ts).
@@ -26,6 +28,7 @@ import { until } from "../ft/runtime/until.js";
 import { encodeFrame } from "../hypervisor/log-file.js";
 import { defaultClockParams } from "../hypervisor/machine-session.js";
 import { RecordingMachine } from "../hypervisor/machine-thread/recording-machine.js";
+import { debugBenchmarks } from "./bench-debug.js";
 import { ftBenchmarks } from "./bench-ft.js";
 import { hostsBenchmarks } from "./bench-hosts.js";
 import { netBenchmarks } from "./bench-net.js";
@@ -134,6 +137,7 @@ try {
   const ft = await ftBenchmarks(Number(process.env.BENCH_KILLS ?? 20));
   const net = await netBenchmarks();
   const hosts = await hostsBenchmarks(Number(process.env.BENCH_HOST_KILLS ?? 5));
+  const debug = await debugBenchmarks();
   const lines = [
     `Measured ${date} on ${machine}; median of ${runs} runs, each in a fresh process.`,
     "",
@@ -154,6 +158,8 @@ try {
     ...net,
     "",
     ...hosts,
+    "",
+    ...debug,
   ];
   process.stdout.write(lines.join("\n") + "\n");
 } finally {

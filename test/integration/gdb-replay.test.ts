@@ -15,9 +15,9 @@ import { debugAt } from "../../ft/cli/debug-command.js";
 import type { LogEntry } from "../../hypervisor/event-log/log-entry.js";
 import { buildHeader, diskInfoOf } from "../../hypervisor/log-header.js";
 import { until } from "../../ft/runtime/until.js";
-import { decode } from "../../emulator/x86-decode.js";
 import { LogReader } from "../../hypervisor/log-file.js";
 import { ReplayDebugger } from "../../hypervisor/replay-debugger.js";
+import { linuxPageFaultHandler } from "../../scripts/linux-page-fault.js";
 import { cliPath, runCli } from "../support/cli.js";
 import { GuestDriver } from "../support/guest-driver.js";
 import { writeRecording } from "../support/record-replay.js";
@@ -104,21 +104,11 @@ describe("gdb on a replay", () => {
     expect(rec.status, rec.stderr).toBe(0);
     const slices = lastSlice(file);
     const at = slices - 60; // while the command runs
-    // The kernel keeps no symbols (tinyconfig): the page-fault gate of the IDT leads to its entry
-    // stub, which pushes the C handler's address (Linux 6.1, i386: `pushl $exc_page_fault`)
     const d = await ReplayDebugger.open({ file });
     let handler: number | undefined;
     try {
       await d.goto({ slice: at, instruction: 0 });
-      const idt = d.interruptTable();
-      const gate = d.readMemory(idt.base + 14 * 8, 8);
-      let pc = (gate[0]! | (gate[1]! << 8) | (gate[6]! << 16) | (gate[7]! << 24)) >>> 0;
-      for (let i = 0; i < 6 && handler === undefined; i++) {
-        const bytes = d.readMemory(pc, 16);
-        const ins = decode((k) => bytes[k]!, true, pc);
-        if (ins.opcode === 0x68) handler = Buffer.from(bytes).readUInt32LE(ins.length - 4);
-        pc += ins.length;
-      }
+      handler = linuxPageFaultHandler(d);
     } finally {
       d.close();
     }
