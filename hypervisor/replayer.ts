@@ -164,6 +164,11 @@ export class Replayer {
     this.lookahead = null;
   }
 
+  /** An entry was read from the log and not applied yet (the first one of a later boundary). */
+  get holdsEntry(): boolean {
+    return this.lookahead !== null;
+  }
+
   /** Digests verified so far. */
   get digestsVerified(): number {
     return this.digestsChecked;

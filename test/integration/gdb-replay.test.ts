@@ -94,15 +94,7 @@ describe("gdb on a replay", () => {
   }, 300_000);
 
   it("linux: breaks on a kernel function (exc_page_fault, found through the IDT), reverse-continues to its previous call, steps back and forth through it", async () => {
-    // the shell runs a command: user processes take page faults, each entering the kernel's handler
-    const dir = mkdtempSync(join(tmpdir(), "lockstep-gdb-linux-"));
-    dirs.push(dir);
-    const script = join(dir, "session.script");
-    writeFileSync(script, ['wait "lockstep:/root# "', 'sendline "ls /proc/self"', 'wait "lockstep:/root# "', ""].join("\n"));
-    const file = join(dir, "linux.lslog");
-    const rec = runCli(["record", "--image", "linux", "--no-jit", "--input", script, "--out", file], { timeoutMs: 120_000 });
-    expect(rec.status, rec.stderr).toBe(0);
-    const slices = lastSlice(file);
+    const { file, slices } = await linuxRecording();
     const at = slices - 60; // while the command runs
     const d = await ReplayDebugger.open({ file });
     let handler: number | undefined;
@@ -142,7 +134,46 @@ describe("gdb on a replay", () => {
     expect(stepped).not.toEqual(first);
     expect(back).toEqual(first);
   }, 300_000);
+
+  it("linux: going back past the kept slices restores an in-memory checkpoint, and lands where a replay from power-on does", async () => {
+    const { file } = await linuxRecording();
+    const d = await ReplayDebugger.open({ file, checkpointEverySlices: 300 });
+    const seen = (x: ReplayDebugger) => ({ registers: x.registers(), digest: x.digest() });
+    let back: ReturnType<typeof seen>;
+    try {
+      await d.goto({ slice: 1000, instruction: 0 });
+      expect(d.checkpointSlices).toEqual([300, 600, 900]);
+      await d.goto({ slice: 700, instruction: 5 });
+      back = seen(d);
+    } finally {
+      d.close();
+    }
+    const fresh = await ReplayDebugger.open({ file, checkpointEverySlices: 0 });
+    try {
+      await fresh.goto({ slice: 700, instruction: 5 });
+      expect(fresh.checkpointSlices).toEqual([]);
+      expect(back).toEqual(seen(fresh));
+    } finally {
+      fresh.close();
+    }
+  }, 300_000);
 });
+
+let recording: Promise<{ file: string; slices: number }> | undefined;
+/** A linux session recorded without the JIT, the shell running a command (user processes take page faults, each entering the kernel's handler); made once. */
+function linuxRecording(): Promise<{ file: string; slices: number }> {
+  recording ??= (async () => {
+    const dir = mkdtempSync(join(tmpdir(), "lockstep-gdb-linux-"));
+    dirs.push(dir);
+    const script = join(dir, "session.script");
+    writeFileSync(script, ['wait "lockstep:/root# "', 'sendline "ls /proc/self"', 'wait "lockstep:/root# "', ""].join("\n"));
+    const file = join(dir, "linux.lslog");
+    const rec = runCli(["record", "--image", "linux", "--no-jit", "--input", script, "--out", file], { timeoutMs: 120_000 });
+    expect(rec.status, rec.stderr).toBe(0);
+    return { file, slices: lastSlice(file) };
+  })();
+  return recording;
+}
 
 /** The last slice a recording reaches. */
 function lastSlice(file: string): number {
