@@ -82,13 +82,122 @@ export class InstructionStepper {
   private savedIf = 0;
   /** Instructions stepped since the stepper was made. */
   steps = 0;
+  /**
+   * The instruction counter where v86's current main-loop round began. A round runs until its
+   * budget (LOOP_COUNTER instructions, counted from where the round's first block began, checked
+   * where blocks end) or a HLT; then the main loop runs the timers and interrupts and, while its
+   * time allows, starts another round. Each entry of the main loop here would count its budget
+   * afresh, so a run that continues a round starts on a HLT planted at EIP with interrupts masked:
+   * v86 reports the halt, and there (its budget's start read already) the stepper takes the HLT
+   * out, unmasks, and raises the counter by what the round had run. The round's end (timers,
+   * interrupts, a read of the time) then comes at the instruction where the replaying machine's did.
+   */
+  private roundStart = 0;
+  /** While the main loop runs: what the counter was raised by. */
+  private counterOffset = 0;
+  /** A run continuing a round: the HLT planted at its first instruction (linear, physical, the byte it replaced). */
+  private resume: { at: number; phys: number; byte: number; offset: number; interrupts: number } | undefined;
+  /** A HLT ran the timers and nothing has woken the CPU since: the next timer run is the round's end. */
+  private haltPending = false;
+  /** A round ended during this run of the main loop. */
+  private roundEnded = false;
+  /** Where rounds ended by their budget (counter values), since `startRound`. */
+  readonly budgetEnds: number[] = [];
 
   constructor(private readonly probe: ProbeAccess) {
-    probe.onHalt(() => this.check());
+    probe.onHalt(() => this.resumed() || this.check());
     // v86's time import calls this through the CPU object: while trapped, the timers stay still
     const cpu = probe.cpu;
     const timers = cpu.run_hardware_timers.bind(cpu);
-    cpu.run_hardware_timers = (acpi, now) => (this.trapped !== undefined ? 0 : timers(acpi, now));
+    cpu.run_hardware_timers = (acpi, now) => {
+      if (this.trapped !== undefined) return 0;
+      this.noteTimers();
+      return timers(acpi, now);
+    };
+    const stopIdling = (cpu as unknown as { stop_idling(): void }).stop_idling.bind(cpu);
+    (cpu as unknown as { stop_idling(): void }).stop_idling = () => {
+      this.haltPending = false; // an interrupt woke the CPU inside the round
+      stopIdling();
+    };
+  }
+
+  /** The probe is at a slice's start: a round begins here. */
+  startRound(): void {
+    this.roundStart = this.cpu.instruction_counter[0]!;
+    this.haltPending = false;
+    this.budgetEnds.length = 0;
+  }
+
+  /**
+   * A round the replaying machine ended by its budget here (a step cannot: each step's main loop
+   * counts afresh, and its blocks end elsewhere): the round's end as v86's main loop makes it.
+   */
+  endRound(nowMs: () => number): void {
+    this.finishSlice(nowMs);
+    this.roundStart = this.cpu.instruction_counter[0]!;
+  }
+
+  /**
+   * v86 runs its timers (not for a planted HLT): at a round's end, or in a HLT the guest executed.
+   * A running CPU's round ended by its budget; a HLT runs them itself, and unless an interrupt woke
+   * the CPU (v86 then calls stop_idling) the round ends right after and runs them again.
+   */
+  private noteTimers(): void {
+    const cpu = this.cpu;
+    if (cpu.in_hlt[0] === 1 && !this.haltPending) {
+      this.haltPending = true;
+      return;
+    }
+    this.roundStart = (cpu.instruction_counter[0]! - this.counterOffset) >>> 0;
+    if (cpu.in_hlt[0] === 0) this.budgetEnds.push(this.roundStart);
+    this.roundEnded = true;
+    this.haltPending = false;
+  }
+
+  /** Runs v86's main loop as a continuation of the current round (see roundStart). */
+  private mainLoop(continueRound: boolean): void {
+    const cpu = this.cpu;
+    const offset = (cpu.instruction_counter[0]! - this.roundStart) >>> 0;
+    this.counterOffset = 0;
+    this.roundEnded = false;
+    if (continueRound && offset > 0 && cpu.in_hlt[0] === 0) {
+      if (cpu.cpl[0] !== 0) throw new StepError("user-mode", "the probe would go on from user mode (CPL 3) inside a slice, where it cannot keep v86's round");
+      const at = this.linearEip;
+      const phys = translate(cpu, at);
+      const ram = ramView(cpu);
+      this.resume = { at, phys, byte: ram[phys]!, offset, interrupts: cpu.flags[0]! & FLAG_IF };
+      ram[phys] = 0xf4;
+      cpu.flags[0] = cpu.flags[0]! & ~FLAG_IF; // so that the HLT reports a halt and runs no timers
+    }
+    try {
+      this.probe.run(() => cpu.main_loop());
+    } finally {
+      const r = this.resume;
+      if (r) {
+        // never reached (the run stopped before its first instruction): as it was
+        ramView(cpu)[r.phys] = r.byte;
+        cpu.flags[0] = cpu.flags[0]! | r.interrupts;
+        this.resume = undefined;
+      }
+      cpu.instruction_counter[0] = (cpu.instruction_counter[0]! - this.counterOffset) >>> 0;
+      this.counterOffset = 0;
+    }
+  }
+
+  /** The halt of a run's first HLT (see roundStart): the instruction it stood for runs next, in the round. */
+  private resumed(): boolean {
+    const r = this.resume;
+    const cpu = this.cpu;
+    if (!r || cpu.in_hlt[0] !== 1 || ((cpu.instruction_pointer[0]! - 1) >>> 0) !== r.at) return false;
+    this.resume = undefined;
+    ramView(cpu)[r.phys] = r.byte;
+    cpu.flags[0] = cpu.flags[0]! | r.interrupts;
+    cpu.in_hlt[0] = 0;
+    cpu.instruction_pointer[0] = r.at | 0;
+    // the HLT is counted when its block ends: it stands for nothing
+    cpu.instruction_counter[0] = (cpu.instruction_counter[0]! + r.offset - 1) >>> 0;
+    this.counterOffset = r.offset;
+    return true;
   }
 
   /**
@@ -112,6 +221,11 @@ export class InstructionStepper {
     return this.probe.cpu;
   }
 
+  /** v86's instruction counter now. */
+  get counter(): number {
+    return this.cpu.instruction_counter[0]!;
+  }
+
   /** Linear EIP now. */
   get linearEip(): number {
     return this.cpu.instruction_pointer[0]! >>> 0;
@@ -133,7 +247,7 @@ export class InstructionStepper {
    * Executes exactly one instruction. Returns "halted" when it was a HLT that left the machine
    * halted (the slice ends there), else "stepped".
    */
-  step(): "stepped" | "halted" {
+  step(): "stepped" | "halted" | "ended" {
     const cpu = this.cpu;
     if (cpu.in_hlt[0] === 1) this.wake();
     if (cpu.cpl[0] !== 0) throw new StepError("user-mode", "the machine is in user mode (CPL 3): it can be inspected here, not stepped");
@@ -330,7 +444,7 @@ export class InstructionStepper {
     this.plant(targets);
     this.trapped = undefined;
     try {
-      this.probe.run(() => cpu.main_loop());
+      this.mainLoop(true);
     } finally {
       this.unplant();
     }
@@ -370,20 +484,25 @@ export class InstructionStepper {
   }
 
   /** Plants HLTs at `targets`, runs to the first one reached, and takes them out. */
-  private runTo(targets: number[], isHalt: boolean, waking = false): "stepped" | "halted" | "woken" {
+  private runTo(targets: number[], isHalt: boolean, waking = false): "stepped" | "halted" | "woken" | "ended" {
     const cpu = this.cpu;
     const here = this.linearEip;
     this.plant(targets);
     this.trapped = undefined;
     const counterBefore = cpu.instruction_counter[0]!;
     try {
-      this.probe.run(() => cpu.main_loop());
+      this.mainLoop(false);
     } finally {
       this.unplant();
     }
     const at = this.trapped;
     if (at === undefined) {
       if (waking) return "halted"; // no interrupt came: still halted
+      // the instruction ended the round's budget and the main loop's time: the slice's end, made by v86
+      if (this.roundEnded && cpu.in_hlt[0] === 0 && ((cpu.instruction_counter[0]! - counterBefore) >>> 0) === 1) {
+        this.steps++;
+        return "ended";
+      }
       // main_loop came back without reaching a trap: a HLT that stays halted ends the slice there
       if (isHalt && cpu.in_hlt[0] === 1) {
         this.steps++;

@@ -91,6 +91,8 @@ export class ReplayDebugger {
   private anchorCount = 0;
   /** Probes opened so far (each is a machine built and restored). */
   probesOpened = 0;
+  /** Slices a probe ran to their end and found as the replay left them (see checkEnd). */
+  endsChecked = 0;
 
   private constructor(
     readonly file: string,
@@ -319,7 +321,10 @@ export class ReplayDebugger {
    */
   private checkEnd(r: SliceRecord): void {
     const m = this.probe!.machine;
-    if (m.digest({ ignorePreviousIp: true }) === r.end.digest) return;
+    if (m.digest({ ignorePreviousIp: true }) === r.end.digest) {
+      this.endsChecked++;
+      return;
+    }
     const jit = this.header.jit !== false;
     throw new LockstepError(
       ErrorCode.debugUnsupported,

@@ -45,13 +45,38 @@ export class SliceProbe {
     return probe;
   }
 
+  /**
+   * Where the slice's rounds ended by their budget (instructions into the slice; see
+   * InstructionStepper.roundStart), learnt once per slice from a run of the whole slice: a step
+   * cannot end a round itself, so stepping makes those ends where they were.
+   */
+  private static rounds = new WeakMap<ProbeSlice, number[]>();
+
   /** Starts over on `slice` (this one again, or another), on the same machine. */
   reload(slice: ProbeSlice): void {
+    this.restore(slice);
+    if (SliceProbe.rounds.has(slice)) return;
+    if (slice.instructions === 0) return void SliceProbe.rounds.set(slice, []);
+    // the rounds of the slice, from a run of it whole (v86's own main loop, as the replay ran it)
+    const start = this.stepper.counter;
+    this.player.holdNext = true;
+    this.player.lenient = true;
+    try {
+      this.stepper.runFree([]);
+    } finally {
+      this.player.lenient = false;
+    }
+    SliceProbe.rounds.set(slice, this.stepper.budgetEnds.map((c) => (c - start) >>> 0).filter((n) => n < slice.instructions));
+    this.restore(slice);
+  }
+
+  private restore(slice: ProbeSlice): void {
     this.slice = slice;
     this.player.unload(); // restoring reads time too: as when a probe is built (it is all replaced)
     this.machine.restoreCheckpoint(slice.start, { probe: true });
     this.machine.clearJit(); // what the checkpoint's machine had compiled is not this one's
     this.player.load(slice.tape);
+    this.stepper.startRound();
     this.executed = 0;
     this.finished = false;
     this.spoiled = false;
@@ -66,12 +91,14 @@ export class SliceProbe {
   step(): boolean {
     if (this.left <= 0) return false;
     if (this.spoiled) throw new Error("SliceProbe.step: the probe ran past its slice: reload it");
+    const ends = SliceProbe.rounds.get(this.slice) ?? [];
     this.player.holdNext = true;
     const r = this.stepper.step();
     this.executed++;
-    if (r === "halted") {
-      // a HLT that stayed halted: v86's main loop made the slice's end itself
-      if (this.left !== 0) throw new Error(`the slice halted ${this.left} instructions before its recorded end`);
+    if (r === "stepped" && ends.includes(this.executed)) this.stepper.endRound(() => this.player.nowMs());
+    if (r === "halted" || r === "ended") {
+      // a HLT that stayed halted, or the main loop's last round ended: v86 made the slice's end itself
+      if (this.left !== 0) throw new Error(`the slice ${r === "halted" ? "halted" : "ended"} ${this.left} instructions before its recorded end`);
       this.finished = true;
     }
     return true;
@@ -81,18 +108,16 @@ export class SliceProbe {
    * Runs on, not instruction by instruction, until execution reaches one of `breakpoints` (linear
    * addresses of code that runs at CPL 0; step off one at EIP first, or it stops there at once) or
    * the slice ends. "hit": stopped before the instruction at a breakpoint, `executed` counts what
-   * ran. "end": none reached in the slice. A run from the slice's start is v86's own main loop, as
-   * the replaying machine ran it: the probe is then at the next boundary. A run from inside the
-   * slice goes on past its end (v86 counts its budget from where its main loop is entered), and so
-   * may one from the start of a slice recorded with v86's JIT (the interpreter ends its blocks
-   * elsewhere): the probe is `spoiled` then.
+   * ran. "end": none reached in the slice: v86's main loop made the slice's end itself (its rounds
+   * continued from where the probe was, see InstructionStepper), and the probe is at the next
+   * boundary; or, in a slice recorded with v86's JIT (whose blocks, and so rounds, end elsewhere
+   * than the interpreter's), it ended elsewhere: the probe is `spoiled` then, to be reloaded.
    */
   runUntil(breakpoints: ReadonlySet<number>): "hit" | "end" {
     if (this.left <= 0) return "end";
     if (this.spoiled) throw new Error("SliceProbe.runUntil: the probe ran past its slice: reload it");
-    const fromStart = this.executed === 0;
     this.player.holdNext = true;
-    this.player.lenient = !fromStart;
+    this.player.lenient = true; // (a run that left the recorded path must not throw out of v86)
     let r: { trapped: boolean; instructions: number };
     try {
       r = this.stepper.runFree(breakpoints);
@@ -103,11 +128,11 @@ export class SliceProbe {
       this.executed += r.instructions;
       return "hit";
     }
-    if (fromStart && !r.trapped && r.instructions === this.slice.instructions) {
-      // the slice's end as the replaying machine made it
+    if (!r.trapped && this.executed + r.instructions === this.slice.instructions) {
+      // v86's main loop made the slice's end itself, where the replaying machine's did
       this.executed = this.slice.instructions;
       this.finished = true;
-    } else this.spoiled = true; // past it (or, in a slice recorded with the JIT, not where it counted its end)
+    } else this.spoiled = true; // not where the replay ended it (a slice recorded with v86's JIT)
     return "end";
   }
 

@@ -135,6 +135,30 @@ describe("gdb on a replay", () => {
     expect(back).toEqual(first);
   }, 300_000);
 
+  it("linux: a run from a breakpoint inside a slice of several v86 main-loop rounds ends each slice as the replay did", async () => {
+    const { file, slices } = await linuxRecording();
+    // near the end (each slice continued costs a capture of the replaying machine and two digests)
+    const at = slices - 20;
+    const d = await ReplayDebugger.open({ file });
+    try {
+      await d.goto({ slice: at, instruction: 0 });
+      const handler = linuxPageFaultHandler(d)!;
+      d.breakpoints.add(handler);
+      expect(await d.cont()).toBe("breakpoint");
+      const hit = d.position;
+      expect(hit.instruction).toBeGreaterThan(0);
+      // the clock this late in the recording makes slices of more than one round (each ~100k)
+      await d.stepi();
+      d.breakpoints.clear();
+      const checked = d.endsChecked;
+      expect(await d.cont()).toBe("end");
+      // every slice from the hit's to the last, the first of them continued from inside, ended exactly
+      expect(d.endsChecked - checked).toBe(slices - hit.slice);
+    } finally {
+      d.close();
+    }
+  }, 300_000);
+
   it("linux: going back past the kept slices restores an in-memory checkpoint, and lands where a replay from power-on does", async () => {
     const { file } = await linuxRecording();
     const d = await ReplayDebugger.open({ file, checkpointEverySlices: 300 });
