@@ -161,20 +161,20 @@ describe("gdb on a replay", () => {
 
   it("linux: going back past the kept slices restores an in-memory checkpoint, and lands where a replay from power-on does", async () => {
     const { file } = await linuxRecording();
-    const d = await ReplayDebugger.open({ file, checkpointEverySlices: 300 });
+    const d = await ReplayDebugger.open({ file, checkpointEverySlices: 250 });
     const seen = (x: ReplayDebugger) => ({ registers: x.registers(), digest: x.digest() });
     let back: ReturnType<typeof seen>;
     try {
-      await d.goto({ slice: 1000, instruction: 0 });
-      expect(d.checkpointSlices).toEqual([300, 600, 900]);
-      await d.goto({ slice: 700, instruction: 5 });
+      await d.goto({ slice: 600, instruction: 0 });
+      expect(d.checkpointSlices).toEqual([250, 500]);
+      await d.goto({ slice: 400, instruction: 5 });
       back = seen(d);
     } finally {
       d.close();
     }
     const fresh = await ReplayDebugger.open({ file, checkpointEverySlices: 0 });
     try {
-      await fresh.goto({ slice: 700, instruction: 5 });
+      await fresh.goto({ slice: 400, instruction: 5 });
       expect(fresh.checkpointSlices).toEqual([]);
       expect(back).toEqual(seen(fresh));
     } finally {
