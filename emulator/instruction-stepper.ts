@@ -67,6 +67,8 @@ export class StepError extends Error {
 }
 
 const FLAG_IF = 1 << 9;
+/** v86's LOOP_COUNTER: a main-loop round's instruction budget. */
+export const roundBudget = 100_003;
 const FLAG_VM = 1 << 17;
 const CS = 1;
 const SS = 2;
@@ -219,6 +221,11 @@ export class InstructionStepper {
 
   private get cpu(): StepperCpu {
     return this.probe.cpu;
+  }
+
+  /** Instructions the current main-loop round has run. */
+  get roundRan(): number {
+    return (this.cpu.instruction_counter[0]! - this.roundStart) >>> 0;
   }
 
   /** v86's instruction counter now. */

@@ -233,7 +233,8 @@ export class ReplayDebugger {
     const entries = this.entriesRead - (this.replayer.holdsEntry ? 1 : 0);
     this.checkpoints.push({ slice: at, bytes, entries });
     this.checkpoints.sort((a, b) => a.slice - b.slice);
-    if (this.checkpoints.length > checkpointsKept) this.checkpoints = this.checkpoints.filter((_, i) => i % 2 === 1);
+    // thinned from the newest back (the one just taken stays: it is where the replay is)
+    if (this.checkpoints.length > checkpointsKept) this.checkpoints = this.checkpoints.filter((_, i, all) => (all.length - 1 - i) % 2 === 0);
   }
 
   /** Checkpoints kept in memory now (their boundaries). */
@@ -270,7 +271,7 @@ export class ReplayDebugger {
   /** Runs the probe, from its slice's start, freely to its `index`th instruction, known to be at `eip`. */
   private runToAnchor(p: SliceProbe, index: number, eip: number): boolean {
     const at = new Set([eip]);
-    while (p.executed < index && !p.spoiled) {
+    while (p.executed < index) {
       if (p.stepper.linearEip === eip) p.step();
       else if (p.runUntil(at) === "end") return false;
     }
@@ -279,7 +280,7 @@ export class ReplayDebugger {
 
   /** Remembers where the debugger is and the instruction's address there. */
   private noteAnchor(): void {
-    if (!this.probe || this.probe.left === 0 || this.probe.spoiled) return;
+    if (!this.probe || this.probe.left === 0) return;
     const { slice, instruction } = this.position;
     if (instruction === 0) return;
     if (this.anchorCount >= anchorsKept) {
@@ -417,15 +418,15 @@ export class ReplayDebugger {
     for (;;) {
       const p = this.probe!;
       const r = this.record!;
-      if (p.left > 0 && p.runUntil(this.breakpoints) === "hit") {
+      if (p.runUntil(this.breakpoints) === "hit") {
         this.noteAnchor();
         return "breakpoint";
       }
-      if (!p.spoiled) this.checkEnd(r); // it ran the whole slice as the replay did: compare
+      this.checkEnd(r); // it ran the slice to its end: as the replay did?
       const next = await this.recordFor(r.slice + 1);
       if (!next) {
         // the recording's end: the probe shows it (recordFor may have replayed from the start)
-        if (this.record !== r || p.spoiled) await this.toSliceEnd(r);
+        if (this.record !== r) await this.toSliceEnd(r);
         return "end";
       }
       await this.openProbe(next);
@@ -435,10 +436,7 @@ export class ReplayDebugger {
 
   /** The probe on `r`'s slice, run to its end (freely where that lands on it, else step by step). */
   private async toSliceEnd(r: SliceRecord): Promise<void> {
-    const p = await this.openProbe(r);
-    if (p.runUntil(new Set()) === "end" && !p.spoiled) return this.checkEnd(r);
-    p.reload(r);
-    p.finish();
+    (await this.openProbe(r)).runUntil(new Set());
     this.checkEnd(r);
   }
 
@@ -449,7 +447,7 @@ export class ReplayDebugger {
   private async hitsIn(r: SliceRecord, limit: number, stopAt?: number): Promise<number> {
     const p = await this.openProbe(r);
     let hits = 0;
-    while (p.executed < limit && !p.spoiled) {
+    while (p.executed < limit) {
       if (this.breakpoints.has(p.stepper.linearEip)) {
         if (++hits === stopAt) {
           this.noteAnchor();

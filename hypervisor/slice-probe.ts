@@ -8,7 +8,7 @@
  * the replaying machine's.
  */
 import type { LoadedMachine } from "../emulator/machine-config.js";
-import { InstructionStepper } from "../emulator/instruction-stepper.js";
+import { InstructionStepper, roundBudget } from "../emulator/instruction-stepper.js";
 import { TapePlayer, type TimeTape } from "../emulator/time-tape.js";
 import { V86Machine, type MachineCheckpoint } from "../emulator/v86-machine.js";
 
@@ -25,8 +25,6 @@ export class SliceProbe {
   /** Instructions executed so far in the slice. */
   executed = 0;
   private finished = false;
-  /** It ran on past its slice's end (a free run from inside the slice): it must be reloaded. */
-  spoiled = false;
 
   private constructor(
     readonly machine: V86Machine,
@@ -79,7 +77,6 @@ export class SliceProbe {
     this.stepper.startRound();
     this.executed = 0;
     this.finished = false;
-    this.spoiled = false;
   }
 
   /** Instructions left in the slice. */
@@ -90,7 +87,6 @@ export class SliceProbe {
   /** One instruction; false when the slice has none left. */
   step(): boolean {
     if (this.left <= 0) return false;
-    if (this.spoiled) throw new Error("SliceProbe.step: the probe ran past its slice: reload it");
     const ends = SliceProbe.rounds.get(this.slice) ?? [];
     this.player.holdNext = true;
     const r = this.stepper.step();
@@ -110,12 +106,22 @@ export class SliceProbe {
    * the slice ends. "hit": stopped before the instruction at a breakpoint, `executed` counts what
    * ran. "end": none reached in the slice: v86's main loop made the slice's end itself (its rounds
    * continued from where the probe was, see InstructionStepper), and the probe is at the next
-   * boundary; or, in a slice recorded with v86's JIT (whose blocks, and so rounds, end elsewhere
-   * than the interpreter's), it ended elsewhere: the probe is `spoiled` then, to be reloaded.
+   * boundary. Where a run does not end the slice where the replay did (a slice recorded with v86's
+   * JIT: its blocks, and so its rounds, end elsewhere than the interpreter's), the slice is stepped
+   * instead, from its start: exact as far as stepping is, slower.
    */
   runUntil(breakpoints: ReadonlySet<number>): "hit" | "end" {
-    if (this.left <= 0) return "end";
-    if (this.spoiled) throw new Error("SliceProbe.runUntil: the probe ran past its slice: reload it");
+    // past the round's budget inside its last block (after a step or a hit there): a run would end
+    // the round at once; step to where the replay's ended
+    while (this.left > 0 && this.stepper.roundRan >= roundBudget) {
+      this.step();
+      if (this.left > 0 && breakpoints.has(this.stepper.linearEip)) return "hit";
+    }
+    if (this.left <= 0) {
+      this.finish();
+      return "end";
+    }
+    const from = this.executed;
     this.player.holdNext = true;
     this.player.lenient = true; // (a run that left the recorded path must not throw out of v86)
     let r: { trapped: boolean; instructions: number };
@@ -132,12 +138,31 @@ export class SliceProbe {
       // v86's main loop made the slice's end itself, where the replaying machine's did
       this.executed = this.slice.instructions;
       this.finished = true;
-    } else this.spoiled = true; // not where the replay ended it (a slice recorded with v86's JIT)
+      return "end";
+    }
+    // Not where the replay ended it: a slice recorded with v86's JIT (whose blocks, and so rounds,
+    // end elsewhere than the interpreter's). Step it instead, from its start, as exactly as stepping
+    // follows it (its end is compared).
+    this.reload(this.slice);
+    while (this.executed < from) this.step();
+    while (this.left > 0) {
+      this.step();
+      if (this.left > 0 && breakpoints.has(this.stepper.linearEip)) return "hit";
+    }
+    this.finish();
     return "end";
   }
 
   /** Steps the rest of the slice and makes its end: the probe is then at the next boundary. */
   finish(): void {
+    if (!this.finished && this.slice.instructions === 0) {
+      // a slice that ran nothing (the CPU stayed halted): v86's main loop ran the timers with the
+      // time it read on entry, and returned; so does the probe's
+      this.player.holdNext = true;
+      this.stepper.runFree([]);
+      this.finished = true;
+      return;
+    }
     while (this.step());
     if (!this.finished) {
       this.stepper.finishSlice(() => this.player.nowMs());

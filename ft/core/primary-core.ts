@@ -378,7 +378,10 @@ export class PrimaryCore {
     // lagSlicesMax: a joiner twice as fast as the guest never holds it, a slower one is caught up
     // after replaying at most twice the history (QEMU's auto-converge throttles a migrating guest
     // the same way). Once close, the joiner is held to like any other (below).
+    // (not before it reports executing: a backup still building its machine, or one whose machine
+    // never starts, must not hold the guest)
     if (this.state === "joining" && !p.fromCheckpoint && lag > this.config.lagSlicesMax / 2) {
+      if (p.executed === 0) return true;
       const from = p.replayFrom ?? { slice: currentSlice, executed: p.executed };
       return currentSlice - from.slice < this.config.lagSlicesMax + (p.executed - from.executed) / 2;
     }
@@ -441,6 +444,12 @@ export class PrimaryCore {
         // without a run, 0 means a restart.
         const sameRun = known !== undefined && (message.run !== undefined && known.run !== undefined ? message.run === known.run : message.have > 0);
         const have = message.have > end ? 0 : sameRun ? Math.max(message.have, known.acked) : message.have;
+        // a join hello of the same run after its checkpoint was restored (it reported executing)
+        // is an old one overtaken, not a new ask
+        if (this.state === "protected" && message.join === true && sameRun && message.run !== undefined && known.fromCheckpoint && known.checkpoint === undefined && known.executed > 0) {
+          known.lastHeardMs = nowMs;
+          break;
+        }
         const restarted = known !== undefined && (message.join === true || !sameRun || have < this.log.base);
         if (this.state === "protected" && this.peer && (this.peer.nodeId !== message.nodeId || restarted)) {
           // The protecting backup fell silent (or restarted) and a backup asks to join. The old one

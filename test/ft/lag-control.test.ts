@@ -86,6 +86,12 @@ describe("lag control while a backup that joined from a checkpoint says hello ag
     expect(p.mayRun(1150, 4)).toBe(false);
     p.step({ type: "ack", epoch: 1, have: 1, complete: 0, executed: 1100 }, 5);
     expect(p.state).toBe("protected");
+    // a join hello of the same run, overtaken on the way, is not a restart (no claim of the next epoch)
+    const late = p.step({ type: "hello", epoch: 1, nodeId: "B", have: 0, join: true, run: "b1" }, 6);
+    expect(late.some((e) => e.type === "claim-epoch")).toBe(false);
+    expect(p.state).toBe("protected");
+    // another run under the same node id is a restart
+    expect(p.step({ type: "hello", epoch: 1, nodeId: "B", have: 0, join: true, run: "b2" }, 7).some((e) => e.type === "claim-epoch")).toBe(true);
   });
 });
 
@@ -115,6 +121,19 @@ describe("lag control while a backup replays from power-on", () => {
     // lag 1000 closes at half a slice a tick after the head start: about 2 × (1000 + 200) ticks
     expect(t).toBeLessThan(2 * (1000 + 200) + 200);
     expect(ran).toBeGreaterThan(t / 2 - 100); // the guest was slowed, not stopped
+  });
+
+  it("a joiner that never reports executing (its machine does not start) does not hold the guest", () => {
+    const p = new PrimaryCore({ ...defaultPrimaryConfig, nodeId: "A", lagSlicesMax: 200, lagMsMax: 1e9 }, 1, header);
+    p.append({ kind: "progress", slice: 0, icount: 0 });
+    p.noteSlice(1000, 0);
+    p.step({ type: "hello", epoch: 1, nodeId: "B", have: 1, run: "b1" }, 0);
+    for (let slice = 1001, t = 1; t <= 1000; t++, slice++) {
+      expect(p.mayRun(slice - 1, t)).toBe(true);
+      p.noteSlice(slice, t);
+      p.step({ type: "ack", epoch: 1, have: 1, complete: 0, executed: 0 }, t);
+    }
+    expect(p.state).toBe("joining");
   });
 
   it("a joiner twice as fast as the guest never holds it", () => {

@@ -129,6 +129,6 @@ describe("channel stalls in simulation", () => {
     expect(withBeats.stallsRiddenOut).toBeGreaterThan(10);
     expect(withBeats.failovers).toBe(0);
     const without = run(false);
-    expect(without.failovers).toBeGreaterThan(5);
+    expect(without.failovers).toBeGreaterThan(2); // of about 70 stalls, the ones past the failure timeout with no datagram
   });
 });

@@ -36,6 +36,7 @@ describe("a pair on a shaped link (20 ms round trip, loss)", () => {
     p.lab.loss("a", linkLoss);
     p.lab.loss("b", linkLoss);
     const t0 = performance.now();
+    const atStart = p.durable().at(-1) ?? 0;
     let unprotectedPolls = 0;
     while (performance.now() - t0 < linkSeconds * 1000) {
       await new Promise((r) => setTimeout(r, 500));
@@ -62,7 +63,7 @@ describe("a pair on a shaped link (20 ms round trip, loss)", () => {
     expect(beats(sa).refused + beats(sb).refused).toBe(0);
     expect(sb.role).toBe("backup");
     const before = p.durable().at(-1) ?? 0;
-    expect(before).toBeGreaterThan(linkSeconds * 2); // the guest wrote all along
+    expect(before).toBeGreaterThan(atStart); // the guest went on writing through the lossy stretch (not a rate: a busy host runs it slower)
     p.lab.loss("a", 0.5);
     p.lab.loss("b", 0.5);
     await p.recordsAfter(3, "records at 0.5% loss");
