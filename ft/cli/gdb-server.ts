@@ -74,6 +74,13 @@ export async function answer(d: ReplayDebugger, packet: string): Promise<{ reply
       return { reply: "E14" };
     }
   }
+  if (packet.startsWith("qRcmd,")) {
+    // `monitor where`: the position in the recording (as rr's `when`)
+    const command = Buffer.from(packet.slice(6), "hex").toString().trim();
+    if (command !== "where") return { reply: Buffer.from(`unknown monitor command ${JSON.stringify(command)} (there is: where)\n`).toString("hex") };
+    const p = d.position;
+    return { reply: Buffer.from(`slice ${p.slice} instruction ${p.instruction}\n`).toString("hex") };
+  }
   if (/^[GPMX]/.test(packet)) return { reply: "E01" }; // a recording is not changed
   const bp = /^([Zz])([01]),([0-9a-fA-F]+),/.exec(packet);
   if (bp) {
