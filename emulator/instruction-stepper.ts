@@ -22,7 +22,7 @@
  * far transfers through call gates, task gates and task switches are refused. A probe never goes
  * on with the recorded timeline: its slice ends differently (see time-tape.ts).
  *
- * (About 420 lines, kept whole: working out the next instruction's addresses, planting, the trap
+ * (About 580 lines, kept whole — v86's main-loop rounds included, see `roundStart`: working out the next instruction's addresses, planting, the trap
  * and its undoing are one mechanism whose invariants — what is planted, what the trap left — span
  * all of them.)
  */

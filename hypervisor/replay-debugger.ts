@@ -8,13 +8,17 @@
  * a capture of the machine at the slice's first boundary, fed the time reads the replaying machine
  * made while it ran the slice. So the replaying machine is always one slice ahead of the slice being
  * looked at. A few slices' records (capture, time tape, length) are kept; moving back further
- * replays the recording again from its start (a machine restored from a capture would run its
- * slices with another JIT state than the recording had, so only the log's own start is a safe
- * place to replay from).
+ * restores the nearest in-memory checkpoint of a recording made without the JIT, or replays a JIT
+ * recording from its start (a machine restored from a capture would run its slices with another JIT
+ * state than the recording had).
  *
  * Motion: `stepi` (one instruction; at a slice's end, the slice's end — timers, interrupts — comes
  * with it), `reverseStepi`, `cont` and `reverseCont` to the next or previous time execution reaches
- * a breakpoint address (linear), and the ends of the recording ("end", "begin").
+ * a breakpoint address (linear; the probe runs freely between, see SliceProbe.runUntil), and the
+ * ends of the recording ("end", "begin").
+ *
+ * (Over 400 lines, kept whole: records, checkpoints, anchors and the probe are one position's
+ * state, which every motion reads and moves; split apart they would pass it back and forth.)
  */
 import type { LoadedMachine } from "../emulator/machine-config.js";
 import { loadMachine } from "../emulator/machine-config.js";
